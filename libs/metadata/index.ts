@@ -1,0 +1,11 @@
+export * from './schema.js';
+export * from './database.js';
+export * from './migrate.js';
+export * from './embedded-postgres.js';
+export * as repositories from './repositories.js';
+export * as blobs from './blobs.js';
+export * as manifests from './manifests.js';
+export * as tags from './tags.js';
+export * as uploads from './uploads.js';
+export * as outbox from './outbox.js';
+export type { ManifestLookup } from './manifests.js';

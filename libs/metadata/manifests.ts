@@ -1,0 +1,113 @@
+import type { Executor, NewManifest } from './schema.js';
+
+export interface ManifestContent {
+  id: number;
+  digest: string;
+  media_type: string;
+  size: number;
+}
+
+export interface ManifestWithPayload extends ManifestContent {
+  payload: Buffer;
+}
+
+export type ManifestLookup = { tag: string } | { digest: string };
+
+function lookup(db: Executor, repository: string, ref: ManifestLookup) {
+  const base = db.selectFrom('manifests as m').innerJoin('repositories as r', 'r.id', 'm.repository_id').where('r.name', '=', repository);
+  if ('tag' in ref) {
+    return base.innerJoin('tags as t', 't.manifest_id', 'm.id').where('t.name', '=', ref.tag);
+  }
+  return base.where('m.digest', '=', ref.digest);
+}
+
+export async function findManifest(db: Executor, repository: string, ref: ManifestLookup): Promise<ManifestContent | undefined> {
+  return lookup(db, repository, ref).select(['m.id', 'm.digest', 'm.media_type', 'm.size']).executeTakeFirst();
+}
+
+export async function findManifestWithPayload(db: Executor, repository: string, ref: ManifestLookup): Promise<ManifestWithPayload | undefined> {
+  return lookup(db, repository, ref).select(['m.id', 'm.digest', 'm.media_type', 'm.size', 'm.payload']).executeTakeFirst();
+}
+
+/** Inserts the manifest unless the repository already has these exact bytes; returns its id and whether it is new. */
+export async function insertManifest(db: Executor, manifest: NewManifest): Promise<{ id: number; created: boolean }> {
+  const inserted = await db
+    .insertInto('manifests')
+    .values(manifest)
+    .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  if (inserted) return { id: inserted.id, created: true };
+  const existing = await db
+    .selectFrom('manifests')
+    .select('id')
+    .where('repository_id', '=', manifest.repository_id)
+    .where('digest', '=', manifest.digest)
+    .executeTakeFirstOrThrow();
+  return { id: existing.id, created: false };
+}
+
+export async function insertReferences(
+  db: Executor,
+  manifestId: number,
+  references: Array<{ kind: 'config' | 'layer' | 'manifest'; digest: string }>,
+): Promise<void> {
+  if (references.length === 0) return;
+  await db
+    .insertInto('manifest_references')
+    .values(references.map((r) => ({ manifest_id: manifestId, kind: r.kind, child_digest: r.digest })))
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
+/** Which of `digests` are manifests of the repository; share-locked against a concurrent delete. */
+export async function lockManifestDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
+  if (digests.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('manifests')
+    .select('digest')
+    .where('repository_id', '=', repositoryId)
+    .where('digest', 'in', digests)
+    .forShare()
+    .execute();
+  return new Set(rows.map((r) => r.digest));
+}
+
+/** Deletes the manifest and, by cascade, its tags and references; returns it with the tags it had. */
+export async function deleteManifest(
+  db: Executor,
+  repositoryId: number,
+  digest: string,
+): Promise<(ManifestContent & { tags: string[] }) | undefined> {
+  const row = await db
+    .selectFrom('manifests')
+    .select(['id', 'digest', 'media_type', 'size'])
+    .where('repository_id', '=', repositoryId)
+    .where('digest', '=', digest)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const tags = (await db.selectFrom('tags').select('name').where('manifest_id', '=', row.id).execute()).map((t) => t.name);
+  await db.deleteFrom('manifests').where('id', '=', row.id).execute();
+  return { ...row, tags };
+}
+
+export interface ReferrerRow {
+  digest: string;
+  media_type: string;
+  size: number;
+  artifact_type: string | null;
+  annotations: Record<string, string> | null;
+}
+
+export async function listReferrers(db: Executor, repository: string, subjectDigest: string, artifactType?: string): Promise<ReferrerRow[]> {
+  let query = db
+    .selectFrom('manifests as m')
+    .innerJoin('repositories as r', 'r.id', 'm.repository_id')
+    .select(['m.digest', 'm.media_type', 'm.size', 'm.artifact_type', 'm.annotations'])
+    .where('r.name', '=', repository)
+    .where('m.subject_digest', '=', subjectDigest)
+    .orderBy('m.id');
+  if (artifactType !== undefined) query = query.where('m.artifact_type', '=', artifactType);
+  return query.execute();
+}

@@ -1,0 +1,35 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sql, type Kysely } from 'kysely';
+import type { Schema } from './schema.js';
+
+export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../migrations');
+
+// Any fixed number: every node that migrates takes the same advisory lock, so only one applies a step.
+const MIGRATION_LOCK = 7_265_481_001;
+
+/** Applies the numbered SQL files in migrations/ that this database has not seen; returns their names. */
+export async function migrate(db: Kysely<Schema>, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const files = (await readdir(dir)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
+  return db.connection().execute(async (conn) => {
+    await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
+    try {
+      await sql`create table if not exists wharf_migrations (name text primary key, applied_at timestamptz not null default now())`.execute(conn);
+      const done = new Set((await sql<{ name: string }>`select name from wharf_migrations`.execute(conn)).rows.map((r) => r.name));
+      const applied: string[] = [];
+      for (const file of files) {
+        if (done.has(file)) continue;
+        const text = await readFile(join(dir, file), 'utf8');
+        await conn.transaction().execute(async (trx) => {
+          await sql.raw(text).execute(trx);
+          await sql`insert into wharf_migrations (name) values (${file})`.execute(trx);
+        });
+        applied.push(file);
+      }
+      return applied;
+    } finally {
+      await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
+    }
+  });
+}

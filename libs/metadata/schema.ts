@@ -1,0 +1,97 @@
+import type { ColumnType, Generated, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export interface RepositoriesTable {
+  id: Generated<number>;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface BlobsTable {
+  digest: string;
+  size: number;
+  storage_key: string;
+  created_at: Timestamp;
+}
+
+export interface RepositoryBlobsTable {
+  repository_id: number;
+  digest: string;
+  created_at: Timestamp;
+}
+
+export interface ManifestsTable {
+  id: Generated<number>;
+  repository_id: number;
+  digest: string;
+  media_type: string;
+  artifact_type: string | null;
+  size: number;
+  payload: Buffer;
+  config_digest: string | null;
+  subject_digest: string | null;
+  annotations: ColumnType<Record<string, string> | null, string | null, string | null>;
+  created_at: Timestamp;
+}
+
+export interface ManifestReferencesTable {
+  manifest_id: number;
+  child_digest: string;
+  kind: 'config' | 'layer' | 'manifest';
+}
+
+export interface TagsTable {
+  repository_id: number;
+  name: string;
+  manifest_id: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TagHistoryTable {
+  id: Generated<number>;
+  repository_id: number;
+  tag: string;
+  digest: string;
+  created_at: Timestamp;
+}
+
+export interface UploadsTable {
+  id: string;
+  repository: string;
+  byte_offset: ColumnType<number, number | undefined, number>;
+  hash_state: Buffer | null;
+  storage_key: string;
+  storage_state: ColumnType<Record<string, unknown>, string | undefined, string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface OutboxTable {
+  id: Generated<number>;
+  event_id: string;
+  subject: string;
+  payload: ColumnType<unknown, string, string>;
+  created_at: Timestamp;
+  published_at: Timestamp | null;
+}
+
+export interface Schema {
+  repositories: RepositoriesTable;
+  blobs: BlobsTable;
+  repository_blobs: RepositoryBlobsTable;
+  manifests: ManifestsTable;
+  manifest_references: ManifestReferencesTable;
+  tags: TagsTable;
+  tag_history: TagHistoryTable;
+  uploads: UploadsTable;
+  outbox: OutboxTable;
+}
+
+/** Either the database or a transaction on it: every store function takes one. */
+export type Executor = Kysely<Schema> | Transaction<Schema>;
+
+export type ManifestRow = Selectable<ManifestsTable>;
+export type UploadRow = Selectable<UploadsTable>;
+export type NewManifest = Insertable<ManifestsTable>;

@@ -1,0 +1,53 @@
+import type { Executor, UploadRow } from './schema.js';
+
+export interface NewUpload {
+  id: string;
+  repository: string;
+  storage_key: string;
+  storage_state: Record<string, unknown>;
+  hash_state: Buffer | null;
+}
+
+export async function createUpload(db: Executor, upload: NewUpload): Promise<void> {
+  await db
+    .insertInto('uploads')
+    .values({ ...upload, storage_state: JSON.stringify(upload.storage_state) })
+    .execute();
+}
+
+export async function findUpload(db: Executor, id: string): Promise<UploadRow | undefined> {
+  return db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+const LOCK_NOT_AVAILABLE = '55P03';
+
+/**
+ * Locks the session row for the rest of the transaction. 'busy' means another request holds it
+ * (two concurrent PATCHes of one session cannot both win).
+ */
+export async function lockUpload(db: Executor, id: string): Promise<UploadRow | 'busy' | undefined> {
+  try {
+    return await db.selectFrom('uploads').selectAll().where('id', '=', id).forUpdate().noWait().executeTakeFirst();
+  } catch (err) {
+    if ((err as { code?: string }).code === LOCK_NOT_AVAILABLE) return 'busy';
+    throw err;
+  }
+}
+
+export async function advanceUpload(
+  db: Executor,
+  id: string,
+  byteOffset: number,
+  hashState: Buffer,
+  storageState: Record<string, unknown>,
+): Promise<void> {
+  await db
+    .updateTable('uploads')
+    .set({ byte_offset: byteOffset, hash_state: hashState, storage_state: JSON.stringify(storageState), updated_at: new Date() })
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function deleteUpload(db: Executor, id: string): Promise<void> {
+  await db.deleteFrom('uploads').where('id', '=', id).execute();
+}

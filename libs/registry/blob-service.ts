@@ -1,0 +1,64 @@
+import { Readable } from 'node:stream';
+import { RegistryError, checkName, parseDigest } from '../oci/index.js';
+import { blobs, manifests, repositories } from '../metadata/index.js';
+import type { ByteRange } from '../storage/index.js';
+import type { RequestContext } from './context.js';
+import type { RegistryDeps } from './deps.js';
+import { blobUrl, publishPull, recordEvents } from './event-log.js';
+import { Subjects } from '../events/index.js';
+
+export interface BlobHandle {
+  digest: string;
+  size: number;
+  /** Streams the blob or an inclusive range of it. */
+  open(range?: ByteRange): Promise<Readable>;
+}
+
+export class BlobService {
+  constructor(private readonly deps: RegistryDeps) {}
+
+  /** The blob as linked in `repository`; BLOB_UNKNOWN otherwise. Manifests are readable here too, as in Distribution. */
+  async find(repository: string, digest: string): Promise<BlobHandle> {
+    checkName(repository);
+    parseDigest(digest);
+    const blob = await blobs.findLinkedBlob(this.deps.db, repository, digest);
+    if (blob) {
+      return { digest, size: blob.size, open: (range) => this.deps.store.read(blob.storage_key, range) };
+    }
+    const manifest = await manifests.findManifestWithPayload(this.deps.db, repository, { digest });
+    if (manifest) {
+      const bytes = manifest.payload;
+      return {
+        digest,
+        size: bytes.length,
+        open: async (range) => Readable.from([range ? bytes.subarray(range.start, range.end + 1) : bytes]),
+      };
+    }
+    throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
+  }
+
+  /** Records a pull event for a GET that is about to stream. */
+  pulled(repository: string, blob: BlobHandle, context: RequestContext): void {
+    publishPull(this.deps, context, 'blob', {
+      mediaType: 'application/octet-stream',
+      size: blob.size,
+      digest: blob.digest,
+      repository,
+      url: blobUrl(context, repository, blob.digest),
+    });
+  }
+
+  /** Unlinks the blob from the repository; its bytes stay until garbage collection finds them unreferenced. */
+  async unlink(repository: string, digest: string, context: RequestContext): Promise<void> {
+    checkName(repository);
+    parseDigest(digest);
+    const repositoryId = await repositories.findRepositoryId(this.deps.db, repository);
+    const unknown = () => new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
+    if (repositoryId === undefined) throw unknown();
+    await this.deps.db.transaction().execute(async (trx) => {
+      if (!(await blobs.unlinkBlob(trx, repositoryId, digest))) throw unknown();
+      await recordEvents(trx, context, [{ subject: Subjects.blobDelete, action: 'delete', target: { digest, repository } }]);
+    });
+    this.deps.outboxWritten();
+  }
+}

@@ -1,0 +1,29 @@
+import type { Kysely } from 'kysely';
+import type { EventBus, EventSource } from '../events/index.js';
+import type { Schema } from '../metadata/index.js';
+import type { BlobStore } from '../storage/index.js';
+
+export interface RegistryOptions {
+  pullEvents: boolean;
+  manifestMaxBytes: number;
+  /** A foreign layer's urls must each match one of these and none of `foreignUrlDeny`. */
+  foreignUrlAllow: RegExp[];
+  foreignUrlDeny: RegExp[];
+  source: EventSource;
+}
+
+export interface RegistryDeps {
+  db: Kysely<Schema>;
+  /** Pool whose connections stay checked out while an upload body streams. */
+  uploadsDb: Kysely<Schema>;
+  store: BlobStore;
+  /** Pull events go straight to the bus; everything else through the outbox. */
+  bus: EventBus;
+  /** Called after a commit that wrote outbox rows, so the relay can publish them now. */
+  outboxWritten: () => void;
+  /** Reports failures that must not fail the request (a best-effort pull event, a redundant object left behind). */
+  warn: (message: string, err: unknown) => void;
+  /** Whether the caller may read a repository; decides automatic cross-repository mounts. */
+  canRead?: (repository: string) => boolean | Promise<boolean>;
+  options: RegistryOptions;
+}

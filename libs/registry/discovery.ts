@@ -1,0 +1,56 @@
+import { manifests, repositories, tags } from '../metadata/index.js';
+import { MediaTypes, RegistryError, checkName, parseDigest, type Descriptor } from '../oci/index.js';
+
+export interface Page<T> {
+  items: T[];
+  /** The last item, when more follow: the `last` of the next page. */
+  next?: string;
+}
+
+export interface ImageIndex {
+  schemaVersion: 2;
+  mediaType: string;
+  manifests: Descriptor[];
+}
+
+function page(items: string[], n: number): Page<string> {
+  if (items.length > n) return { items: items.slice(0, n), next: items[n - 1] };
+  return { items };
+}
+
+/** Content discovery: tags, referrers, and the catalog. */
+export class DiscoveryService {
+  constructor(private readonly db: import('kysely').Kysely<import('../metadata/index.js').Schema>) {}
+
+  async tags(repository: string, n: number, last: string | undefined): Promise<Page<string>> {
+    checkName(repository);
+    const repositoryId = await repositories.findRepositoryId(this.db, repository);
+    if (repositoryId === undefined) {
+      throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { detail: { name: repository } });
+    }
+    if (n === 0) return { items: [] };
+    return page(await tags.listTags(this.db, repositoryId, n + 1, last), n);
+  }
+
+  async referrers(repository: string, digest: string, artifactType: string | undefined): Promise<ImageIndex> {
+    checkName(repository);
+    parseDigest(digest);
+    const rows = await manifests.listReferrers(this.db, repository, digest, artifactType);
+    return {
+      schemaVersion: 2,
+      mediaType: MediaTypes.ociIndex,
+      manifests: rows.map((r) => {
+        const d: Descriptor = { mediaType: r.media_type, digest: r.digest, size: r.size };
+        if (r.artifact_type) d.artifactType = r.artifact_type;
+        if (r.annotations) d.annotations = r.annotations;
+        return d;
+      }),
+    };
+  }
+
+  /** Repositories that hold at least one manifest. */
+  async catalog(n: number, last: string | undefined): Promise<Page<string>> {
+    if (n === 0) return { items: [] };
+    return page(await repositories.listRepositoriesWithContent(this.db, n + 1, last), n);
+  }
+}

@@ -1,0 +1,7 @@
+export * from './registry.js';
+export * from './deps.js';
+export * from './context.js';
+export { uploadRange, type ChunkInfo, type UploadSession } from './upload-service.js';
+export { tooLarge, type StoredManifest, type PutResult } from './manifest-service.js';
+export type { BlobHandle } from './blob-service.js';
+export type { Page, ImageIndex } from './discovery.js';

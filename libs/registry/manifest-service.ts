@@ -1,0 +1,186 @@
+import { Subjects } from '../events/index.js';
+import { blobs, manifests, repositories, tags, type ManifestLookup } from '../metadata/index.js';
+import {
+  RegistryError,
+  checkName,
+  checkTag,
+  digestOf,
+  isDigest,
+  isForeignLayer,
+  parseDigest,
+  parseManifest,
+  type Descriptor,
+  type ParsedManifest,
+} from '../oci/index.js';
+import type { RequestContext } from './context.js';
+import type { RegistryDeps } from './deps.js';
+import { manifestUrl, publishPull, recordEvents } from './event-log.js';
+
+export interface StoredManifest {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** The exact bytes that were pushed; absent for a HEAD. */
+  payload?: Buffer;
+}
+
+export interface PutResult {
+  digest: string;
+  /** The subject's digest, for the OCI-Subject response header. */
+  subject?: string;
+}
+
+/** A reference is a tag or a digest; each is checked against its grammar. */
+export function parseReference(reference: string): ManifestLookup {
+  if (isDigest(reference)) return { digest: parseDigest(reference).digest };
+  return { tag: checkTag(reference) };
+}
+
+function unknownManifest(reference: string): RegistryError {
+  return new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { detail: { reference } });
+}
+
+export class ManifestService {
+  constructor(private readonly deps: RegistryDeps) {}
+
+  async get(repository: string, reference: string, withPayload: boolean, context: RequestContext): Promise<StoredManifest> {
+    checkName(repository);
+    const ref = parseReference(reference);
+    const row = withPayload
+      ? await manifests.findManifestWithPayload(this.deps.db, repository, ref)
+      : await manifests.findManifest(this.deps.db, repository, ref);
+    if (!row) throw unknownManifest(reference);
+    const result: StoredManifest = { digest: row.digest, mediaType: row.media_type, size: row.size };
+    if ('payload' in row) {
+      result.payload = row.payload as Buffer;
+      publishPull(this.deps, context, 'manifest', {
+        mediaType: row.media_type,
+        size: row.size,
+        digest: row.digest,
+        repository,
+        url: manifestUrl(context, repository, row.digest),
+        ...('tag' in ref ? { tag: ref.tag } : {}),
+      });
+    }
+    return result;
+  }
+
+  async put(repository: string, reference: string, payload: Buffer, contentType: string | undefined, context: RequestContext): Promise<PutResult> {
+    checkName(repository);
+    const ref = parseReference(reference);
+    if (payload.length > this.deps.options.manifestMaxBytes) throw tooLarge(this.deps.options.manifestMaxBytes);
+    const manifest = parseManifest(payload, contentType);
+    const digest = digestOf(payload, 'digest' in ref ? parseDigest(ref.digest).algorithm : 'sha256');
+    if ('digest' in ref && ref.digest !== digest) {
+      throw new RegistryError('DIGEST_INVALID', 'manifest digest does not match the reference', { detail: { reference: ref.digest, digest } });
+    }
+    const blobDigests = this.blobsToCheck(manifest);
+    const childDigests = unique(manifest.references.filter((r) => r.kind === 'manifest').map((r) => r.descriptor.digest));
+    const tag = 'tag' in ref ? ref.tag : undefined;
+
+    await this.deps.db.transaction().execute(async (trx) => {
+      const repositoryId = await repositories.ensureRepository(trx, repository);
+      const linked = await blobs.lockLinkedDigests(trx, repositoryId, blobDigests);
+      const missingBlob = blobDigests.find((d) => !linked.has(d));
+      if (missingBlob) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', 'manifest references a blob unknown to this repository', { detail: { digest: missingBlob } });
+      }
+      const present = await manifests.lockManifestDigests(trx, repositoryId, childDigests);
+      const missingChild = childDigests.find((d) => !present.has(d));
+      if (missingChild) {
+        throw new RegistryError('MANIFEST_UNKNOWN', 'index references a manifest unknown to this repository', { detail: { digest: missingChild } });
+      }
+      const { id, created } = await manifests.insertManifest(trx, {
+        repository_id: repositoryId,
+        digest,
+        media_type: manifest.mediaType,
+        artifact_type: manifest.artifactType,
+        size: payload.length,
+        payload,
+        config_digest: manifest.configDigest,
+        subject_digest: manifest.subject?.digest ?? null,
+        annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+      });
+      if (created) {
+        await manifests.insertReferences(trx, id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
+      }
+      if (tag !== undefined) await tags.setTag(trx, repositoryId, tag, id, digest);
+      await recordEvents(trx, context, [
+        {
+          subject: Subjects.manifestPush,
+          action: 'push',
+          target: {
+            mediaType: manifest.mediaType,
+            size: payload.length,
+            digest,
+            repository,
+            url: manifestUrl(context, repository, digest),
+            ...(tag !== undefined ? { tag } : {}),
+            references: manifest.references.map((r) => ({ mediaType: r.descriptor.mediaType, digest: r.descriptor.digest, size: r.descriptor.size })),
+          },
+        },
+      ]);
+    });
+    this.deps.outboxWritten();
+    return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
+  }
+
+  /** By digest: deletes the manifest and every tag on it. By tag: deletes only the tag. */
+  async delete(repository: string, reference: string, context: RequestContext): Promise<void> {
+    checkName(repository);
+    const ref = parseReference(reference);
+    const repositoryId = await repositories.findRepositoryId(this.deps.db, repository);
+    if (repositoryId === undefined) throw unknownManifest(reference);
+    await this.deps.db.transaction().execute(async (trx) => {
+      if ('tag' in ref) {
+        const removed = await tags.deleteTag(trx, repositoryId, ref.tag);
+        if (!removed) throw unknownManifest(reference);
+        await recordEvents(trx, context, [
+          { subject: Subjects.tagDelete, action: 'delete', target: { repository, tag: ref.tag, digest: removed.digest, mediaType: removed.mediaType } },
+        ]);
+        return;
+      }
+      const removed = await manifests.deleteManifest(trx, repositoryId, ref.digest);
+      if (!removed) throw unknownManifest(reference);
+      await recordEvents(trx, context, [
+        { subject: Subjects.manifestDelete, action: 'delete', target: { repository, digest: removed.digest, mediaType: removed.media_type, size: removed.size } },
+        ...removed.tags.map((tag) => ({
+          subject: Subjects.tagDelete,
+          action: 'delete' as const,
+          target: { repository, tag, digest: removed.digest, mediaType: removed.media_type },
+        })),
+      ]);
+    });
+    this.deps.outboxWritten();
+  }
+
+  /** Config and layer digests that must be linked in the repository; foreign layers with allowed URLs are exempt. */
+  private blobsToCheck(manifest: ParsedManifest): string[] {
+    const digests: string[] = [];
+    for (const { kind, descriptor } of manifest.references) {
+      if (kind === 'manifest') continue;
+      if (kind === 'layer' && this.isAllowedForeignLayer(descriptor)) continue;
+      digests.push(descriptor.digest);
+    }
+    return unique(digests);
+  }
+
+  private isAllowedForeignLayer(descriptor: Descriptor): boolean {
+    if (!isForeignLayer(descriptor) || !descriptor.urls || descriptor.urls.length === 0) return false;
+    const { foreignUrlAllow, foreignUrlDeny } = this.deps.options;
+    for (const url of descriptor.urls) {
+      if (!foreignUrlAllow.some((re) => re.test(url)) || foreignUrlDeny.some((re) => re.test(url))) {
+        throw new RegistryError('MANIFEST_INVALID', 'foreign layer URL is not allowed', { detail: { digest: descriptor.digest, url } });
+      }
+    }
+    return true;
+  }
+}
+
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+export function tooLarge(limit: number): RegistryError {
+  return new RegistryError('MANIFEST_INVALID', `manifest is larger than ${limit} bytes`, { status: 413, detail: { limit } });
+}

@@ -1,0 +1,20 @@
+import { BlobService } from './blob-service.js';
+import type { RegistryDeps } from './deps.js';
+import { DiscoveryService } from './discovery.js';
+import { ManifestService } from './manifest-service.js';
+import { UploadService } from './upload-service.js';
+
+/** The domain behind the HTTP API: routes call this, never SQL or storage. */
+export class Registry {
+  readonly blobs: BlobService;
+  readonly uploads: UploadService;
+  readonly manifests: ManifestService;
+  readonly discovery: DiscoveryService;
+
+  constructor(readonly deps: RegistryDeps) {
+    this.blobs = new BlobService(deps);
+    this.uploads = new UploadService(deps);
+    this.manifests = new ManifestService(deps);
+    this.discovery = new DiscoveryService(deps.db);
+  }
+}

@@ -1,0 +1,263 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { Subjects } from '../events/index.js';
+import { blobs, repositories, uploads, type Executor, type UploadRow } from '../metadata/index.js';
+import { RegistryError, checkName, parseDigest, type ParsedDigest } from '../oci/index.js';
+import type { UploadState } from '../storage/index.js';
+import type { RequestContext } from './context.js';
+import type { RegistryDeps } from './deps.js';
+import { blobUrl, recordEvents } from './event-log.js';
+import { BodyAbortedError, BodyTooLongError, HashingCounter, currentDigest, initialHashState, resumeHash, saveHash } from './hash-state.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** What the client said about the body it is sending. */
+export interface ChunkInfo {
+  /** Content-Range, inclusive, when given. */
+  range?: { start: number; end: number };
+  /** Content-Length, when given. */
+  length?: number;
+}
+
+export interface UploadSession {
+  id: string;
+  repository: string;
+  offset: number;
+}
+
+/** The Range header value for a session at `offset` bytes: Distribution's `0-<last byte>`. */
+export function uploadRange(offset: number): string {
+  return `0-${Math.max(offset - 1, 0)}`;
+}
+
+function unknownUpload(id: string): RegistryError {
+  return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { detail: { uuid: id } });
+}
+
+export class UploadService {
+  constructor(private readonly deps: RegistryDeps) {}
+
+  async start(repository: string): Promise<UploadSession> {
+    checkName(repository);
+    const id = randomUUID();
+    const key = `${id.slice(0, 2)}/${id}`;
+    const storageState = await this.deps.store.beginUpload(key);
+    await uploads.createUpload(this.deps.db, {
+      id,
+      repository,
+      storage_key: key,
+      storage_state: storageState,
+      hash_state: await initialHashState(),
+    });
+    return { id, repository, offset: 0 };
+  }
+
+  async status(repository: string, id: string): Promise<UploadSession> {
+    checkName(repository);
+    const row = UUID.test(id) ? await uploads.findUpload(this.deps.db, id) : undefined;
+    if (!row || row.repository !== repository) throw unknownUpload(id);
+    return { id, repository, offset: row.byte_offset };
+  }
+
+  /** Appends one chunk (PATCH); resolves with the new offset. */
+  async append(repository: string, id: string, body: Readable, chunk: ChunkInfo): Promise<UploadSession> {
+    checkName(repository);
+    return this.deps.uploadsDb.transaction().execute(async (trx) => {
+      const row = await this.lock(trx, repository, id);
+      const hasher = await resumeHash(row.hash_state);
+      const written = await this.write(row, hasher, body, chunk);
+      await uploads.advanceUpload(trx, id, written.offset, saveHash(hasher), written.state);
+      return { id, repository, offset: written.offset };
+    });
+  }
+
+  /** Finishes the upload (PUT ?digest=), with an optional last chunk; the blob is then linked in the repository. */
+  async complete(repository: string, id: string, digestParam: string | undefined, body: Readable | undefined, chunk: ChunkInfo, context: RequestContext): Promise<string> {
+    checkName(repository);
+    const expected = parseDigest(digestParam);
+    const outcome = await this.deps.uploadsDb.transaction().execute(async (trx) => {
+      const row = await this.lock(trx, repository, id);
+      const hasher = await resumeHash(row.hash_state);
+      let { byte_offset: size, storage_state: state } = row;
+      if (body) ({ offset: size, state } = await this.write(row, hasher, body, chunk));
+      const actual = expected.algorithm === 'sha256' ? currentDigest(hasher) : await this.digestStored(row.storage_key, expected);
+      if (actual !== expected.digest) {
+        // A wrong digest ends the session: nothing of it stays behind.
+        await uploads.deleteUpload(trx, id);
+        return { ok: false as const, key: row.storage_key, state, actual };
+      }
+      await this.deps.store.completeUpload(row.storage_key, state, size);
+      const created = await blobs.insertBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
+      const repositoryId = await repositories.ensureRepository(trx, repository);
+      await blobs.linkBlob(trx, repositoryId, expected.digest);
+      await uploads.deleteUpload(trx, id);
+      await recordEvents(trx, context, [
+        {
+          subject: Subjects.blobPush,
+          action: 'push',
+          target: { mediaType: 'application/octet-stream', digest: expected.digest, size, repository, url: blobUrl(context, repository, expected.digest) },
+        },
+      ]);
+      return { ok: true as const, key: row.storage_key, created };
+    });
+    if (!outcome.ok) {
+      await this.discard(outcome.key, outcome.state);
+      throw new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
+        detail: { expected: expected.digest, actual: outcome.actual },
+      });
+    }
+    this.deps.outboxWritten();
+    // The registry already had these bytes under another key: this copy is redundant.
+    if (!outcome.created) await this.discard(outcome.key, {});
+    return expected.digest;
+  }
+
+  /** A whole blob in one request (POST ?digest=): leaves no session behind, whether it succeeds or not. */
+  async monolithic(repository: string, digest: string, body: Readable, chunk: ChunkInfo, context: RequestContext): Promise<string> {
+    parseDigest(digest);
+    const session = await this.start(repository);
+    try {
+      return await this.complete(repository, session.id, digest, body, chunk, context);
+    } catch (err) {
+      await this.cancel(repository, session.id).catch(() => {});
+      throw err;
+    }
+  }
+
+  async cancel(repository: string, id: string): Promise<void> {
+    checkName(repository);
+    if (!UUID.test(id)) throw unknownUpload(id);
+    const row = await this.deps.db
+      .deleteFrom('uploads')
+      .where('id', '=', id)
+      .where('repository', '=', repository)
+      .returning(['storage_key', 'storage_state'])
+      .executeTakeFirst();
+    if (!row) throw unknownUpload(id);
+    await this.discard(row.storage_key, row.storage_state);
+  }
+
+  /**
+   * Cross-repository mount: links an existing blob instead of uploading it. With no `from`, any
+   * repository the caller can read will do. Returns false when the blob cannot be mounted.
+   */
+  async mount(repository: string, digest: string, from: string | undefined, context: RequestContext): Promise<boolean> {
+    checkName(repository);
+    parseDigest(digest);
+    let source: string | undefined;
+    if (from !== undefined) {
+      try {
+        checkName(from);
+      } catch {
+        return false;
+      }
+      if (!(await this.readable(from))) return false;
+      if (await blobs.findLinkedBlob(this.deps.db, from, digest)) source = from;
+    } else {
+      for (const candidate of await blobs.repositoriesLinking(this.deps.db, digest, 20)) {
+        if (await this.readable(candidate)) {
+          source = candidate;
+          break;
+        }
+      }
+    }
+    if (source === undefined) return false;
+    const blob = await blobs.findBlob(this.deps.db, digest);
+    if (!blob) return false;
+    await this.deps.db.transaction().execute(async (trx) => {
+      const repositoryId = await repositories.ensureRepository(trx, repository);
+      await blobs.linkBlob(trx, repositoryId, digest);
+      await recordEvents(trx, context, [
+        {
+          subject: Subjects.blobPush,
+          action: 'mount',
+          target: {
+            mediaType: 'application/octet-stream',
+            digest,
+            size: blob.size,
+            repository,
+            fromRepository: source,
+            url: blobUrl(context, repository, digest),
+          },
+        },
+      ]);
+    });
+    this.deps.outboxWritten();
+    return true;
+  }
+
+  private async readable(repository: string): Promise<boolean> {
+    return this.deps.canRead ? await this.deps.canRead(repository) : true;
+  }
+
+  /** Locks the session row for this transaction, or explains why it cannot be used. */
+  private async lock(trx: Executor, repository: string, id: string): Promise<UploadRow> {
+    if (!UUID.test(id)) throw unknownUpload(id);
+    const row = await uploads.lockUpload(trx, id);
+    if (row === 'busy') {
+      const current = await uploads.findUpload(this.deps.db, id);
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', {
+        status: 416,
+        detail: { uuid: id },
+        headers: current ? { Range: uploadRange(current.byte_offset) } : {},
+      });
+    }
+    if (!row || row.repository !== repository) throw unknownUpload(id);
+    return row;
+  }
+
+  /** Streams a chunk into storage at the session's offset, hashing it on the way. */
+  private async write(row: UploadRow, hasher: Awaited<ReturnType<typeof resumeHash>>, body: Readable, chunk: ChunkInfo): Promise<{ offset: number; state: UploadState }> {
+    const offset = row.byte_offset;
+    if (chunk.range) {
+      if (chunk.range.start !== offset || chunk.range.end < chunk.range.start) {
+        throw new RegistryError('RANGE_INVALID', `chunk must start at byte ${offset}`, {
+          status: 416,
+          detail: { offset, range: `${chunk.range.start}-${chunk.range.end}` },
+          headers: { Range: uploadRange(offset) },
+        });
+      }
+      const rangeLength = chunk.range.end - chunk.range.start + 1;
+      if (chunk.length !== undefined && chunk.length !== rangeLength) {
+        throw new RegistryError('BLOB_UPLOAD_INVALID', 'Content-Length does not match Content-Range', {
+          detail: { contentLength: chunk.length, rangeLength },
+        });
+      }
+    }
+    const declared = chunk.range ? chunk.range.end - chunk.range.start + 1 : chunk.length;
+    const counter = new HashingCounter(hasher, declared);
+    // pipe() does not forward the source's failure: a client that hangs up mid-body must fail the write.
+    const hangUp = (err?: Error) => counter.destroy(new BodyAbortedError(err));
+    const onClose = () => body.readableEnded || hangUp();
+    body.once('error', hangUp);
+    body.once('close', onClose);
+    let result: { written: number; state: UploadState };
+    try {
+      result = await this.deps.store.append(row.storage_key, row.storage_state, offset, body.pipe(counter));
+    } catch (err) {
+      if (err instanceof BodyTooLongError || err instanceof BodyAbortedError) {
+        throw new RegistryError('BLOB_UPLOAD_INVALID', err.message, { detail: { declared: declared ?? null, received: counter.bytes } });
+      }
+      throw err;
+    } finally {
+      body.off('error', hangUp);
+      body.off('close', onClose);
+    }
+    if (declared !== undefined && counter.bytes !== declared) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', `request body has ${counter.bytes} bytes, ${declared} were declared`, {
+        detail: { declared, received: counter.bytes },
+      });
+    }
+    return { offset: offset + result.written, state: result.state };
+  }
+
+  private async digestStored(key: string, expected: ParsedDigest): Promise<string> {
+    const hash = createHash(expected.algorithm);
+    for await (const chunk of await this.deps.store.read(key)) hash.update(chunk as Buffer);
+    return `${expected.algorithm}:${hash.digest('hex')}`;
+  }
+
+  private async discard(key: string, state: UploadState): Promise<void> {
+    await this.deps.store.abortUpload(key, state).catch((err) => this.deps.warn(`storage object ${key} not removed`, err));
+  }
+}

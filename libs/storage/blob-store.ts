@@ -1,0 +1,32 @@
+import type { Readable } from 'node:stream';
+
+/** Driver state of one upload, kept in the upload session row so any node can continue it. */
+export type UploadState = Record<string, unknown>;
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+/**
+ * Where blob bytes live. An upload writes straight to the object that will hold the finished blob
+ * (`key`), so completing it never copies bytes.
+ */
+export interface BlobStore {
+  /** Prepares `key` to receive an upload; the returned state travels with the session. */
+  beginUpload(key: string): Promise<UploadState>;
+  /**
+   * Writes `source` at byte `offset` of the upload. Bytes a failed earlier attempt left past
+   * `offset` are overwritten. Resolves once the bytes are durable enough to acknowledge.
+   */
+  append(key: string, state: UploadState, offset: number, source: Readable): Promise<{ written: number; state: UploadState }>;
+  /** Seals the upload at `size` bytes; afterwards `key` is readable. */
+  completeUpload(key: string, state: UploadState, size: number): Promise<void>;
+  /** Discards an unfinished upload; best effort. */
+  abortUpload(key: string, state: UploadState): Promise<void>;
+  /** Streams the object, or the inclusive byte range of it. */
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  delete(key: string): Promise<void>;
+}

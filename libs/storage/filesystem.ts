@@ -1,0 +1,62 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, rm, truncate } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BlobStore, ByteRange, UploadState } from './blob-store.js';
+
+/** Blob bytes as files under one directory; keys are relative paths. */
+export class FilesystemBlobStore implements BlobStore {
+  private readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  private path(key: string): string {
+    const path = join(this.root, key);
+    if (!path.startsWith(this.root + '/')) throw new Error(`storage key escapes the store: ${key}`);
+    return path;
+  }
+
+  async beginUpload(key: string): Promise<UploadState> {
+    const path = this.path(key);
+    await mkdir(dirname(path), { recursive: true });
+    await (await open(path, 'w')).close();
+    return {};
+  }
+
+  async append(key: string, state: UploadState, offset: number, source: Readable): Promise<{ written: number; state: UploadState }> {
+    const path = this.path(key);
+    const out = createWriteStream(path, { flags: 'r+', start: offset });
+    await pipeline(source, out);
+    const written = out.bytesWritten;
+    // A failed earlier attempt may have left bytes past the new end.
+    await truncate(path, offset + written);
+    return { written, state };
+  }
+
+  async completeUpload(key: string, _state: UploadState, size: number): Promise<void> {
+    const handle = await open(this.path(key), 'r+');
+    try {
+      await handle.truncate(size);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async abortUpload(key: string): Promise<void> {
+    await this.delete(key);
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const path = this.path(key);
+    const handle = await open(path, 'r'); // fail here, not mid-response, when the file is gone
+    return createReadStream(path, { fd: handle, start: range?.start, end: range?.end, highWaterMark: 256 * 1024 });
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.path(key), { force: true });
+  }
+}

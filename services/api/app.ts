@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from '../../libs/log/index.js';
+import { RegistryError } from '../../libs/oci/index.js';
+import type { Registry, RequestContext } from '../../libs/registry/index.js';
+import type { EventSource } from '../../libs/events/index.js';
+import type { Call, Handler, MethodTable } from './call.js';
+import { matchEndpoint, ROUTE_TEMPLATES, type Endpoint } from './dispatch.js';
+import { base } from './routes/base.js';
+import { blobs } from './routes/blobs.js';
+import { catalog, referrers, tags } from './routes/listings.js';
+import { manifests } from './routes/manifests.js';
+import { upload, uploadStart } from './routes/uploads.js';
+
+export interface ApiOptions {
+  registry: Registry;
+  logger: Logger;
+  /** Path prefix the API answers under ('' or '/segment...'). */
+  prefix: string;
+  pageSize: number;
+  manifestMaxBytes: number;
+  source: EventSource;
+  /** Milliseconds a request body may stall. */
+  bodyTimeoutMs: number;
+}
+
+const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K }>> } = {
+  base,
+  catalog,
+  tags,
+  manifest: manifests,
+  uploads: uploadStart,
+  upload,
+  blob: blobs,
+  referrers,
+};
+
+const METHODS = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'] as const;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    routeTemplate?: string;
+    repository?: string;
+  }
+}
+
+function sendError(reply: FastifyReply, err: RegistryError): FastifyReply {
+  for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+  return reply.code(err.status).type('application/json').send(err.toJSON());
+}
+
+/** Turns anything thrown into OCI error JSON; only what is not the client's fault is a 5xx. */
+function toRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  const status = (err as { statusCode?: number }).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const code = status === 413 ? 'SIZE_INVALID' : status === 415 ? 'MANIFEST_INVALID' : 'UNSUPPORTED';
+    return new RegistryError(code, (err as Error).message, { status });
+  }
+  return new RegistryError('UNKNOWN', 'internal error');
+}
+
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // Upload bodies are streamed by the handlers, which enforce their own limits.
+    bodyLimit: Number.MAX_SAFE_INTEGER,
+    maxParamLength: 8192,
+    return503OnClosing: true,
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 75_000,
+  });
+  app.server.headersTimeout = 60_000;
+
+  app.removeAllContentTypeParsers();
+  // Leave every body unread: blob bodies stream from request.raw, manifests are read with a limit.
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('docker-distribution-api-version', 'registry/2.0');
+    request.raw.setTimeout(options.bodyTimeoutMs);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        route: request.routeTemplate ?? 'unmatched',
+        repository: request.repository,
+        status: reply.statusCode,
+        bytesIn: request.raw.socket?.bytesRead,
+        bytesOut: reply.getHeader('content-length'),
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const registryError = toRegistryError(err);
+    if (registryError.status >= 500) request.log.error({ err }, 'request failed');
+    else request.log.debug({ err: registryError.message, code: registryError.code }, 'request refused');
+    // A body we did not read cannot be left in the connection.
+    if (!request.raw.complete) reply.header('connection', 'close');
+    return sendError(reply, registryError);
+  });
+
+  const v2 = `${options.prefix}/v2`;
+
+  app.setNotFoundHandler((request, reply) => sendError(reply, new RegistryError('UNSUPPORTED', 'no such endpoint', { status: 404 })));
+
+  const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
+    const url = request.raw.url ?? '';
+    const q = url.indexOf('?');
+    let path = q === -1 ? url : url.slice(0, q);
+    path = path.slice(v2.length + 1);
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      throw new RegistryError('NAME_INVALID', 'malformed path');
+    }
+    const endpoint = matchEndpoint(path);
+    if (!endpoint) throw new RegistryError('UNSUPPORTED', 'no such endpoint', { status: 404 });
+    request.routeTemplate = ROUTE_TEMPLATES[endpoint.kind];
+    if ('name' in endpoint) request.repository = endpoint.name;
+    const handler = (TABLES[endpoint.kind] as MethodTable<Endpoint>)[request.method] as Handler | undefined;
+    if (!handler) {
+      const allowed = METHODS.filter((m) => (TABLES[endpoint.kind] as MethodTable<Endpoint>)[m]).join(', ');
+      throw new RegistryError('UNSUPPORTED', `${request.method} is not supported here`, { status: 405, headers: { Allow: allowed } });
+    }
+    const headers = request.headers;
+    const context: RequestContext = {
+      urlBase: `${request.protocol}://${headers.host ?? 'localhost'}${options.prefix}`,
+      request: {
+        id: String(request.id),
+        addr: `${request.ip}:${request.socket.remotePort ?? 0}`,
+        host: headers.host ?? '',
+        method: request.method,
+        useragent: headers['user-agent'] ?? '',
+      },
+      actor: {},
+      source: options.source,
+    };
+    const call: Call = {
+      request,
+      reply,
+      endpoint,
+      query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
+      registry: options.registry,
+      context,
+      v2,
+      pageSize: options.pageSize,
+      manifestMaxBytes: options.manifestMaxBytes,
+    };
+    return handler(call);
+  };
+
+  app.route({ method: [...METHODS], url: `${v2}/`, handler: dispatch, exposeHeadRoute: false });
+  app.route({ method: [...METHODS], url: `${v2}/*`, handler: dispatch, exposeHeadRoute: false });
+  if (options.prefix === '') {
+    app.get('/healthz', async () => ({ status: 'ok' }));
+  } else {
+    app.get(`${options.prefix}/healthz`, async () => ({ status: 'ok' }));
+  }
+  return app;
+}

@@ -1,0 +1,44 @@
+/**
+ * Maps a path under /v2/ to an endpoint. Repository names have slashes, so the name is whatever
+ * precedes the last endpoint keyword — the same greedy match Distribution's router makes.
+ */
+export type Endpoint =
+  | { kind: 'base' }
+  | { kind: 'catalog' }
+  | { kind: 'tags'; name: string }
+  | { kind: 'manifest'; name: string; reference: string }
+  | { kind: 'uploads'; name: string }
+  | { kind: 'upload'; name: string; id: string }
+  | { kind: 'blob'; name: string; digest: string }
+  | { kind: 'referrers'; name: string; digest: string };
+
+const PATTERNS: Array<[RegExp, (m: RegExpExecArray) => Endpoint]> = [
+  [/^$/, () => ({ kind: 'base' })],
+  [/^_catalog$/, () => ({ kind: 'catalog' })],
+  [/^(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1]! })],
+  [/^(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1]!, reference: m[2]! })],
+  [/^(.+)\/blobs\/uploads\/?$/, (m) => ({ kind: 'uploads', name: m[1]! })],
+  [/^(.+)\/blobs\/uploads\/([^/]+)$/, (m) => ({ kind: 'upload', name: m[1]!, id: m[2]! })],
+  [/^(.+)\/blobs\/([^/]+)$/, (m) => ({ kind: 'blob', name: m[1]!, digest: m[2]! })],
+  [/^(.+)\/referrers\/([^/]+)$/, (m) => ({ kind: 'referrers', name: m[1]!, digest: m[2]! })],
+];
+
+export function matchEndpoint(path: string): Endpoint | undefined {
+  for (const [re, build] of PATTERNS) {
+    const m = re.exec(path);
+    if (m) return build(m);
+  }
+  return undefined;
+}
+
+/** Route templates for logs and metrics: never raw paths, whose names would explode cardinality. */
+export const ROUTE_TEMPLATES: Record<Endpoint['kind'], string> = {
+  base: '/v2/',
+  catalog: '/v2/_catalog',
+  tags: '/v2/<name>/tags/list',
+  manifest: '/v2/<name>/manifests/<reference>',
+  uploads: '/v2/<name>/blobs/uploads/',
+  upload: '/v2/<name>/blobs/uploads/<uuid>',
+  blob: '/v2/<name>/blobs/<digest>',
+  referrers: '/v2/<name>/referrers/<digest>',
+};

@@ -1,0 +1,43 @@
+import { RegistryError } from '../../../libs/oci/index.js';
+import type { Endpoint } from '../dispatch.js';
+import type { Call, MethodTable } from '../call.js';
+import { parseRange } from '../http.js';
+
+type BlobEndpoint = Extract<Endpoint, { kind: 'blob' }>;
+
+async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
+  const { name, digest } = call.endpoint;
+  const blob = await call.registry.blobs.find(name, digest);
+  const reply = call.reply
+    .header('docker-content-digest', blob.digest)
+    .header('etag', `"${blob.digest}"`)
+    .header('accept-ranges', 'bytes')
+    .header('cache-control', 'max-age=31536000')
+    .type('application/octet-stream');
+  const range = parseRange(call.request.headers.range, blob.size);
+  if (range === 'unsatisfiable') {
+    throw new RegistryError('RANGE_INVALID', 'requested range not satisfiable', {
+      status: 416,
+      detail: { size: blob.size },
+      headers: { 'Content-Range': `bytes */${blob.size}` },
+    });
+  }
+  if (range) {
+    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`).header('content-length', range.end - range.start + 1);
+  } else {
+    reply.code(200).header('content-length', blob.size);
+  }
+  if (!withBody) return reply.send();
+  const stream = await blob.open(range);
+  call.registry.blobs.pulled(name, blob, call.context);
+  return reply.send(stream);
+}
+
+export const blobs: MethodTable<BlobEndpoint> = {
+  GET: (call) => fetch(call, true),
+  HEAD: (call) => fetch(call, false),
+  DELETE: async (call) => {
+    await call.registry.blobs.unlink(call.endpoint.name, call.endpoint.digest, call.context);
+    return call.reply.code(202).send();
+  },
+};

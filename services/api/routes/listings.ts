@@ -1,0 +1,38 @@
+import { nextLink, parsePage } from '../../../libs/oci/index.js';
+import type { Endpoint } from '../dispatch.js';
+import type { Call, MethodTable } from '../call.js';
+
+type TagsEndpoint = Extract<Endpoint, { kind: 'tags' }>;
+type CatalogEndpoint = Extract<Endpoint, { kind: 'catalog' }>;
+type ReferrersEndpoint = Extract<Endpoint, { kind: 'referrers' }>;
+
+function withNextLink(call: Call, path: string, n: number, next: string | undefined) {
+  if (next !== undefined) call.reply.header('link', nextLink(path, call.query, n, next));
+  return call.reply.code(200).type('application/json');
+}
+
+export const tags: MethodTable<TagsEndpoint> = {
+  GET: async (call) => {
+    const { name } = call.endpoint;
+    const { n, last } = parsePage(call.query, call.pageSize);
+    const page = await call.registry.discovery.tags(name, n, last);
+    return withNextLink(call, `${call.v2}/${name}/tags/list`, n, page.next).send({ name, tags: page.items });
+  },
+};
+
+export const catalog: MethodTable<CatalogEndpoint> = {
+  GET: async (call) => {
+    const { n, last } = parsePage(call.query, call.pageSize);
+    const page = await call.registry.discovery.catalog(n, last);
+    return withNextLink(call, `${call.v2}/_catalog`, n, page.next).send({ repositories: page.items });
+  },
+};
+
+export const referrers: MethodTable<ReferrersEndpoint> = {
+  GET: async (call) => {
+    const artifactType = call.query.get('artifactType') ?? undefined;
+    const index = await call.registry.discovery.referrers(call.endpoint.name, call.endpoint.digest, artifactType);
+    if (artifactType !== undefined) call.reply.header('oci-filters-applied', 'artifactType');
+    return call.reply.code(200).type('application/vnd.oci.image.index.v1+json').send(index);
+  },
+};
