@@ -33,6 +33,7 @@ export const referrers: MethodTable<ReferrersEndpoint> = {
     const artifactType = call.query.get('artifactType') ?? undefined;
     const index = await call.registry.discovery.referrers(call.endpoint.name, call.endpoint.digest, artifactType);
     if (artifactType !== undefined) call.reply.header('oci-filters-applied', 'artifactType');
-    return call.reply.code(200).type('application/vnd.oci.image.index.v1+json').send(index);
+    // A Buffer, so Fastify does not append a charset to the media type clients compare exactly.
+    return call.reply.code(200).type('application/vnd.oci.image.index.v1+json').send(Buffer.from(JSON.stringify(index)));
   },
 };
