@@ -159,6 +159,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return handler(call);
   };
 
+  // Distribution answers /v2 like /v2/; some clients probe it without the slash.
+  app.route({ method: ['GET', 'HEAD'], url: v2, handler: (request, reply) => reply.redirect(`${v2}/`, 301), exposeHeadRoute: false });
   app.route({ method: [...METHODS], url: `${v2}/`, handler: dispatch, exposeHeadRoute: false });
   app.route({ method: [...METHODS], url: `${v2}/*`, handler: dispatch, exposeHeadRoute: false });
   if (options.prefix === '') {

@@ -7,11 +7,13 @@ export function sha256(data: Uint8Array | string): string {
 export interface Blob {
   digest: string;
   size: number;
-  bytes: Buffer;
+  /** Buffer<ArrayBuffer>, which fetch accepts as a body (a plain Buffer may sit on a SharedArrayBuffer). */
+  bytes: Buffer<ArrayBuffer>;
 }
 
 export function blobOf(bytes: Buffer | string): Blob {
-  const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+  // Buffers made here (randomBytes, zlib, Buffer.from) never sit on a SharedArrayBuffer.
+  const b = typeof bytes === 'string' ? Buffer.from(bytes) : (bytes as Buffer<ArrayBuffer>);
   return { digest: sha256(b), size: b.length, bytes: b };
 }
 
@@ -30,7 +32,7 @@ export async function pushBlob(base: string, name: string, blob: Blob): Promise<
   return res;
 }
 
-export async function putManifest(base: string, name: string, reference: string, body: string | Buffer, mediaType: string): Promise<Response> {
+export async function putManifest(base: string, name: string, reference: string, body: string | Buffer<ArrayBuffer>, mediaType: string): Promise<Response> {
   return fetch(`${base}/v2/${name}/manifests/${reference}`, { method: 'PUT', headers: { 'content-type': mediaType }, body });
 }
 
