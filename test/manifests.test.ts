@@ -13,6 +13,7 @@ import {
   randomBlob,
   sha256,
 } from './helpers/oci.js';
+import { eventually } from './helpers/wait.js';
 
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
@@ -281,16 +282,20 @@ describe('events', () => {
       await fetch(`${base}/v2/events/app/manifests/v1`);
       await fetch(`${base}/v2/events/app/manifests/v1`, { method: 'DELETE' });
       await fetch(`${base}/v2/events/app/manifests/${image.digest}`, { method: 'DELETE' });
-      await wharf.relay.drain();
-      await new Promise((r) => setTimeout(r, 50));
-      const subjects = seen.map((s) => s.subject);
-      assert.equal(subjects.filter((s) => s === 'wharf.events.blob.push').length, 2);
-      assert.equal(subjects.filter((s) => s === 'wharf.events.manifest.push').length, 1);
-      assert.equal(subjects.filter((s) => s === 'wharf.events.manifest.pull').length, 1);
-      assert.equal(subjects.filter((s) => s === 'wharf.events.tag.delete').length, 1);
-      assert.equal(subjects.filter((s) => s === 'wharf.events.manifest.delete').length, 1);
-      const unpublished = await wharf.database.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
-      assert.equal(unpublished.length, 0);
+      await eventually(() => {
+        const count = (subject: string) => seen.filter((s) => s.subject === subject).length;
+        assert.equal(count('wharf.events.blob.push'), 2);
+        assert.equal(count('wharf.events.manifest.push'), 1);
+        assert.equal(count('wharf.events.manifest.pull'), 1);
+        assert.equal(count('wharf.events.tag.delete'), 1);
+        assert.equal(count('wharf.events.manifest.delete'), 1);
+      });
+      await eventually(async () => {
+        const unpublished = await wharf.database.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
+        assert.equal(unpublished.length, 0);
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(seen.length, 6, 'each event arrives once');
     } finally {
       unsubscribe();
     }
@@ -303,8 +308,7 @@ describe('events', () => {
     });
     try {
       const image = await pushImage(base, 'events/shape', 'v1');
-      await wharf.relay.drain();
-      await new Promise((r) => setTimeout(r, 50));
+      await eventually(() => assert.ok(captured));
       assert.ok(captured);
       assert.equal(captured.action, 'push');
       assert.equal(captured.target.digest, image.digest);

@@ -110,6 +110,13 @@ function validate(config: Config): void {
   if (prefix !== '' && !/^(\/[A-Za-z0-9._~-]+)+$/.test(prefix)) {
     throw new ConfigError(`http.prefix must look like /segment[/segment...] with no trailing slash, got ${JSON.stringify(prefix)}`);
   }
+  if (!['filesystem', 's3'].includes(config['storage.driver'])) {
+    throw new ConfigError(`storage.driver must be filesystem or s3, got ${JSON.stringify(config['storage.driver'])}`);
+  }
+  if (config['storage.driver'] === 's3' && config['storage.s3.bucket'] === '') throw new ConfigError('storage.s3.bucket is required with storage.driver s3');
+  if ((config['storage.s3.accesskeyid'] === '') !== (config['storage.s3.secretaccesskey'] === '')) {
+    throw new ConfigError('storage.s3.accesskeyid and storage.s3.secretaccesskey go together');
+  }
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(config['log.level'])) throw new ConfigError(`log.level must be one of ${levels.join(', ')}`);
   for (const key of ['validation.manifests.urls.allow', 'validation.manifests.urls.deny'] as const) {

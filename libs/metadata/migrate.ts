@@ -33,3 +33,12 @@ export async function migrate(db: Kysely<Schema>, dir = MIGRATIONS_DIR): Promise
     }
   });
 }
+
+/** Migrations in migrations/ that the database has not applied: a node refuses to serve an old schema. */
+export async function pendingMigrations(db: Kysely<Schema>, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const files = (await readdir(dir)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
+  const exists = await sql<{ t: string | null }>`select to_regclass('wharf_migrations')::text as t`.execute(db);
+  if (!exists.rows[0]?.t) return files;
+  const done = new Set((await sql<{ name: string }>`select name from wharf_migrations`.execute(db)).rows.map((r) => r.name));
+  return files.filter((f) => !done.has(f));
+}

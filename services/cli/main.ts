@@ -2,12 +2,15 @@
 import { ConfigError, loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
-import { startWharf } from './start.js';
+import { startServe, startWharf, startWorker } from './start.js';
 
 const USAGE = `usage: wharf <command> [--config FILE]
 
 commands:
-  all       embedded mode: the API with every worker in one process (what npm start runs)
+  all       the API with every worker in one process, migrating first (what npm start runs;
+            embedded storage unless database.url, storage.driver and nats.url say otherwise)
+  serve     one stateless API node of a cluster (needs database.url; run migrate first)
+  worker    the event workers of a cluster: outbox relay (needs database.url)
   migrate   apply database migrations to database.url and exit
 
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
@@ -26,24 +29,30 @@ function parseArgs(argv: string[]): { command: string | undefined; configFile: s
   return { command, configFile };
 }
 
-async function runAll(config: Config): Promise<void> {
-  const logger = createLogger(config['log.level']);
-  const wharf = await startWharf(config, logger);
-  logger.info({ url: `${wharf.url}${config['http.prefix']}/v2/`, data: config['data.dir'] }, 'wharf is serving');
+/** Runs until SIGINT/SIGTERM, then closes cleanly. */
+async function runUntilSignal(config: Config, role: string, start: (logger: ReturnType<typeof createLogger>) => Promise<{ close(): Promise<void>; url?: string }>): Promise<void> {
+  const logger = createLogger(config['log.level'], { role });
+  const running = await start(logger);
+  if (running.url) logger.info({ url: `${running.url}${config['http.prefix']}/v2/` }, `wharf ${role} is serving`);
+  else logger.info(`wharf ${role} is running`);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    await wharf.close();
+    await running.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
+function needDatabase(config: Config, command: string): void {
+  if (config['database.url'] === '') throw new ConfigError(`${command} needs database.url (WHARF_DATABASE_URL); embedded mode is \`wharf all\``);
+}
+
 async function runMigrate(config: Config): Promise<void> {
-  if (config['database.url'] === '') throw new ConfigError('migrate needs database.url (WHARF_DATABASE_URL); embedded mode migrates at start-up');
+  needDatabase(config, 'migrate');
   const database = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
   try {
     const applied = await migrate(database.db);
@@ -63,7 +72,13 @@ async function main(): Promise<void> {
   const config = loadConfig({ file: configFile });
   switch (command) {
     case 'all':
-      return runAll(config);
+      return runUntilSignal(config, 'all', (logger) => startWharf(config, logger));
+    case 'serve':
+      needDatabase(config, 'serve');
+      return runUntilSignal(config, 'serve', (logger) => startServe(config, logger));
+    case 'worker':
+      needDatabase(config, 'worker');
+      return runUntilSignal(config, 'worker', (logger) => startWorker(config, logger));
     case 'migrate':
       return runMigrate(config);
     default:

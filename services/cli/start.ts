@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/app.js';
 import { splitAddr, type Config } from '../../libs/config/index.js';
-import { MemoryBus, OutboxRelay, type EventBus } from '../../libs/events/index.js';
+import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
-import { migrate, openDatabase, outbox, startEmbeddedPostgres, type Database, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
+import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
 import { Registry } from '../../libs/registry/index.js';
-import { FilesystemBlobStore } from '../../libs/storage/index.js';
+import { openParts, type Parts } from './parts.js';
 
 export interface RunningWharf {
   /** e.g. http://127.0.0.1:5000 (without the path prefix). */
@@ -21,45 +20,45 @@ export interface RunningWharf {
   close(): Promise<void>;
 }
 
-/** The database named in config, or an embedded PostgreSQL under data.dir when none is. */
-async function connect(config: Config, logger: Logger): Promise<{ database: Database; embedded?: EmbeddedPostgresHandle }> {
-  let url = config['database.url'];
-  let embedded: EmbeddedPostgresHandle | undefined;
-  if (url === '') {
-    const pgLog = logger.child({ component: 'embedded-postgres' });
-    embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), (line) => pgLog.debug(line));
-    url = embedded.url;
-  }
-  const database = openDatabase({
-    url,
-    poolSize: config['database.poolsize'],
-    uploadPoolSize: config['database.uploadpoolsize'],
-    onError: (err) => logger.warn({ err }, 'idle database connection lost'),
-  });
-  return { database, embedded };
+export interface RunningRelay {
+  relay: OutboxRelay;
+  close(): Promise<void>;
 }
 
-/** Embedded mode (`wharf all`): API, outbox relay and in-process bus in one process. */
-export async function startWharf(config: Config, logger = createLogger(config['log.level'])): Promise<RunningWharf> {
-  const { database, embedded } = await connect(config, logger);
-  const applied = await migrate(database.db);
-  if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-
-  const bus = new MemoryBus();
-  bus.onHandlerError = (err) => logger.warn({ err }, 'event subscriber failed');
-  const relay = new OutboxRelay(outbox.outboxSource(database.db), bus, { onError: (err) => logger.warn({ err }, 'outbox relay pass failed') });
+/** Publishes committed outbox rows and prunes old published ones. Runs on every API node and worker. */
+export function startRelay(config: Config, parts: Parts, logger: Logger): RunningRelay {
+  const relay = new OutboxRelay(outbox.outboxSource(parts.database.db), parts.bus, {
+    onError: (err) => logger.warn({ err }, 'outbox relay pass failed; will retry'),
+  });
   relay.start();
   const prune = setInterval(() => {
-    outbox.prunePublished(database.db, config['events.outboxretention']).catch((err) => logger.warn({ err }, 'outbox prune failed'));
+    outbox.prunePublished(parts.database.db, config['events.outboxretention']).catch((err) => logger.warn({ err }, 'outbox prune failed'));
   }, 60_000);
   prune.unref();
+  return {
+    relay,
+    async close() {
+      clearInterval(prune);
+      await relay.stop();
+      await relay.drain().catch((err) => logger.warn({ err }, 'outbox not drained at shutdown; another node will publish it'));
+    },
+  };
+}
 
+export interface RunningApi {
+  url: string;
+  app: FastifyInstance;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger): Promise<RunningApi> {
   const source = { addr: config['http.addr'], instanceID: config['events.instanceid'] || randomUUID() };
   const registry = new Registry({
-    db: database.db,
-    uploadsDb: database.uploadsDb,
-    store: new FilesystemBlobStore(join(config['data.dir'], 'blobs')),
-    bus,
+    db: parts.database.db,
+    uploadsDb: parts.database.uploadsDb,
+    store: parts.store,
+    bus: parts.bus,
     outboxWritten: () => relay.wake(),
     warn: (message, err) => logger.warn({ err }, message),
     options: {
@@ -70,7 +69,6 @@ export async function startWharf(config: Config, logger = createLogger(config['l
       source,
     },
   });
-
   const app = buildApi({
     registry,
     logger,
@@ -84,20 +82,65 @@ export async function startWharf(config: Config, logger = createLogger(config['l
   await app.listen({ host, port });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
   source.addr = `${host}:${boundPort}`;
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`, app, registry, close: () => app.close() };
+}
 
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    (closing ??= (async () => {
-      clearInterval(prune);
-      await app.close();
-      await relay.stop();
-      await relay.drain().catch((err) => logger.warn({ err }, 'outbox not drained at shutdown'));
-      await bus.close();
-      await database.close();
-      await embedded?.stop();
-    })());
+async function assembled(config: Config, logger: Logger, prepare: (parts: Parts) => Promise<void>): Promise<RunningWharf> {
+  const parts = await openParts(config, logger);
+  try {
+    await prepare(parts);
+    const relay = startRelay(config, parts, logger);
+    const api = await startApi(config, parts, relay.relay, logger).catch(async (err) => {
+      await relay.close();
+      throw err;
+    });
+    let closing: Promise<void> | undefined;
+    return {
+      url: api.url,
+      registry: api.registry,
+      bus: parts.bus,
+      relay: relay.relay,
+      database: parts.database,
+      logger,
+      app: api.app,
+      close: () =>
+        (closing ??= (async () => {
+          await api.close();
+          await relay.close();
+          await parts.close();
+        })()),
+    };
+  } catch (err) {
+    await parts.close();
+    throw err;
+  }
+}
 
-  return { url, registry, bus, relay, database, logger, app, close };
+/** `wharf all`: API, relay and (later) workers in one process; applies migrations first. The embedded default. */
+export async function startWharf(config: Config, logger = createLogger(config['log.level'])): Promise<RunningWharf> {
+  return assembled(config, logger, async (parts) => {
+    const applied = await migrate(parts.database.db);
+    if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+  });
+}
+
+/** `wharf serve`: one stateless API node of a cluster. The schema must be current (`wharf migrate` first). */
+export async function startServe(config: Config, logger = createLogger(config['log.level'])): Promise<RunningWharf> {
+  return assembled(config, logger, async (parts) => {
+    const pending = await pendingMigrations(parts.database.db);
+    if (pending.length > 0) throw new Error(`database schema is behind (pending: ${pending.join(', ')}); run \`wharf migrate\` first`);
+  });
+}
+
+/** `wharf worker`: the outbox relay (and, as they arrive, the event consumers). */
+export async function startWorker(config: Config, logger = createLogger(config['log.level'])): Promise<{ close(): Promise<void> }> {
+  const parts = await openParts(config, logger);
+  const relay = startRelay(config, parts, logger);
+  return {
+    async close() {
+      await relay.close();
+      await parts.close();
+    },
+  };
 }

@@ -4,18 +4,34 @@ import { join } from 'node:path';
 import { loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { startWharf, type RunningWharf } from '../../services/cli/start.js';
+import { startTestCluster } from './cluster.js';
 
 export interface TestWharf extends RunningWharf {
   /** Base URL including any path prefix, e.g. http://127.0.0.1:41234 or http://127.0.0.1:41234/prefix */
   base: string;
-  dataDir: string;
+  /** Embedded mode: the data directory (blobs under blobs/). Cluster mode: undefined, blobs are in S3. */
+  dataDir: string | undefined;
+  mode: 'embedded' | 'cluster';
+}
+
+/** Which mode the suite runs in: test/run.ts runs the spec suites once per mode. */
+export function testMode(): 'embedded' | 'cluster' {
+  return process.env.WHARF_TEST_MODE === 'cluster' ? 'cluster' : 'embedded';
 }
 
 /**
- * Starts an embedded-mode Wharf (own data directory, own embedded PostgreSQL) on a free loopback
- * port. `close()` stops it and removes its data.
+ * Starts a registry for one test file on a free loopback port. Embedded mode: its own data
+ * directory and embedded PostgreSQL. Cluster mode (WHARF_TEST_MODE=cluster): two API nodes on
+ * PostgreSQL, S3 and NATS behind a proxy that alternates requests between them; the returned
+ * handles (database, bus, relay, registry) are the first node's.
  */
 export async function startTestWharf(overrides: Partial<Config> = {}): Promise<TestWharf> {
+  if (testMode() === 'cluster') {
+    const cluster = await startTestCluster(overrides);
+    if ('skip' in cluster) throw new Error(`cluster mode unavailable: ${cluster.skip}`);
+    const first = cluster.nodes[0]!;
+    return { ...first, url: cluster.url, base: `${cluster.url}${cluster.config['http.prefix']}`, dataDir: undefined, mode: 'cluster', close: () => cluster.close() };
+  }
   const dataDir = await mkdtemp(join(tmpdir(), 'wharf-test-'));
   await chmod(dataDir, 0o755); // as root, the embedded PostgreSQL runs as "postgres" and must enter it
   const config = loadConfig({
@@ -27,6 +43,7 @@ export async function startTestWharf(overrides: Partial<Config> = {}): Promise<T
     ...wharf,
     base: `${wharf.url}${config['http.prefix']}`,
     dataDir,
+    mode: 'embedded',
     close: async () => {
       await wharf.close();
       await rm(dataDir, { recursive: true, force: true });

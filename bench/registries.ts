@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { descendants } from './rss.js';
+
+export interface RunningRegistry {
+  name: 'Distribution' | 'Wharf';
+  base: string;
+  pid: number;
+  dir: string;
+  /** Last lines of the registry's stdout/stderr, for error reports. */
+  logTail(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** The checkout Wharf is run from: this repository, or WHARF_BENCH_ROOT (e.g. a clean clone of another commit). */
+export const WHARF_ROOT = resolve(process.env.WHARF_BENCH_ROOT ?? join(import.meta.dirname, '..'));
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitReady(base: string, child: ChildProcess, timeoutMs: number, logTail: () => Promise<string>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${base}: exited (${child.exitCode ?? child.signalCode}) before it was ready\n${await logTail()}`);
+    }
+    try {
+      const res = await fetch(`${base}/v2/`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`${base}/v2/ did not answer 200 within ${timeoutMs} ms\n${await logTail()}`);
+}
+
+/** Spawns a registry process with its output in <dir>/registry.log, waits for GET /v2/ = 200, and knows how to stop it and its whole process tree. */
+async function launch(
+  name: RunningRegistry['name'],
+  dir: string,
+  base: string,
+  command: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; readyTimeoutMs: number },
+): Promise<RunningRegistry> {
+  const logFile = join(dir, 'registry.log');
+  const log = createWriteStream(logFile);
+  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.pipe(log, { end: false });
+  child.stderr!.pipe(log, { end: false });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const logTail = async () => {
+    const text = await readFile(logFile, 'utf8').catch(() => '');
+    return text.split('\n').slice(-30).join('\n');
+  };
+  const pid = child.pid!;
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      // Remember the tree (Wharf's embedded PostgreSQL) now: it is re-parented once the parent is gone.
+      const tree = descendants(pid);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([exited, sleep(15_000)]);
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGKILL');
+          await Promise.race([exited, sleep(5_000)]);
+        }
+      }
+      // A graceful Wharf stops its PostgreSQL itself; after a SIGKILL the postmaster would be left over.
+      for (let i = 0; i < 50 && tree.some(alive); i++) await sleep(100);
+      for (const p of tree) if (alive(p)) process.kill(p, 'SIGKILL');
+      log.end();
+    })());
+
+  const running: RunningRegistry = { name, base, pid, dir, logTail, stop };
+  try {
+    await waitReady(base, child, opts.readyTimeoutMs, logTail);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return running;
+}
+
+/** CNCF Distribution (Debian's docker-registry 2.8.2) with filesystem storage in a fresh temp dir. */
+export async function startDistribution(port: number): Promise<RunningRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-distribution-'));
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${join(dir, 'data')}`,
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    '',
+  ].join('\n');
+  const configFile = join(dir, 'config.yml');
+  await writeFile(configFile, config);
+  try {
+    return await launch('Distribution', dir, `http://127.0.0.1:${port}`, '/usr/bin/docker-registry', ['serve', configFile], { readyTimeoutMs: 15_000 });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Wharf in embedded mode (`wharf all`, with its own PostgreSQL) as a child process, data in a fresh temp dir. */
+export async function startWharfProcess(port: number): Promise<RunningRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-wharf-'));
+  // Run as root, the embedded PostgreSQL runs as user postgres and must be able to enter the data dir.
+  await chmod(dir, 0o755);
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
+  const env = { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_DATA_DIR: join(dir, 'data'), WHARF_LOG_LEVEL: 'warn' };
+  try {
+    return await launch('Wharf', dir, `http://127.0.0.1:${port}`, process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'all'], {
+      cwd: WHARF_ROOT,
+      env,
+      readyTimeoutMs: 120_000, // first start runs initdb
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}

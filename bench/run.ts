@@ -1,0 +1,379 @@
+// Side-by-side benchmark of CNCF Distribution 2.8.2 and Wharf (embedded mode) on loopback.
+// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N]
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { measure, type LoadResult } from './load.js';
+import { writeLayout } from './oci-layout.js';
+import { startDistribution, startWharfProcess, WHARF_ROOT, type RunningRegistry } from './registries.js';
+import { memoryOf, RssSampler } from './rss.js';
+import { APP_REPO, drain, HttpError, makeDataset, OCI_MANIFEST, pushChunked, seed, sha256, TAG_COUNT, TAGS_REPO, type Dataset } from './seed.js';
+
+const DISTRIBUTION_PORT = 5201;
+const WHARF_PORT = 5202;
+const CONNECTIONS = 32;
+const LAYERS = 3;
+const LAYER_BYTES = 21 * 1024 * 1024;
+const BIG_CHUNK = 64 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+interface Options {
+  big: boolean;
+  bigMiB: number;
+  seconds: number;
+  pushes: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3 };
+  const number = (flag: string, value: string | undefined) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${value}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--no-big') opts.big = false;
+    else if (arg === '--big-mib') opts.bigMiB = number(arg, argv[++i]);
+    else if (arg === '--seconds') opts.seconds = number(arg, argv[++i]);
+    else if (arg === '--pushes') opts.pushes = Math.round(number(arg, argv[++i]));
+    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N]`);
+  }
+  return opts;
+}
+
+const log = (line: string) => console.error(`[bench] ${line}`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+// ---------------------------------------------------------------- read cases
+
+interface ReadCase {
+  name: string;
+  unit: 'req/s' | 'MiB/s';
+  method: 'GET' | 'HEAD';
+  path: string;
+  accept?: string;
+  /** One request checked before the load, so a fast error never passes for a fast answer. */
+  check(res: Response, body: Buffer): string | undefined;
+}
+
+function readCases(data: Dataset): ReadCase[] {
+  const manifest = (method: 'GET' | 'HEAD', ref: string): ReadCase => ({
+    name: `manifest ${method} by ${ref.startsWith('sha256:') ? 'digest' : 'tag'}`,
+    unit: 'req/s',
+    method,
+    path: `/v2/${APP_REPO}/manifests/${ref}`,
+    accept: OCI_MANIFEST,
+    check: (res, body) => {
+      if (res.headers.get('docker-content-digest') !== data.app.digest) return `Docker-Content-Digest ${res.headers.get('docker-content-digest')}`;
+      if (Number(res.headers.get('content-length')) !== Buffer.byteLength(data.app.manifest)) return `Content-Length ${res.headers.get('content-length')}`;
+      if (method === 'GET' && body.toString() !== data.app.manifest) return 'body differs from the manifest pushed';
+      return undefined;
+    },
+  });
+  return [
+    manifest('HEAD', 'latest'),
+    manifest('GET', 'latest'),
+    manifest('GET', data.app.digest),
+    manifest('HEAD', data.app.digest),
+    {
+      name: `tags/list (${TAG_COUNT.toLocaleString('en-US')} tags)`,
+      unit: 'req/s',
+      method: 'GET',
+      path: `/v2/${TAGS_REPO}/tags/list`,
+      check: (_res, body) => {
+        const tags = (JSON.parse(body.toString()) as { tags?: string[] }).tags ?? [];
+        return tags.length === TAG_COUNT ? undefined : `${tags.length} tags`;
+      },
+    },
+    {
+      name: 'blob GET (1 MiB)',
+      unit: 'MiB/s',
+      method: 'GET',
+      path: `/v2/${APP_REPO}/blobs/${data.bigBlob.digest}`,
+      check: (_res, body) => (sha256(body) === data.bigBlob.digest ? undefined : `body of ${body.length} bytes has the wrong digest`),
+    },
+  ];
+}
+
+async function checkOnce(r: RunningRegistry, c: ReadCase): Promise<void> {
+  const url = `${r.base}${c.path}`;
+  const res = await fetch(url, { method: c.method, headers: c.accept ? { accept: c.accept } : {} });
+  const body = Buffer.from(await res.arrayBuffer());
+  const problem = res.status !== 200 ? `status ${res.status}` : c.check(res, body);
+  if (problem) {
+    const headers = [...res.headers].map(([k, v]) => `${k}: ${v}`).join('\n  ');
+    throw new HttpError(`${r.name} ${c.name}: ${problem}\n> ${c.method} ${url}\n< ${res.status}\n  ${headers}\n\n${body.toString().slice(0, 2000)}`);
+  }
+}
+
+// ---------------------------------------------------------------- skopeo push / pull
+
+function skopeo(args: string[], timeoutMs = 180_000): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn('/usr/bin/skopeo', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code === 0) resolvePromise(seconds);
+      else reject(new Error(`skopeo ${args.join(' ')}: ${code ?? signal}\n${stderr}`));
+    });
+  });
+}
+
+interface Transfer {
+  pushMiBps: number[];
+  pullMiBps: number[];
+}
+
+async function pushAndPull(r: RunningRegistry, scratch: string, run: number, result: Transfer): Promise<void> {
+  const layoutDir = join(scratch, `layout-${r.name}-${run}`);
+  const pullDir = join(scratch, `pulled-${r.name}-${run}`);
+  const layout = await writeLayout(layoutDir, { layers: LAYERS, layerBytes: LAYER_BYTES, ref: 'v1' });
+  const ref = `docker://${new URL(r.base).host}/bench/push-${run}:v1`;
+  try {
+    const push = await skopeo(['copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:v1`, ref]);
+    const pull = await skopeo(['copy', '--quiet', '--src-tls-verify=false', ref, `oci:${pullDir}:v1`]);
+    const mib = layout.totalBytes / MiB;
+    result.pushMiBps.push(mib / push);
+    result.pullMiBps.push(mib / pull);
+    log(`${r.name} push ${run}: ${mib.toFixed(1)} MiB in ${push.toFixed(2)} s; pull ${pull.toFixed(2)} s`);
+  } finally {
+    await rm(layoutDir, { recursive: true, force: true });
+    await rm(pullDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+/** Which Wharf was measured: commit of WHARF_ROOT, and whether its work tree had uncommitted changes. */
+function wharfVersion(): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', ['-C', WHARF_ROOT, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = git('status', '--porcelain', '--untracked-files=no') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' + uncommitted changes' : ''}`;
+  } catch {
+    return 'unknown commit';
+  }
+}
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const mb = (kib: number) => `${fmt(kib / 1024)} MiB`;
+const ratio = (wharf: number, dist: number) => (dist > 0 ? `${fmt(wharf / dist, 2)}x` : 'n/a');
+
+interface BigResult {
+  mib: number;
+  uploadSeconds: number;
+  downloadSeconds: number;
+  /** Peak Wharf node VmRSS (KiB) idle before, during the upload, during the download. */
+  before: number;
+  upload: number;
+  download: number;
+}
+
+interface Report {
+  opts: Options;
+  version: string;
+  reads: Array<{ c: ReadCase; dist: LoadResult; wharf: LoadResult }>;
+  seed: { dist: number; wharf: number };
+  transfer: { dist: Transfer; wharf: Transfer };
+  rss: RssSampler;
+  hwm: { dist: number; wharf: number };
+  big?: BigResult;
+}
+
+function render(rep: Report): string {
+  const lines: string[] = [];
+  const row = (...cells: string[]) => lines.push(`| ${cells.join(' | ')} |`);
+  const headline = (r: LoadResult, unit: string) => (unit === 'MiB/s' ? r.mibPerSec : r.reqPerSec);
+
+  lines.push(`# Wharf vs CNCF Distribution 2.8.2`, '');
+  lines.push(
+    `${new Date().toISOString()} · ${CONNECTIONS} connections · ${rep.opts.seconds} s per case after a 1 s warm-up · ` +
+      `push/pull: median of ${rep.opts.pushes} skopeo runs of a ${LAYERS}-layer image (${LAYERS} x ${LAYER_BYTES / MiB} MiB, incompressible) · loopback`,
+    '',
+    `Wharf: ${rep.version} (embedded mode, embedded PostgreSQL) · Distribution: docker-registry 2.8.2 (filesystem, inmemory blob descriptor cache, access log off)`,
+    '',
+  );
+  row('case', 'Distribution', 'Wharf', 'ratio (Wharf/Distribution)');
+  row('---', '---:', '---:', '---:');
+  for (const { c, dist, wharf } of rep.reads) {
+    const d = headline(dist, c.unit);
+    const w = headline(wharf, c.unit);
+    row(`${c.name}, ${c.unit}`, fmt(d, c.unit === 'MiB/s' ? 1 : 0), fmt(w, c.unit === 'MiB/s' ? 1 : 0), ratio(w, d));
+  }
+  const push = { d: median(rep.transfer.dist.pushMiBps), w: median(rep.transfer.wharf.pushMiBps) };
+  const pull = { d: median(rep.transfer.dist.pullMiBps), w: median(rep.transfer.wharf.pullMiBps) };
+  row('push, skopeo, MiB/s (median)', fmt(push.d, 1), fmt(push.w, 1), ratio(push.w, push.d));
+  row('pull, skopeo, MiB/s (median)', fmt(pull.d, 1), fmt(pull.w, 1), ratio(pull.w, pull.d));
+  row(`seeding: ${TAG_COUNT} tag PUTs, 8 in flight, PUT/s`, fmt(rep.seed.dist), fmt(rep.seed.wharf), ratio(rep.seed.wharf, rep.seed.dist));
+  const pgPss = rep.rss.peak('Wharf PostgreSQL (sum PSS)', ['seed', 'reads', 'push']);
+  const distPeak = rep.rss.peak('Distribution');
+  const nodePeak = rep.rss.peak('Wharf node', ['seed', 'reads', 'push']);
+  row('peak RSS under load (Wharf: node process)', mb(distPeak), mb(nodePeak), ratio(nodePeak, distPeak));
+  row('peak RSS under load (Wharf: node + PostgreSQL PSS)', mb(distPeak), mb(nodePeak + pgPss), ratio(nodePeak + pgPss, distPeak));
+
+  lines.push('', '## Latency and detail', '');
+  row('case', 'registry', 'req/s', 'p50 ms', 'p99 ms', 'MiB/s', 'requests', 'non-2xx', 'errors');
+  row('---', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:');
+  for (const { c, dist, wharf } of rep.reads) {
+    for (const [name, r] of [['Distribution', dist], ['Wharf', wharf]] as const) {
+      row(c.name, name, fmt(r.reqPerSec), fmt(r.p50), fmt(r.p99), fmt(r.mibPerSec, 1), fmt(r.requests), fmt(r.non2xx), fmt(r.errors));
+    }
+  }
+  const runs = (xs: number[]) => xs.map((x) => fmt(x, 1)).join(', ');
+  lines.push('', `Push MiB/s per run: Distribution ${runs(rep.transfer.dist.pushMiBps)}; Wharf ${runs(rep.transfer.wharf.pushMiBps)}.`);
+  lines.push(`Pull MiB/s per run: Distribution ${runs(rep.transfer.dist.pullMiBps)}; Wharf ${runs(rep.transfer.wharf.pullMiBps)}.`);
+
+  lines.push('', '## Memory (VmRSS sampled every 100 ms; peak per phase)', '');
+  const phases = ['idle', 'seed', 'reads', 'push'];
+  row('process', 'after start', 'seeding', 'read load', 'skopeo push/pull', 'VmHWM before big blob');
+  row('---', '---:', '---:', '---:', '---:', '---:');
+  row('Distribution', ...phases.map((p) => mb(rep.rss.peak('Distribution', [p]))), mb(rep.hwm.dist));
+  row('Wharf node', ...phases.map((p) => mb(rep.rss.peak('Wharf node', [p]))), mb(rep.hwm.wharf));
+  row('Wharf PostgreSQL, sum of VmRSS', ...phases.map((p) => mb(rep.rss.peak('Wharf PostgreSQL (sum VmRSS)', [p]))), '');
+  row('Wharf PostgreSQL, sum of PSS', ...phases.map((p) => mb(rep.rss.peak('Wharf PostgreSQL (sum PSS)', [p]))), '');
+  lines.push(
+    '',
+    'The PostgreSQL sum of VmRSS counts shared buffers once per backend; PSS splits shared pages between the processes and is the fairer total.',
+  );
+
+  lines.push('', '## Big blob on Wharf', '');
+  if (rep.big) {
+    const b = rep.big;
+    lines.push(
+      `${fmt(b.mib)} MiB pushed in ${BIG_CHUNK / MiB} MiB PATCHes in ${fmt(b.uploadSeconds, 1)} s (${fmt(b.mib / b.uploadSeconds, 1)} MiB/s), ` +
+        `read back in ${fmt(b.downloadSeconds, 1)} s (${fmt(b.mib / b.downloadSeconds, 1)} MiB/s).`,
+      '',
+      `Wharf node peak VmRSS: ${mb(b.before)} idle before · ${mb(b.upload)} during the upload · ${mb(b.download)} during the download.`,
+    );
+  } else {
+    lines.push('Skipped (--no-big).');
+  }
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const data = makeDataset();
+  const registries: RunningRegistry[] = [];
+  const scratch = await mkdtemp(join(tmpdir(), 'wharf-bench-scratch-'));
+  let sampler: RssSampler | undefined;
+  let report: Report | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      sampler?.stop();
+      log('stopping registries');
+      for (const r of [...registries].reverse()) await r.stop().catch((err) => log(`stopping ${r.name}: ${err}`));
+      for (const dir of [scratch, ...registries.map((r) => r.dir)]) await rm(dir, { recursive: true, force: true });
+    })());
+  const interrupted = (signal: NodeJS.Signals) => {
+    log(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  try {
+    log('starting Distribution and Wharf');
+    const dist = await startDistribution(DISTRIBUTION_PORT);
+    registries.push(dist);
+    const wharf = await startWharfProcess(WHARF_PORT);
+    registries.push(wharf);
+    sampler = new RssSampler([
+      { label: 'Distribution', pid: dist.pid },
+      { label: 'Wharf node', pid: wharf.pid, children: 'Wharf PostgreSQL' },
+    ]);
+    sampler.start();
+    await new Promise((r) => setTimeout(r, 1000));
+
+    sampler.enter('seed');
+    const seedRate = async (r: RunningRegistry) => {
+      const t = performance.now();
+      await seed(r.base, data);
+      return TAG_COUNT / ((performance.now() - t) / 1000);
+    };
+    log('seeding');
+    const seedRates = { dist: await seedRate(dist), wharf: await seedRate(wharf) };
+
+    sampler.enter('reads');
+    const reads: Report['reads'] = [];
+    for (const c of readCases(data)) {
+      const results: LoadResult[] = [];
+      for (const r of [dist, wharf]) {
+        await checkOnce(r, c);
+        const res = await measure(`${r.base}${c.path}`, {
+          method: c.method,
+          headers: c.accept ? { accept: c.accept } : undefined,
+          connections: CONNECTIONS,
+          seconds: opts.seconds,
+          warmupSeconds: 1,
+        });
+        log(`${c.name} ${r.name}: ${fmt(res.reqPerSec)} req/s, ${fmt(res.mibPerSec, 1)} MiB/s, p50 ${res.p50} ms, p99 ${res.p99} ms, non-2xx ${res.non2xx}, errors ${res.errors}`);
+        results.push(res);
+      }
+      reads.push({ c, dist: results[0]!, wharf: results[1]! });
+    }
+
+    sampler.enter('push');
+    const transfer = { dist: { pushMiBps: [], pullMiBps: [] } as Transfer, wharf: { pushMiBps: [], pullMiBps: [] } as Transfer };
+    for (let run = 1; run <= opts.pushes; run++) {
+      await pushAndPull(dist, scratch, run, transfer.dist);
+      await pushAndPull(wharf, scratch, run, transfer.wharf);
+    }
+    const hwm = { dist: memoryOf(dist.pid).hwm, wharf: memoryOf(wharf.pid).hwm };
+    report = { opts, version: wharfVersion(), reads, seed: seedRates, transfer, rss: sampler, hwm };
+
+    if (opts.big) {
+      sampler.enter('big-idle');
+      await new Promise((r) => setTimeout(r, 2000));
+      sampler.enter('big-upload');
+      log(`pushing a ${opts.bigMiB} MiB blob to Wharf in ${BIG_CHUNK / MiB} MiB PATCHes`);
+      let t = performance.now();
+      const digest = await pushChunked(wharf.base, 'bench/big', opts.bigMiB * MiB, BIG_CHUNK);
+      const uploadSeconds = (performance.now() - t) / 1000;
+      sampler.enter('big-download');
+      t = performance.now();
+      const got = await drain(`${wharf.base}/v2/bench/big/blobs/${digest}`);
+      const downloadSeconds = (performance.now() - t) / 1000;
+      sampler.enter('done');
+      if (got !== opts.bigMiB * MiB) throw new Error(`big blob GET returned ${got} bytes, expected ${opts.bigMiB * MiB}`);
+      report.big = {
+        mib: opts.bigMiB,
+        uploadSeconds,
+        downloadSeconds,
+        before: sampler.peak('Wharf node', ['big-idle']),
+        upload: sampler.peak('Wharf node', ['big-upload']),
+        download: sampler.peak('Wharf node', ['big-download']),
+      };
+    }
+  } catch (err) {
+    for (const r of registries) log(`${r.name} log tail:\n${await r.logTail()}`);
+    throw err;
+  } finally {
+    await cleanup();
+  }
+  if (!report) throw new Error('no report');
+
+  const markdown = render(report);
+  const outDir = resolve(import.meta.dirname, 'results');
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, 'latest.md'), markdown);
+  console.log(markdown);
+  log(`written to ${join(outDir, 'latest.md')}`);
+}
+
+main().catch((err) => {
+  console.error(err instanceof HttpError ? `[bench] registry error: ${err.message}` : err);
+  process.exit(1);
+});

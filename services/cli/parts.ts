@@ -1,0 +1,82 @@
+import { join } from 'node:path';
+import type { Config } from '../../libs/config/index.js';
+import { MemoryBus, NatsBus, type EventBus } from '../../libs/events/index.js';
+import type { Logger } from '../../libs/log/index.js';
+import { openDatabase, startEmbeddedPostgres, type Database, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
+import { FilesystemBlobStore, S3BlobStore, type BlobStore } from '../../libs/storage/index.js';
+
+/** The three drivers a process needs: database, blob store and bus. Embedded and cluster mode differ only here. */
+export interface Parts {
+  database: Database;
+  store: BlobStore;
+  bus: EventBus;
+  close(): Promise<void>;
+}
+
+async function openDatabasePart(config: Config, logger: Logger): Promise<{ database: Database; embedded?: EmbeddedPostgresHandle }> {
+  let url = config['database.url'];
+  let embedded: EmbeddedPostgresHandle | undefined;
+  if (url === '') {
+    const pgLog = logger.child({ component: 'embedded-postgres' });
+    embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), (line) => pgLog.debug(line));
+    url = embedded.url;
+  }
+  const database = openDatabase({
+    url,
+    poolSize: config['database.poolsize'],
+    uploadPoolSize: config['database.uploadpoolsize'],
+    onError: (err) => logger.warn({ err }, 'idle database connection lost'),
+  });
+  return { database, embedded };
+}
+
+export function openBlobStore(config: Config): BlobStore {
+  if (config['storage.driver'] === 's3') {
+    const accessKeyId = config['storage.s3.accesskeyid'];
+    return new S3BlobStore({
+      endpoint: config['storage.s3.endpoint'] || undefined,
+      region: config['storage.s3.region'],
+      bucket: config['storage.s3.bucket'],
+      prefix: config['storage.s3.prefix'],
+      forcePathStyle: config['storage.s3.forcepathstyle'],
+      credentials: accessKeyId ? { accessKeyId, secretAccessKey: config['storage.s3.secretaccesskey'] } : undefined,
+    });
+  }
+  return new FilesystemBlobStore(join(config['data.dir'], 'blobs'));
+}
+
+async function openBus(config: Config, logger: Logger): Promise<EventBus> {
+  if (config['nats.url'] === '') {
+    const bus = new MemoryBus();
+    bus.onHandlerError = (err) => logger.warn({ err }, 'event subscriber failed');
+    return bus;
+  }
+  return NatsBus.connect({
+    servers: config['nats.url'].split(',').map((s) => s.trim()),
+    stream: config['nats.stream'],
+    subjectPrefix: config['nats.subjectprefix'],
+    name: `wharf-${process.pid}`,
+  });
+}
+
+export async function openParts(config: Config, logger: Logger): Promise<Parts> {
+  const { database, embedded } = await openDatabasePart(config, logger);
+  try {
+    const store = openBlobStore(config);
+    const bus = await openBus(config, logger);
+    return {
+      database,
+      store,
+      bus,
+      async close() {
+        await bus.close();
+        await database.close();
+        await embedded?.stop();
+      },
+    };
+  } catch (err) {
+    await database.close();
+    await embedded?.stop();
+    throw err;
+  }
+}

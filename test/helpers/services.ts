@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { startS3rver } from './s3rver.js';
+
+/**
+ * The services cluster-mode tests need, found in this order: WHARF_TEST_* variables, then
+ * containers where a Docker engine answers (testcontainers), then s3rver for S3. What cannot be
+ * found is reported as a skip reason naming it.
+ */
+export interface ClusterServices {
+  /** A database created for this test file; dropped by close(). */
+  databaseUrl: string;
+  natsUrl: string;
+  s3: { endpoint: string; bucket: string; region: string; accessKeyId: string; secretAccessKey: string };
+  close(): Promise<void>;
+}
+
+type Closer = () => Promise<void>;
+
+async function dockerAvailable(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function postgresServer(closers: Closer[], docker: boolean): Promise<string | undefined> {
+  if (process.env.WHARF_TEST_DATABASE_URL) return process.env.WHARF_TEST_DATABASE_URL;
+  if (!docker) return undefined;
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const container = await new GenericContainer('postgres:15')
+    .withEnvironment({ POSTGRES_PASSWORD: 'wharf', POSTGRES_DB: 'test' })
+    .withExposedPorts(5432)
+    .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
+    .start();
+  closers.push(async () => void (await container.stop()));
+  return `postgres://postgres:wharf@${container.getHost()}:${container.getMappedPort(5432)}/test`;
+}
+
+async function natsServer(closers: Closer[], docker: boolean): Promise<string | undefined> {
+  if (process.env.WHARF_TEST_NATS_URL) return process.env.WHARF_TEST_NATS_URL;
+  if (!docker) return undefined;
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const container = await new GenericContainer('nats:2.9').withCommand(['-js']).withExposedPorts(4222).withWaitStrategy(Wait.forLogMessage(/Server is ready/)).start();
+  closers.push(async () => void (await container.stop()));
+  return `nats://${container.getHost()}:${container.getMappedPort(4222)}`;
+}
+
+/** A fresh database on the server, so no run depends on what an earlier one left. */
+async function freshDatabase(serverUrl: string, closers: Closer[]): Promise<string> {
+  const name = `wharf_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  closers.push(async () => {
+    const c = new pg.Client({ connectionString: serverUrl });
+    await c.connect();
+    await c.query(`drop database if exists ${name} with (force)`);
+    await c.end();
+  });
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export async function clusterServices(): Promise<ClusterServices | { skip: string }> {
+  const closers: Closer[] = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch(() => {});
+  };
+  try {
+    const docker = !process.env.WHARF_TEST_DATABASE_URL || !process.env.WHARF_TEST_NATS_URL ? await dockerAvailable() : false;
+    const pgUrl = await postgresServer(closers, docker);
+    if (!pgUrl) return { skip: 'cluster mode needs PostgreSQL: set WHARF_TEST_DATABASE_URL or run a Docker engine' };
+    const natsUrl = await natsServer(closers, docker);
+    if (!natsUrl) {
+      await close();
+      return { skip: 'cluster mode needs NATS with JetStream: set WHARF_TEST_NATS_URL or run a Docker engine' };
+    }
+    const databaseUrl = await freshDatabase(pgUrl, closers);
+    const s3 = await startS3rver();
+    closers.push(() => s3.close());
+    return {
+      databaseUrl,
+      natsUrl,
+      s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

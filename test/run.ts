@@ -1,0 +1,58 @@
+/**
+ * The test command: every suite in embedded mode, then the spec suites and the cluster suites
+ * again in cluster mode (two API nodes on PostgreSQL, S3 and NATS). Cluster mode needs
+ * WHARF_TEST_DATABASE_URL and WHARF_TEST_NATS_URL, or a Docker engine for testcontainers;
+ * without them it is skipped with a message naming what is missing.
+ */
+import { spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+
+const SPEC_SUITES = ['push-pull', 'manifests', 'bad-input', 'skopeo', 'prefix-and-config'];
+
+function runNodeTest(files: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...files], { stdio: 'inherit', env });
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}
+
+async function dockerAvailable(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function clusterSkipReason(): Promise<string | undefined> {
+  const missing: string[] = [];
+  if (!process.env.WHARF_TEST_DATABASE_URL) missing.push('WHARF_TEST_DATABASE_URL (PostgreSQL)');
+  if (!process.env.WHARF_TEST_NATS_URL) missing.push('WHARF_TEST_NATS_URL (NATS with JetStream)');
+  if (missing.length === 0 || (await dockerAvailable())) return undefined;
+  return `no ${missing.join(' and no ')}, and no Docker engine for testcontainers`;
+}
+
+const only = process.argv.slice(2);
+const selected = (files: string[]) => (only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files);
+const topLevel = (await readdir('test')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`).sort();
+const clusterOnly = (await readdir('test/cluster')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/cluster/${f}`).sort();
+
+let failed = false;
+const embedded = selected(topLevel);
+if (embedded.length) {
+  console.log(`\n== embedded mode: ${embedded.length} suites ==`);
+  failed = (await runNodeTest(embedded, { ...process.env, WHARF_TEST_MODE: 'embedded' })) !== 0 || failed;
+}
+const clusterFiles = selected([...topLevel.filter((f) => SPEC_SUITES.some((s) => f === `test/${s}.test.ts`)), ...clusterOnly]);
+if (clusterFiles.length) {
+  const skip = await clusterSkipReason();
+  if (skip) {
+    console.log(`\n== cluster mode: SKIPPED: ${skip} ==`);
+  } else {
+    console.log(`\n== cluster mode: ${clusterFiles.length} suites ==`);
+    failed = (await runNodeTest(clusterFiles, { ...process.env, WHARF_TEST_MODE: 'cluster' })) !== 0 || failed;
+  }
+}
+process.exit(failed ? 1 : 0);
