@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import type { Config } from '../../libs/config/index.js';
-import { MemoryBus, NatsBus, type EventBus } from '../../libs/events/index.js';
+import { MemoryBus, type EventBus } from '../../libs/events/index.js';
 import type { Logger } from '../../libs/log/index.js';
 import { openDatabase, startEmbeddedPostgres, type Database, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
-import { FilesystemBlobStore, S3BlobStore, type BlobStore } from '../../libs/storage/index.js';
+import { FilesystemBlobStore, type BlobStore } from '../../libs/storage/index.js';
 
 /** The three drivers a process needs: database, blob store and bus. Embedded and cluster mode differ only here. */
 export interface Parts {
@@ -30,8 +30,10 @@ async function openDatabasePart(config: Config, logger: Logger): Promise<{ datab
   return { database, embedded };
 }
 
-export function openBlobStore(config: Config): BlobStore {
+// Cluster drivers load on demand: embedded mode never loads the AWS SDK or the NATS client.
+export async function openBlobStore(config: Config): Promise<BlobStore> {
   if (config['storage.driver'] === 's3') {
+    const { S3BlobStore } = await import('../../libs/storage/s3.js');
     const accessKeyId = config['storage.s3.accesskeyid'];
     return new S3BlobStore({
       endpoint: config['storage.s3.endpoint'] || undefined,
@@ -51,6 +53,7 @@ async function openBus(config: Config, logger: Logger): Promise<EventBus> {
     bus.onHandlerError = (err) => logger.warn({ err }, 'event subscriber failed');
     return bus;
   }
+  const { NatsBus } = await import('../../libs/events/nats-bus.js');
   return NatsBus.connect({
     servers: config['nats.url'].split(',').map((s) => s.trim()),
     stream: config['nats.stream'],
@@ -62,7 +65,7 @@ async function openBus(config: Config, logger: Logger): Promise<EventBus> {
 export async function openParts(config: Config, logger: Logger): Promise<Parts> {
   const { database, embedded } = await openDatabasePart(config, logger);
   try {
-    const store = openBlobStore(config);
+    const store = await openBlobStore(config);
     const bus = await openBus(config, logger);
     return {
       database,
