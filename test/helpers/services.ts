@@ -87,7 +87,7 @@ export async function clusterServices(): Promise<ClusterServices | { skip: strin
     return {
       databaseUrl,
       natsUrl,
-      s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
       close,
     };
   } catch (err) {

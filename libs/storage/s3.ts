@@ -1,0 +1,338 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { Readable } from 'node:stream';
+import type { BlobStore, ByteRange, UploadState } from './blob-store.js';
+
+export interface S3BlobStoreOptions {
+  /** Endpoint URL (MinIO, s3rver); absent: AWS for the region. */
+  endpoint?: string;
+  region: string;
+  bucket: string;
+  /** Prepended as is to every key, e.g. `registry/`; may be ''. */
+  prefix: string;
+  forcePathStyle: boolean;
+  /** Absent: the AWS SDK's default credential chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** Default lifetime of presigned GET URLs; 900 s when absent. */
+  presignExpirySeconds?: number;
+  /** Size of every multipart part but the last (bytes); 8 MiB when absent, at least 5 MiB. */
+  partSize?: number;
+}
+
+/** One uploaded part of the multipart upload. */
+export interface S3Part {
+  partNumber: number;
+  etag: string;
+  size: number;
+}
+
+/**
+ * The upload's state, saved in the session row after each committed request. Bytes `[0, offset)` of
+ * the upload are the `parts` in order, then the `tail` object: the bytes past the last full part.
+ * Nothing lives in memory between requests.
+ */
+export interface S3UploadState {
+  [field: string]: unknown;
+  /** The multipart upload; it targets the final object, so completing it copies nothing. */
+  uploadId: string;
+  parts: S3Part[];
+  /** Generation of the newest tail name this state's history used; each append takes the next one. */
+  generation: number;
+  /** Bytes past the last full part, as a small object `<object key>.tail.<generation>`. */
+  tail: { key: string; size: number } | null;
+  /** Tail objects of older generations: no committed state reads them any more; deleted best effort. */
+  stale: string[];
+}
+
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+/** S3's limit is 10,000 parts; full parts stop at 9,999 so the tail always fits as the last. */
+const MAX_FULL_PARTS = 9_999;
+/** Answers that mean "there is no multipart upload to abort here", or that the server cannot abort one (s3rver). */
+const ABORT_IGNORABLE = new Set(['NoSuchUpload', 'NotImplemented', 'MethodNotAllowed']);
+
+/**
+ * Blob bytes in an S3 bucket (AWS, MinIO, s3rver). An upload is one multipart upload straight into
+ * the blob's object. PATCH bodies of any size are cut into parts of `partSize` bytes, buffering one
+ * part at a time; what is left below a part at the end of a request is kept as a small tail object
+ * (never overwritten: each request writes a new generation) and prepended by the next request.
+ * All part bookkeeping travels in the state, so the driver needs neither ListParts nor UploadPartCopy.
+ */
+export class S3BlobStore implements BlobStore {
+  readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly partSize: number;
+  private readonly presignExpirySeconds: number;
+
+  constructor(options: S3BlobStoreOptions) {
+    this.bucket = options.bucket;
+    this.prefix = options.prefix;
+    this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    if (!Number.isSafeInteger(this.partSize) || this.partSize < MIN_PART_SIZE) {
+      throw new Error(`S3 part size must be an integer of at least ${MIN_PART_SIZE} bytes, not ${options.partSize}`);
+    }
+    this.presignExpirySeconds = options.presignExpirySeconds ?? 900;
+    this.client = new S3Client({
+      endpoint: options.endpoint,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      credentials: options.credentials,
+      // Otherwise streamed bodies go out with aws-chunked framing, which s3rver stores verbatim.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  /** Closes the client's connections. */
+  destroy(): void {
+    this.client.destroy();
+  }
+
+  private objectKey(key: string): string {
+    return this.prefix + key;
+  }
+
+  private tailKey(key: string, generation: number): string {
+    return `${this.objectKey(key)}.tail.${generation}`;
+  }
+
+  async beginUpload(key: string): Promise<UploadState> {
+    const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey(key), ContentType: 'application/octet-stream' }));
+    if (!created.UploadId) throw new Error(`S3 returned no upload id for ${this.objectKey(key)}`);
+    const state: S3UploadState = { uploadId: created.UploadId, parts: [], generation: 0, tail: null, stale: [] };
+    return state;
+  }
+
+  async append(key: string, given: UploadState, offset: number, source: Readable): Promise<{ written: number; state: UploadState }> {
+    const state = parseState(given);
+    const committed = committedSize(state);
+    if (offset !== committed) throw new Error(`S3 upload of ${key}: offset ${offset} does not match the ${committed} bytes its state records`);
+
+    // Tails an earlier committed request replaced: nothing references them now.
+    const cleanup = this.deleteQuietly(state.stale);
+    try {
+      const generation = state.generation + 1;
+      const parts = [...state.parts];
+      const buffer = new PartBuffer(this.partSize);
+      // Cuts whatever comes into parts, holding at most one part in memory.
+      const consume = async (chunk: Buffer) => {
+        let at = 0;
+        while (at < chunk.length) {
+          at += buffer.fill(chunk, at);
+          if (buffer.full) {
+            if (parts.length >= MAX_FULL_PARTS) throw new Error(`S3 upload of ${key} exceeds ${MAX_FULL_PARTS} parts of ${this.partSize} bytes; raise the part size`);
+            parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, buffer.bytes()));
+            buffer.clear();
+          }
+        }
+      };
+      let written = 0;
+      let tailLoaded = false;
+      for await (const data of source) {
+        const chunk = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
+        if (chunk.length === 0) continue;
+        if (!tailLoaded) {
+          // Only now: a request that brings no bytes leaves the tail where it is.
+          if (state.tail) await this.readTail(state.tail, consume);
+          tailLoaded = true;
+        }
+        await consume(chunk);
+        written += chunk.length;
+      }
+
+      if (!tailLoaded) {
+        // No bytes: the state stays as it was, minus the stale tails now gone.
+        return { written: 0, state: { ...state, stale: await cleanup } };
+      }
+      let tail: S3UploadState['tail'] = null;
+      const stale = state.tail ? [state.tail.key] : [];
+      if (buffer.length > 0) {
+        tail = { key: this.tailKey(key, generation), size: buffer.length };
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: tail.key, Body: buffer.bytes(), ContentLength: buffer.length }));
+      } else {
+        // A failed earlier attempt from the same state may have left this generation's tail behind.
+        stale.push(this.tailKey(key, generation));
+      }
+      const next: S3UploadState = { uploadId: state.uploadId, parts, generation, tail, stale: [...(await cleanup), ...stale] };
+      return { written, state: next };
+    } finally {
+      await cleanup; // never leave a request in flight behind a settled append
+    }
+  }
+
+  async completeUpload(key: string, given: UploadState, size: number): Promise<void> {
+    const state = parseState(given);
+    const committed = committedSize(state);
+    if (size !== committed) throw new Error(`S3 upload of ${key}: completing at ${size} bytes, but its state records ${committed}`);
+    const objectKey = this.objectKey(key);
+
+    if (state.parts.length === 0) {
+      // Small blob (the common case): one PutObject of the tail, and the multipart upload is dropped.
+      const body = state.tail ? await this.tailBytes(state.tail) : Buffer.alloc(0);
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentLength: body.length, ContentType: 'application/octet-stream' }));
+      await this.abortMultipart(objectKey, state.uploadId).catch(() => {});
+    } else {
+      const parts = [...state.parts];
+      if (state.tail) {
+        const body = await this.tailBytes(state.tail);
+        parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, body));
+      }
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: objectKey,
+          UploadId: state.uploadId,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+        }),
+      );
+    }
+    await this.deleteQuietly(this.tailsOf(key, state));
+  }
+
+  async abortUpload(key: string, given: UploadState): Promise<void> {
+    // Lenient: the registry also calls this with `{}` to drop an object that turned out redundant.
+    const objectKey = this.objectKey(key);
+    const tasks: Promise<unknown>[] = [this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey }))];
+    if (typeof given.uploadId === 'string') tasks.push(this.abortMultipart(objectKey, given.uploadId));
+    let leftover: string[] = [];
+    try {
+      leftover = this.tailsOf(key, parseState(given));
+    } catch {
+      // not a state this driver wrote: no tails to find
+    }
+    tasks.push(this.deleteQuietly(leftover));
+    const failure = (await Promise.allSettled(tasks)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const out = await this.client.send(
+      new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+    );
+    if (!out.Body) throw new Error(`S3 returned no body for ${this.objectKey(key)}`);
+    return out.Body as Readable;
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+  }
+
+  /** A URL that GETs the object without credentials until it expires. */
+  async presignedGetUrl(key: string, expiresSeconds: number = this.presignExpirySeconds): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: expiresSeconds });
+  }
+
+  private async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<S3Part> {
+    const out = await this.client.send(
+      new UploadPartCommand({ Bucket: this.bucket, Key: this.objectKey(key), UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }),
+    );
+    if (!out.ETag) throw new Error(`S3 returned no ETag for part ${partNumber} of ${this.objectKey(key)}`);
+    return { partNumber, etag: out.ETag, size: body.length };
+  }
+
+  /** Streams a tail object into `sink`, checking it holds the bytes the state says. */
+  private async readTail(tail: { key: string; size: number }, sink: (chunk: Buffer) => void | Promise<void>): Promise<void> {
+    const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: tail.key }));
+    if (!out.Body) throw new Error(`S3 returned no body for ${tail.key}`);
+    const body = out.Body as Readable;
+    let read = 0;
+    for await (const data of body) {
+      const chunk = data as Buffer;
+      read += chunk.length;
+      if (read > tail.size) break;
+      await sink(chunk);
+    }
+    if (read !== tail.size) throw new Error(`S3 object ${tail.key} should hold ${tail.size} bytes of the upload, not ${read > tail.size ? 'more' : read}`);
+  }
+
+  /** A whole tail object in memory (less than one part). */
+  private async tailBytes(tail: { key: string; size: number }): Promise<Buffer> {
+    const buffer = new PartBuffer(tail.size);
+    await this.readTail(tail, (chunk) => void buffer.fill(chunk, 0));
+    return buffer.bytes();
+  }
+
+  private abortMultipart(objectKey: string, uploadId: string): Promise<void> {
+    return this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId })).then(
+      () => undefined,
+      (err: unknown) => {
+        if (!ABORT_IGNORABLE.has((err as { name?: string }).name ?? '')) throw err;
+      },
+    );
+  }
+
+  /** Every tail object an upload in `state` may have left: its own, the stale ones, and the next generation a failed request may have written. */
+  private tailsOf(key: string, state: S3UploadState): string[] {
+    const keys = new Set(state.stale);
+    if (state.tail) keys.add(state.tail.key);
+    keys.add(this.tailKey(key, state.generation + 1));
+    return [...keys];
+  }
+
+  /** Deletes objects best effort; resolves with the keys that could not be deleted. */
+  private async deleteQuietly(keys: string[]): Promise<string[]> {
+    const results = await Promise.allSettled(keys.map((k) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: k }))));
+    return keys.filter((_, i) => results[i]?.status === 'rejected');
+  }
+}
+
+function committedSize(state: S3UploadState): number {
+  return state.parts.reduce((sum, p) => sum + p.size, 0) + (state.tail?.size ?? 0);
+}
+
+function parseState(state: UploadState): S3UploadState {
+  const s = state as Partial<S3UploadState>;
+  const ok =
+    typeof s.uploadId === 'string' &&
+    Array.isArray(s.parts) &&
+    s.parts.every((p) => Number.isSafeInteger(p?.partNumber) && typeof p?.etag === 'string' && Number.isSafeInteger(p?.size)) &&
+    Number.isSafeInteger(s.generation) &&
+    (s.tail === null || (typeof s.tail?.key === 'string' && Number.isSafeInteger(s.tail.size))) &&
+    Array.isArray(s.stale) &&
+    s.stale.every((k) => typeof k === 'string');
+  if (!ok) throw new Error(`not an S3 upload state: ${JSON.stringify(state).slice(0, 200)}`);
+  return s as S3UploadState;
+}
+
+/** Bytes of one part being assembled; grows on demand up to the part size, so small requests stay small. */
+class PartBuffer {
+  private buf = Buffer.alloc(0);
+  length = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  get full(): boolean {
+    return this.length === this.capacity;
+  }
+
+  /** Copies from `chunk[from..]` as much as fits; returns how much. */
+  fill(chunk: Buffer, from: number): number {
+    const n = Math.min(chunk.length - from, this.capacity - this.length);
+    if (this.length + n > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.capacity, Math.max(this.length + n, this.buf.length * 2, 64 * 1024)));
+      this.buf.copy(grown, 0, 0, this.length);
+      this.buf = grown;
+    }
+    chunk.copy(this.buf, this.length, from, from + n);
+    this.length += n;
+    return n;
+  }
+
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+
+  clear(): void {
+    this.length = 0;
+  }
+}
