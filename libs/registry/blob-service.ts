@@ -12,6 +12,8 @@ export interface BlobHandle {
   size: number;
   /** Streams the blob or an inclusive range of it. */
   open(range?: ByteRange): Promise<Readable>;
+  /** Where the client may fetch the bytes itself, when the store and config allow a redirect. */
+  redirect?: () => Promise<string>;
 }
 
 export class BlobService {
@@ -23,7 +25,12 @@ export class BlobService {
     parseDigest(digest);
     const blob = await blobs.findLinkedBlob(this.deps.db, repository, digest);
     if (blob) {
-      return { digest, size: blob.size, open: (range) => this.deps.store.read(blob.storage_key, range) };
+      const handle: BlobHandle = { digest, size: blob.size, open: (range) => this.deps.store.read(blob.storage_key, range) };
+      const { store, options } = this.deps;
+      if (options.blobRedirectSeconds > 0 && store.presignedGetUrl) {
+        handle.redirect = () => store.presignedGetUrl!(blob.storage_key, options.blobRedirectSeconds);
+      }
+      return handle;
     }
     const manifest = await manifests.findManifestWithPayload(this.deps.db, repository, { digest });
     if (manifest) {

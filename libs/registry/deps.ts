@@ -10,6 +10,8 @@ export interface RegistryOptions {
   foreignUrlAllow: RegExp[];
   foreignUrlDeny: RegExp[];
   source: EventSource;
+  /** Seconds a blob GET may be answered with a redirect to the store's presigned URL; 0 streams every blob through the node. */
+  blobRedirectSeconds: number;
 }
 
 export interface RegistryDeps {

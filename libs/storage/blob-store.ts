@@ -29,4 +29,6 @@ export interface BlobStore {
   /** Streams the object, or the inclusive byte range of it. */
   read(key: string, range?: ByteRange): Promise<Readable>;
   delete(key: string): Promise<void>;
+  /** A URL clients can GET the object from directly for a while, where the store has one (S3). */
+  presignedGetUrl?(key: string, expiresSeconds: number): Promise<string>;
 }

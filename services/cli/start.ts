@@ -67,6 +67,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       foreignUrlAllow: config['validation.manifests.urls.allow'].map((p) => new RegExp(p)),
       foreignUrlDeny: config['validation.manifests.urls.deny'].map((p) => new RegExp(p)),
       source,
+      blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
     },
   });
   const app = buildApi({

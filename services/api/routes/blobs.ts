@@ -8,6 +8,11 @@ type BlobEndpoint = Extract<Endpoint, { kind: 'blob' }>;
 async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
   const { name, digest } = call.endpoint;
   const blob = await call.registry.blobs.find(name, digest);
+  if (withBody && blob.redirect) {
+    const location = await blob.redirect();
+    call.registry.blobs.pulled(name, blob, call.context);
+    return call.reply.code(307).header('location', location).header('docker-content-digest', blob.digest).send();
+  }
   const reply = call.reply
     .header('docker-content-digest', blob.digest)
     .header('etag', `"${blob.digest}"`)
