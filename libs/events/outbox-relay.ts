@@ -85,7 +85,7 @@ export class OutboxRelay {
       }
       if (!this.running) break;
       if (this.pendingWake && failures === 0) continue;
-      const delay = failures === 0 ? this.pollIntervalMs : Math.min(30_000, this.pollIntervalMs * 2 ** Math.min(failures, 5));
+      const delay = failures === 0 ? this.pollIntervalMs : Math.min(5_000, this.pollIntervalMs * 2 ** Math.min(failures, 5));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         this.wakeUp = () => {

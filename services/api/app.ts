@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../../libs/log/index.js';
 import { RegistryError } from '../../libs/oci/index.js';
@@ -60,6 +62,32 @@ function toRegistryError(err: unknown): RegistryError {
   return new RegistryError('UNKNOWN', 'internal error');
 }
 
+/**
+ * Requests Node's HTTP parser rejects never reach a handler; they still get OCI error JSON.
+ * A body cut short mid-request is the exception: its handler is running and answers itself.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const inFlight = (socket as Socket & { _httpMessage?: { req?: IncomingMessage } | null })._httpMessage?.req;
+  if (err.code === 'HPE_INVALID_EOF_STATE' && inFlight) {
+    // The client half-closed mid-body. Node leaves the request stream waiting; fail it, so the
+    // handler rolls back and answers on the still-writable socket.
+    if (inFlight.listenerCount('error') > 0) inFlight.emit('error', Object.assign(new Error('request body ended before it was complete'), { code: 'ECONNRESET' }));
+    else socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const code = /CONTENT_LENGTH|CHUNK|EOF/.test(err.code ?? '') ? 'SIZE_INVALID' : 'UNSUPPORTED';
+  const body = JSON.stringify(new RegistryError(code, 'malformed HTTP request', { status, detail: { reason: err.code ?? err.message } }).toJSON());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Docker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 export function buildApi(options: ApiOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
@@ -73,6 +101,12 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     requestTimeout: 0,
     connectionTimeout: 0,
     keepAliveTimeout: 75_000,
+    clientErrorHandler: answerClientError,
+    frameworkErrors: (err, _request, reply) => {
+      reply.header('docker-distribution-api-version', 'registry/2.0');
+      const error = err.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_INVALID', 'malformed URL path', { detail: { reason: err.message } }) : toRegistryError(err);
+      void sendError(reply, error);
+    },
   });
   app.server.headersTimeout = 60_000;
 

@@ -53,10 +53,16 @@ export async function readLimited(req: IncomingMessage, limit: number, tooLarge:
   if (declared !== undefined && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of req) {
-    total += (chunk as Buffer).length;
-    if (total > limit) throw tooLarge();
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of req) {
+      total += (chunk as Buffer).length;
+      if (total > limit) throw tooLarge();
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof RegistryError) throw err;
+    // The client hung up before its body was complete.
+    throw new RegistryError('SIZE_INVALID', 'request body ended before it was complete', { detail: { received: total, declared: declared ?? null } });
   }
   if (declared !== undefined && total !== declared) {
     throw new RegistryError('SIZE_INVALID', `request body has ${total} bytes, ${declared} were declared`);

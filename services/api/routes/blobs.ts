@@ -13,12 +13,6 @@ async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
     call.registry.blobs.pulled(name, blob, call.context);
     return call.reply.code(307).header('location', location).header('docker-content-digest', blob.digest).send();
   }
-  const reply = call.reply
-    .header('docker-content-digest', blob.digest)
-    .header('etag', `"${blob.digest}"`)
-    .header('accept-ranges', 'bytes')
-    .header('cache-control', 'max-age=31536000')
-    .type('application/octet-stream');
   const range = parseRange(call.request.headers.range, blob.size);
   if (range === 'unsatisfiable') {
     throw new RegistryError('RANGE_INVALID', 'requested range not satisfiable', {
@@ -27,6 +21,13 @@ async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
       headers: { 'Content-Range': `bytes */${blob.size}` },
     });
   }
+  // Cacheable headers only on success: a shared cache must not keep a 416 for a year.
+  const reply = call.reply
+    .header('docker-content-digest', blob.digest)
+    .header('etag', `"${blob.digest}"`)
+    .header('accept-ranges', 'bytes')
+    .header('cache-control', 'max-age=31536000')
+    .type('application/octet-stream');
   if (range) {
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`).header('content-length', range.end - range.start + 1);
   } else {

@@ -1,0 +1,387 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  Events,
+  JSONCodec,
+  NatsError,
+  RetentionPolicy,
+  StorageType,
+  connect,
+  nanos,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type NatsConnection,
+  type StreamConfig,
+} from 'nats';
+import type { EventBus, EventHandler } from './bus.js';
+import type { RegistryEvent } from './event.js';
+
+/** The fixed prefix of the public subjects in event.ts; NatsBus maps it onto its configured prefix. */
+const PUBLIC_PREFIX = 'wharf.events';
+
+export interface NatsBusOptions {
+  servers: string | string[];
+  /** JetStream stream holding every event; one per deployment (tests use a unique one per run). */
+  stream?: string;
+  /** Subject prefix inside NATS; `wharf.events.x.y` is published as `<subjectPrefix>.x.y`. */
+  subjectPrefix?: string;
+  /** Window in which JetStream drops a re-published event id (Nats-Msg-Id). */
+  duplicateWindowMs?: number;
+  /** How long the stream keeps events. */
+  maxAgeMs?: number;
+  /** Reject a publish not acknowledged by JetStream within this time. */
+  publishTimeoutMs?: number;
+  /** Connection name shown by the server (`nats server report connections`). */
+  name?: string;
+  /** Delay between reconnect attempts; attempts never stop. */
+  reconnectTimeWaitMs?: number;
+  /** Errors that have no caller to reject: subscriber handlers, consumer setup, status loop. */
+  onError?: (err: unknown) => void;
+}
+
+export interface NatsBusStatus {
+  connected: boolean;
+  /** Set once close() ran or the client gave up; a closed bus never reconnects. */
+  closed: boolean;
+  server?: string;
+}
+
+export interface DurableDelivery {
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  streamSequence: number;
+}
+
+export interface DurableConsumerOptions {
+  /** Shared by every replica of a role: JetStream hands each message to one of them. */
+  durable: string;
+  /** One subject filter in the public `wharf.events...` form (nats-server 2.9: a single filter only). */
+  filterSubject: string;
+  handler: (subject: string, event: RegistryEvent, delivery: DurableDelivery) => Promise<void> | void;
+  /** Redelivered if not acked in this time (e.g. the replica died mid-handler). */
+  ackWaitMs?: number;
+  /** Deliveries before giving up on a message (the server stops redelivering too). */
+  maxDeliver?: number;
+  /** nak delay after the n-th failure is backoffMs[n-1]; the last entry repeats. */
+  backoffMs?: number[];
+  /** Called when a message is given up on (last attempt failed, or unparsable): record it as dead letter. */
+  onDeadLetter?: (subject: string, event: RegistryEvent | undefined, err: unknown) => Promise<void> | void;
+  /** Where a newly created durable starts: 'all' retained events (default) or only 'new' ones. */
+  deliverPolicy?: 'all' | 'new';
+  /** Messages pulled per request; small keeps work spread across replicas. */
+  batch?: number;
+}
+
+/** Stops pulling, lets the running handler finish, releases buffered messages, and resolves. */
+export type StopConsumer = () => Promise<void>;
+
+/** An unsubscribe function that also says when the underlying consumer exists (deliver policy "new"). */
+export type NatsUnsubscribe = (() => void) & { ready: Promise<void> };
+
+const jc = JSONCodec<RegistryEvent>();
+
+/** The event bus of distributed mode: JetStream, with Nats-Msg-Id = event id for dedupe. */
+export class NatsBus implements EventBus {
+  readonly stream: string;
+  readonly subjectPrefix: string;
+  private connected = true;
+  private closing = false;
+  private readonly js: JetStreamClient;
+  private readonly publishTimeoutMs: number;
+  private readonly onError: (err: unknown) => void;
+  private readonly stoppers = new Set<() => Promise<void>>();
+  private readonly statusLoop: Promise<void>;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    readonly jsm: JetStreamManager,
+    options: Required<Pick<NatsBusOptions, 'stream' | 'subjectPrefix' | 'publishTimeoutMs'>> & Pick<NatsBusOptions, 'onError'>,
+  ) {
+    this.stream = options.stream;
+    this.subjectPrefix = options.subjectPrefix;
+    this.publishTimeoutMs = options.publishTimeoutMs;
+    this.onError = options.onError ?? (() => {});
+    this.js = nc.jetstream({ timeout: options.publishTimeoutMs });
+    this.statusLoop = this.watchStatus();
+  }
+
+  static async connect(options: NatsBusOptions): Promise<NatsBus> {
+    const stream = options.stream ?? 'WHARF_EVENTS';
+    const subjectPrefix = options.subjectPrefix ?? PUBLIC_PREFIX;
+    const publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
+    const nc = await connect({
+      servers: options.servers,
+      name: options.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: options.reconnectTimeWaitMs ?? 250,
+      reconnectJitter: 100,
+      timeout: 5_000,
+    });
+    try {
+      const jsm = await nc.jetstreamManager({ timeout: publishTimeoutMs });
+      await ensureStream(jsm, {
+        name: stream,
+        subjects: [`${subjectPrefix}.>`],
+        duplicateWindowMs: options.duplicateWindowMs ?? 120_000,
+        maxAgeMs: options.maxAgeMs ?? 7 * 24 * 3600_000,
+      });
+      return new NatsBus(nc, jsm, { stream, subjectPrefix, publishTimeoutMs, onError: options.onError });
+    } catch (err) {
+      await nc.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Rejects when NATS is unreachable or JetStream does not acknowledge in time: the outbox relay retries. */
+  async publish(subject: string, event: RegistryEvent): Promise<void> {
+    if (this.nc.isClosed()) throw new Error('NATS connection is closed');
+    // Fail fast while disconnected; otherwise the request sits in the client's buffer until it times out.
+    if (!this.connected) throw new Error('NATS is not connected');
+    await this.js.publish(this.toNats(subject), jc.encode(event), {
+      msgID: event.id,
+      timeout: this.publishTimeoutMs,
+    });
+  }
+
+  /**
+   * In-process listener: an ordered, ephemeral consumer that sees events published from now on
+   * (deliver policy "new"). The handler gets the public `wharf.events...` subject; its errors go
+   * to onError. `ready` resolves once the consumer exists: events published before may be missed.
+   */
+  subscribe(pattern: string, handler: EventHandler): NatsUnsubscribe {
+    const filter = this.patternToNats(pattern);
+    let stopped = false;
+    let messages: ConsumerMessages | undefined;
+    let deleteConsumer: (() => Promise<unknown>) | undefined;
+    const ready = (async () => {
+      const consumer = await this.js.consumers.get(this.stream, {
+        filterSubjects: filter, // a string, not an array: 2.9 has no multi-filter consumers
+        deliver_policy: DeliverPolicy.New,
+      });
+      deleteConsumer = () => consumer.delete();
+      const iter = await consumer.consume({ max_messages: 256 });
+      messages = iter;
+      if (stopped) {
+        iter.stop();
+        await consumer.delete().catch(() => {});
+        return;
+      }
+      void (async () => {
+        for await (const m of iter) {
+          let event: RegistryEvent;
+          try {
+            event = m.json<RegistryEvent>();
+          } catch (err) {
+            this.onError(err);
+            continue;
+          }
+          try {
+            await handler(this.fromNats(m.subject), event);
+          } catch (err) {
+            this.onError(err);
+          }
+        }
+      })().catch((err) => this.onError(err));
+    })();
+    ready.catch((err) => this.onError(err));
+    const stop = async () => {
+      if (stopped) return;
+      stopped = true;
+      this.stoppers.delete(stop);
+      messages?.stop();
+      await deleteConsumer?.().catch(() => {});
+    };
+    this.stoppers.add(stop);
+    const unsubscribe = (() => void stop()) as NatsUnsubscribe;
+    unsubscribe.ready = ready;
+    return unsubscribe;
+  }
+
+  /**
+   * A durable pull consumer shared by all replicas of a role (same `durable`): each message goes
+   * to one replica, is acked after the handler resolves, nak'ed with backoff when it throws, and
+   * terminated (and handed to onDeadLetter) after maxDeliver attempts.
+   */
+  async consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer> {
+    const ackWaitMs = options.ackWaitMs ?? 30_000;
+    const maxDeliver = options.maxDeliver ?? 5;
+    const backoffMs = options.backoffMs?.length ? options.backoffMs : [1_000, 5_000, 30_000];
+    const filterSubject = this.patternToNats(options.filterSubject);
+    const config: Partial<ConsumerConfig> = {
+      durable_name: options.durable,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(ackWaitMs),
+      max_deliver: maxDeliver,
+      deliver_policy: options.deliverPolicy === 'new' ? DeliverPolicy.New : DeliverPolicy.All,
+      filter_subject: filterSubject,
+    };
+    try {
+      // On 2.9 this creates the durable, or updates it when its editable fields changed.
+      await this.jsm.consumers.add(this.stream, config);
+    } catch (err) {
+      // Another replica may have created it with a config this one cannot change: use theirs.
+      const existing = await this.jsm.consumers.info(this.stream, options.durable).catch(() => undefined);
+      if (!existing) throw err;
+      this.onError(new Error(`durable consumer ${options.durable} exists with another config; using it`, { cause: err }));
+    }
+    const consumer = await this.js.consumers.get(this.stream, options.durable);
+    const messages = await consumer.consume({ max_messages: options.batch ?? 10 });
+    let stopping = false;
+
+    const handle = async (m: JsMsg): Promise<void> => {
+      const deliveryCount = m.info.deliveryCount; // 1 on the first delivery
+      const subject = this.fromNats(m.subject);
+      let event: RegistryEvent | undefined;
+      try {
+        event = m.json<RegistryEvent>();
+        await options.handler(subject, event, { deliveryCount, streamSequence: m.seq });
+      } catch (err) {
+        if (event === undefined || deliveryCount >= maxDeliver) {
+          try {
+            await options.onDeadLetter?.(subject, event, err);
+          } catch (dlErr) {
+            // Could not record it: leave it to the server's redelivery, if any attempts remain.
+            this.onError(dlErr);
+            m.nak(backoffMs[backoffMs.length - 1]);
+            return;
+          }
+          m.term();
+          return;
+        }
+        this.onError(err);
+        m.nak(backoffMs[Math.min(deliveryCount, backoffMs.length) - 1]);
+        return;
+      }
+      // A lost ack only means a redelivery, which consumers tolerate.
+      await m.ackAck().catch(() => m.ack());
+    };
+
+    const loop = (async () => {
+      for await (const m of messages) {
+        // Pulled but not started when stop() came: hand it straight back for another replica.
+        if (stopping) m.nak();
+        else await handle(m);
+      }
+    })().catch((err) => this.onError(err));
+
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      this.stoppers.delete(stop);
+      messages.stop(); // no new pulls; the buffered messages are still iterated, then the loop ends
+      await loop;
+    };
+    this.stoppers.add(stop);
+    return stop;
+  }
+
+  status(): NatsBusStatus {
+    return { connected: this.connected && !this.nc.isClosed(), closed: this.nc.isClosed(), server: this.nc.getServer() };
+  }
+
+  /** Stops consumers and subscriptions, then drains the connection. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await Promise.all([...this.stoppers].map((stop) => stop().catch((err) => this.onError(err))));
+    if (!this.nc.isClosed()) {
+      try {
+        await this.nc.drain();
+      } catch {
+        await this.nc.close().catch(() => {});
+      }
+    }
+    await this.statusLoop;
+  }
+
+  /** `wharf.events.a.b` → `<prefix>.a.b`; subjects already under the prefix pass through. */
+  toNats(subject: string): string {
+    if (subject.startsWith(`${PUBLIC_PREFIX}.`)) return this.subjectPrefix + subject.slice(PUBLIC_PREFIX.length);
+    if (subject.startsWith(`${this.subjectPrefix}.`)) return subject;
+    throw new Error(`subject ${subject} is not under ${PUBLIC_PREFIX}`);
+  }
+
+  /** `<prefix>.a.b` → `wharf.events.a.b`. */
+  fromNats(subject: string): string {
+    if (subject.startsWith(`${this.subjectPrefix}.`)) return PUBLIC_PREFIX + subject.slice(this.subjectPrefix.length);
+    return subject;
+  }
+
+  /** Maps a public subject filter onto the stream: `>`, `wharf.>`, `*.events.x` and the like included. */
+  patternToNats(pattern: string): string {
+    const p = pattern.split('.');
+    const fixed = PUBLIC_PREFIX.split('.');
+    for (let i = 0; i < fixed.length; i++) {
+      if (p[i] === '>') return `${this.subjectPrefix}.>`;
+      if (p[i] !== '*' && p[i] !== fixed[i]) throw new Error(`pattern ${pattern} matches no ${PUBLIC_PREFIX} subject`);
+    }
+    const rest = p.slice(fixed.length);
+    if (rest.length === 0) throw new Error(`pattern ${pattern} matches no ${PUBLIC_PREFIX} subject`);
+    return `${this.subjectPrefix}.${rest.join('.')}`;
+  }
+
+  private async watchStatus(): Promise<void> {
+    const statuses = this.nc.status();
+    const closed = this.nc.closed().then((err) => {
+      this.connected = false;
+      if (err && !this.closing) this.onError(err);
+      // nats.js never ends nc.status() iterators on close: end this one or the loop waits forever.
+      (statuses as unknown as { stop?: () => void }).stop?.();
+    });
+    for await (const s of statuses) {
+      if (s.type === Events.Disconnect) this.connected = false;
+      else if (s.type === Events.Reconnect) this.connected = true;
+    }
+    await closed;
+  }
+}
+
+interface StreamSpec {
+  name: string;
+  subjects: string[];
+  duplicateWindowMs: number;
+  maxAgeMs: number;
+}
+
+/** Creates the stream, or fixes its subjects; other settings an operator changed are left alone. */
+async function ensureStream(jsm: JetStreamManager, spec: StreamSpec): Promise<void> {
+  const existing = await streamInfo(jsm, spec.name);
+  if (!existing) {
+    const config: Partial<StreamConfig> = {
+      name: spec.name,
+      subjects: spec.subjects,
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(spec.maxAgeMs),
+      duplicate_window: nanos(Math.min(spec.duplicateWindowMs, spec.maxAgeMs)),
+      num_replicas: 1,
+    };
+    try {
+      await jsm.streams.add(config);
+      return;
+    } catch (err) {
+      // Another node created it first (with a different config, else add would have succeeded).
+      if (!(await streamInfo(jsm, spec.name))) throw err;
+      return ensureStream(jsm, spec);
+    }
+  }
+  const current = [...(existing.subjects ?? [])].sort();
+  const wanted = [...spec.subjects].sort();
+  if (current.length !== wanted.length || current.some((s, i) => s !== wanted[i])) {
+    await jsm.streams.update(spec.name, { subjects: spec.subjects });
+  }
+}
+
+async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamConfig | undefined> {
+  try {
+    return (await jsm.streams.info(name)).config;
+  } catch (err) {
+    if (err instanceof NatsError && err.jsError()?.err_code === 10059) return undefined; // stream not found
+    throw err;
+  }
+}

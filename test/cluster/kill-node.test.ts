@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { migrate, openDatabase } from '../../libs/metadata/index.js';
+import { clusterConfig } from '../helpers/cluster.js';
+import { randomBlob, sha256 } from '../helpers/oci.js';
+import { spawnWharf, type WharfProcess } from '../helpers/processes.js';
+import { clusterServices, type ClusterServices } from '../helpers/services.js';
+
+const MiB = 1024 * 1024;
+let services: ClusterServices | undefined;
+let skip: string | undefined;
+const nodes: WharfProcess[] = [];
+
+before(async () => {
+  const found = await clusterServices();
+  if ('skip' in found) {
+    skip = found.skip;
+    return;
+  }
+  services = found;
+  const config = clusterConfig(services);
+  const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
+  await migrate(admin.db).finally(() => admin.close());
+  nodes.push(await spawnWharf('serve', config), await spawnWharf('serve', config));
+});
+
+after(async () => {
+  for (const n of nodes) n.child.kill('SIGKILL');
+  await services?.close();
+});
+
+/** Sends `head` of a PATCH body, then lets the test kill the node while the request is still open. */
+function patchThatStalls(url: string, path: string, total: number, head: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    const target = new URL(url);
+    const req = request({ host: target.hostname, port: target.port, method: 'PATCH', path, headers: { 'content-length': String(total), 'content-range': `${8 * MiB}-${8 * MiB + total - 1}` } });
+    req.on('error', () => resolve());
+    req.on('response', () => resolve());
+    req.write(head, () => setTimeout(resolve, 300));
+  });
+}
+
+describe('an API node killed mid-upload', () => {
+  it('lets the client finish the upload on another node with the right digest', async (t) => {
+    if (skip) return t.skip(skip);
+    const [a, b] = nodes as [WharfProcess, WharfProcess];
+    const blob = randomBlob(20 * MiB);
+    const post = await fetch(`${a.url}/v2/crash/app/blobs/uploads/`, { method: 'POST' });
+    assert.equal(post.status, 202);
+    const location = post.headers.get('location')!;
+    const first = await fetch(`${a.url}${location}`, {
+      method: 'PATCH',
+      headers: { 'content-range': `0-${8 * MiB - 1}` },
+      body: blob.bytes.subarray(0, 8 * MiB),
+    });
+    assert.equal(first.status, 202);
+
+    // Node A receives half of the second chunk, then dies without a chance to clean up.
+    const second = blob.bytes.subarray(8 * MiB, 16 * MiB);
+    await patchThatStalls(a.url, location, second.length, second.subarray(0, 4 * MiB));
+    a.child.kill('SIGKILL');
+    await a.exited;
+
+    // Node B sees the session as A last committed it: the half chunk never happened.
+    const status = await fetch(`${b.url}${location}`);
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get('range'), `0-${8 * MiB - 1}`);
+    const retry = await fetch(`${b.url}${location}`, { method: 'PATCH', headers: { 'content-range': `${8 * MiB}-${16 * MiB - 1}` }, body: second });
+    assert.equal(retry.status, 202, await retry.text());
+    const put = await fetch(`${b.url}${location}?digest=${blob.digest}`, {
+      method: 'PUT',
+      headers: { 'content-range': `${16 * MiB}-${20 * MiB - 1}` },
+      body: blob.bytes.subarray(16 * MiB),
+    });
+    assert.equal(put.status, 201, await put.text());
+    const get = await fetch(`${b.url}/v2/crash/app/blobs/${blob.digest}`);
+    assert.equal(get.status, 200);
+    assert.equal(sha256(Buffer.from(await get.arrayBuffer())), blob.digest);
+  });
+});

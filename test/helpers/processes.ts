@@ -1,0 +1,59 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { KEYS, type Config, type KeySpec } from '../../libs/config/index.js';
+
+/** The WHARF_* variables that give a child process this config (keys without a variable keep their defaults). */
+export function configEnv(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, spec] of Object.entries(KEYS) as Array<[keyof Config, KeySpec]>) {
+    if (!spec.env) continue;
+    const value = config[key];
+    env[spec.env] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return env;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface WharfProcess {
+  url: string;
+  child: ChildProcess;
+  /** Everything the process wrote to stderr, for failure messages. */
+  stderr(): string;
+  exited: Promise<number | null>;
+}
+
+/** Runs `wharf <role>` as a separate process (so a test can SIGKILL it) and waits until it answers. */
+export async function spawnWharf(role: 'serve' | 'worker', config: Config): Promise<WharfProcess> {
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = { ...process.env, ...configEnv(config), WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_LOG_LEVEL: 'warn' };
+  for (const name of Object.keys(env)) if (name.startsWith('WHARF_TEST_')) delete env[name];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', role], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  if (role === 'serve') {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`wharf ${role} exited: ${stderr}`);
+      try {
+        if ((await fetch(`${url}/v2/`)).status === 200) break;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`wharf ${role} did not start: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return { url, child, stderr: () => stderr, exited };
+}
