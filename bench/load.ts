@@ -1,4 +1,4 @@
-import autocannon, { type Client, type Result } from 'autocannon';
+import autocannon, { type Client } from 'autocannon';
 
 export interface LoadResult {
   reqPerSec: number;
@@ -11,49 +11,102 @@ export interface LoadResult {
   errors: number;
 }
 
-// http-parser-js's HTTPParser.kOnHeadersComplete. autocannon 8 does not tell its parser that a HEAD
-// response has no body, so with a non-zero Content-Length it waits for bytes that never come and
-// every HEAD times out. Returning true from the headers callback tells the parser to skip the body.
-const K_ON_HEADERS_COMPLETE = 2;
-
-function skipBodies(client: Client): void {
-  // setupClient runs inside the Client constructor, before it installs its own callback.
-  process.nextTick(() => {
-    const onHeadersComplete = client.parser[K_ON_HEADERS_COMPLETE] as (info: unknown) => void;
-    client.parser[K_ON_HEADERS_COMPLETE] = (info: unknown) => {
-      onHeadersComplete(info);
-      return true;
-    };
-  });
+export interface LoadOptions {
+  method: 'GET' | 'HEAD';
+  headers?: Record<string, string>;
+  connections: number;
+  /** Measured seconds per target, split into two halves. */
+  seconds: number;
+  warmupSeconds: number;
 }
 
-function summarise(r: Result): LoadResult {
-  return {
-    reqPerSec: r.requests.average,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    mibPerSec: r.throughput.average / (1024 * 1024),
-    requests: r.requests.total,
-    non2xx: r.non2xx,
-    errors: r.errors + r.timeouts,
+// Two fixes to autocannon 8's response handling, applied to its http-parser-js parser
+// (HTTPParser.kOnHeadersComplete = 2, kOnBody = 3):
+// - it does not tell the parser that a HEAD response has no body, so with a non-zero Content-Length the
+//   parser waits for bytes that never come and every HEAD times out: the headers callback returns true
+//   ("skip the body") for HEAD;
+// - it decodes every body chunk into a string and appends it (`body += chunk`), which caps a 1 MiB
+//   binary blob at ~30 MiB/s on the client side: the body callback is made a no-op. Bytes are still
+//   counted from the socket, and each case's body is checked once before the load starts.
+const K_ON_HEADERS_COMPLETE = 2;
+const K_ON_BODY = 3;
+
+function lightParser(head: boolean) {
+  return (client: Client): void => {
+    // setupClient runs inside the Client constructor, before it installs its own callbacks.
+    process.nextTick(() => {
+      client.parser[K_ON_BODY] = () => {};
+      if (!head) return;
+      const onHeadersComplete = client.parser[K_ON_HEADERS_COMPLETE] as (info: unknown) => void;
+      client.parser[K_ON_HEADERS_COMPLETE] = (info: unknown) => {
+        onHeadersComplete(info);
+        return true;
+      };
+    });
   };
 }
 
-/** `warmupSeconds` of load that is thrown away, then `seconds` measured, with `connections` keep-alive connections. */
-export async function measure(
-  url: string,
-  opts: { method: 'GET' | 'HEAD'; headers?: Record<string, string>; connections: number; seconds: number; warmupSeconds: number },
-): Promise<LoadResult> {
-  const run = (duration: number) =>
-    autocannon({
-      url,
-      method: opts.method,
-      headers: opts.headers,
-      connections: opts.connections,
-      duration,
-      timeout: 10,
-      setupClient: opts.method === 'HEAD' ? skipBodies : undefined,
+/** Raw counts over one or more runs; latencies kept per response so percentiles of merged runs are exact. */
+class Tally {
+  latencies: number[] = [];
+  bytes = 0;
+  non2xx = 0;
+  errors = 0;
+  seconds = 0;
+
+  result(): LoadResult {
+    const sorted = Float64Array.from(this.latencies).sort();
+    const pct = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : 0);
+    return {
+      reqPerSec: sorted.length / this.seconds,
+      p50: pct(50),
+      p99: pct(99),
+      mibPerSec: this.bytes / this.seconds / (1024 * 1024),
+      requests: sorted.length,
+      non2xx: this.non2xx,
+      errors: this.errors,
+    };
+  }
+}
+
+async function run(url: string, opts: LoadOptions, seconds: number, tally?: Tally): Promise<void> {
+  const started = performance.now();
+  const instance = autocannon({
+    url,
+    method: opts.method,
+    headers: opts.headers,
+    connections: opts.connections,
+    duration: seconds,
+    timeout: 10,
+    setupClient: lightParser(opts.method === 'HEAD'),
+  });
+  if (tally) {
+    instance.on('response', (_client: Client, status: number, bytes: number, ms: number) => {
+      tally.latencies.push(ms);
+      tally.bytes += bytes;
+      if (status < 200 || status > 299) tally.non2xx++;
     });
-  if (opts.warmupSeconds > 0) await run(opts.warmupSeconds);
-  return summarise(await run(opts.seconds));
+    instance.on('reqError', () => tally.errors++);
+  }
+  await instance;
+  if (tally) tally.seconds += (performance.now() - started) / 1000;
+}
+
+/**
+ * Loads two targets in turn with the same request: a warm-up of each (thrown away), then halves in
+ * A B B A order, so that a slow patch of a shared machine weighs on both sides alike.
+ */
+export async function compare(urlA: string, urlB: string, opts: LoadOptions): Promise<[LoadResult, LoadResult]> {
+  const a = new Tally();
+  const b = new Tally();
+  if (opts.warmupSeconds > 0) {
+    await run(urlA, opts, opts.warmupSeconds);
+    await run(urlB, opts, opts.warmupSeconds);
+  }
+  const half = opts.seconds / 2;
+  await run(urlA, opts, half, a);
+  await run(urlB, opts, half, b);
+  await run(urlB, opts, half, b);
+  await run(urlA, opts, half, a);
+  return [a.result(), b.result()];
 }

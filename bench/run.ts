@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { measure, type LoadResult } from './load.js';
+import { compare, type LoadResult } from './load.js';
 import { writeLayout } from './oci-layout.js';
 import { startDistribution, startWharfProcess, WHARF_ROOT, type RunningRegistry } from './registries.js';
 import { memoryOf, RssSampler } from './rss.js';
@@ -197,7 +197,7 @@ function render(rep: Report): string {
 
   lines.push(`# Wharf vs CNCF Distribution 2.8.2`, '');
   lines.push(
-    `${new Date().toISOString()} · ${CONNECTIONS} connections · ${rep.opts.seconds} s per case after a 1 s warm-up · ` +
+    `${new Date().toISOString()} · ${CONNECTIONS} connections · ${rep.opts.seconds} s per case and registry (1 s warm-up each, then halves in A B B A order) · ` +
       `push/pull: median of ${rep.opts.pushes} skopeo runs of a ${LAYERS}-layer image (${LAYERS} x ${LAYER_BYTES / MiB} MiB, incompressible) · loopback`,
     '',
     `Wharf: ${rep.version} (embedded mode, embedded PostgreSQL) · Distribution: docker-registry 2.8.2 (filesystem, inmemory blob descriptor cache, access log off)`,
@@ -226,7 +226,7 @@ function render(rep: Report): string {
   row('---', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:');
   for (const { c, dist, wharf } of rep.reads) {
     for (const [name, r] of [['Distribution', dist], ['Wharf', wharf]] as const) {
-      row(c.name, name, fmt(r.reqPerSec), fmt(r.p50), fmt(r.p99), fmt(r.mibPerSec, 1), fmt(r.requests), fmt(r.non2xx), fmt(r.errors));
+      row(c.name, name, fmt(r.reqPerSec), fmt(r.p50, 1), fmt(r.p99, 1), fmt(r.mibPerSec, 1), fmt(r.requests), fmt(r.non2xx), fmt(r.errors));
     }
   }
   const runs = (xs: number[]) => xs.map((x) => fmt(x, 1)).join(', ');
@@ -309,27 +309,27 @@ async function main(): Promise<void> {
     sampler.enter('reads');
     const reads: Report['reads'] = [];
     for (const c of readCases(data)) {
-      const results: LoadResult[] = [];
-      for (const r of [dist, wharf]) {
-        await checkOnce(r, c);
-        const res = await measure(`${r.base}${c.path}`, {
-          method: c.method,
-          headers: c.accept ? { accept: c.accept } : undefined,
-          connections: CONNECTIONS,
-          seconds: opts.seconds,
-          warmupSeconds: 1,
-        });
-        log(`${c.name} ${r.name}: ${fmt(res.reqPerSec)} req/s, ${fmt(res.mibPerSec, 1)} MiB/s, p50 ${res.p50} ms, p99 ${res.p99} ms, non-2xx ${res.non2xx}, errors ${res.errors}`);
-        results.push(res);
+      await checkOnce(dist, c);
+      await checkOnce(wharf, c);
+      const [d, w] = await compare(`${dist.base}${c.path}`, `${wharf.base}${c.path}`, {
+        method: c.method,
+        headers: c.accept ? { accept: c.accept } : undefined,
+        connections: CONNECTIONS,
+        seconds: opts.seconds,
+        warmupSeconds: 1,
+      });
+      for (const [name, r] of [['Distribution', d], ['Wharf', w]] as const) {
+        log(`${c.name} ${name}: ${fmt(r.reqPerSec)} req/s, ${fmt(r.mibPerSec, 1)} MiB/s, p50 ${fmt(r.p50, 1)} ms, p99 ${fmt(r.p99, 1)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`);
       }
-      reads.push({ c, dist: results[0]!, wharf: results[1]! });
+      reads.push({ c, dist: d, wharf: w });
     }
 
     sampler.enter('push');
     const transfer = { dist: { pushMiBps: [], pullMiBps: [] } as Transfer, wharf: { pushMiBps: [], pullMiBps: [] } as Transfer };
     for (let run = 1; run <= opts.pushes; run++) {
-      await pushAndPull(dist, scratch, run, transfer.dist);
-      await pushAndPull(wharf, scratch, run, transfer.wharf);
+      // Alternate which registry goes first, as with the read cases.
+      const order = run % 2 === 1 ? [dist, wharf] : [wharf, dist];
+      for (const r of order) await pushAndPull(r, scratch, run, r === dist ? transfer.dist : transfer.wharf);
     }
     const hwm = { dist: memoryOf(dist.pid).hwm, wharf: memoryOf(wharf.pid).hwm };
     report = { opts, version: wharfVersion(), reads, seed: seedRates, transfer, rss: sampler, hwm };

@@ -60,9 +60,22 @@ async function expect(res: Response, status: number, what: string, method: strin
   throw new HttpError(`${what}: expected ${status}\n> ${method} ${url}\n< ${res.status} ${res.statusText}\n  ${headers}\n\n${await res.text()}`);
 }
 
+/**
+ * Monolithic upload in one `POST ?digest=` request. A registry that ignores the body and opens a session
+ * instead (202; CNCF Distribution 2.8 does) gets the blob in one PUT to the session, as the spec allows.
+ */
 export async function pushBlob(base: string, repo: string, blob: Blob): Promise<void> {
+  const body = blob.bytes as Uint8Array<ArrayBuffer>;
   const url = `${base}/v2/${repo}/blobs/uploads/?digest=${blob.digest}`;
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: blob.bytes as Uint8Array<ArrayBuffer> });
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+  if (res.status === 202) {
+    await res.arrayBuffer();
+    const put = new URL(res.headers.get('location') ?? '', url);
+    put.searchParams.set('digest', blob.digest);
+    const done = await fetch(put, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body });
+    await (await expect(done, 201, `blob upload ${repo} (POST then PUT)`, 'PUT', put.href)).arrayBuffer();
+    return;
+  }
   await (await expect(res, 201, `monolithic blob upload ${repo}`, 'POST', url)).arrayBuffer();
 }
 

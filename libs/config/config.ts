@@ -135,3 +135,14 @@ export function splitAddr(addr: string): { host: string; port: number } {
   const host = addr.slice(0, colon).replace(/^\[|\]$/g, '') || '0.0.0.0';
   return { host, port: Number(addr.slice(colon + 1)) };
 }
+
+/** The WHARF_* variables that give a child process this config (keys without a variable keep their defaults). */
+export function configToEnv(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, spec] of Object.entries(KEYS) as Array<[ConfigKey, KeySpec]>) {
+    if (!spec.env) continue;
+    const value = config[key];
+    env[spec.env] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return env;
+}

@@ -80,13 +80,16 @@ export class UploadService {
       const hasher = await resumeHash(row.hash_state);
       let { byte_offset: size, storage_state: state } = row;
       if (body) ({ offset: size, state } = await this.write(row, hasher, body, chunk));
-      const actual = expected.algorithm === 'sha256' ? currentDigest(hasher) : await this.digestStored(row.storage_key, expected);
+      // The running hash is SHA-256; another algorithm is checked by re-reading the sealed object.
+      const sealed = expected.algorithm !== 'sha256';
+      if (sealed) await this.deps.store.completeUpload(row.storage_key, state, size);
+      const actual = sealed ? await this.digestStored(row.storage_key, expected) : currentDigest(hasher);
       if (actual !== expected.digest) {
         // A wrong digest ends the session: nothing of it stays behind.
         await uploads.deleteUpload(trx, id);
         return { ok: false as const, key: row.storage_key, state, actual };
       }
-      await this.deps.store.completeUpload(row.storage_key, state, size);
+      if (!sealed) await this.deps.store.completeUpload(row.storage_key, state, size);
       const created = await blobs.insertBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
       const repositoryId = await repositories.ensureRepository(trx, repository);
       await blobs.linkBlob(trx, repositoryId, expected.digest);

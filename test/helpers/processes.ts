@@ -1,17 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { KEYS, type Config, type KeySpec } from '../../libs/config/index.js';
-
-/** The WHARF_* variables that give a child process this config (keys without a variable keep their defaults). */
-export function configEnv(config: Config): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [key, spec] of Object.entries(KEYS) as Array<[keyof Config, KeySpec]>) {
-    if (!spec.env) continue;
-    const value = config[key];
-    env[spec.env] = Array.isArray(value) ? value.join(',') : String(value);
-  }
-  return env;
-}
+import { configToEnv, type Config } from '../../libs/config/index.js';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -35,7 +24,7 @@ export interface WharfProcess {
 /** Runs `wharf <role>` as a separate process (so a test can SIGKILL it) and waits until it answers. */
 export async function spawnWharf(role: 'serve' | 'worker', config: Config): Promise<WharfProcess> {
   const port = await freePort();
-  const env: NodeJS.ProcessEnv = { ...process.env, ...configEnv(config), WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_LOG_LEVEL: 'warn' };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...configToEnv(config), WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_LOG_LEVEL: 'warn' };
   for (const name of Object.keys(env)) if (name.startsWith('WHARF_TEST_')) delete env[name];
   const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', role], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -1,31 +1,41 @@
-import { Agent, createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Agent, createServer, request, type ClientRequest, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { pipeline } from 'node:stream/promises';
 
 /**
  * A loopback HTTP proxy that sends each request to the next node in turn, so every step of a push
  * (POST, each PATCH, PUT) lands on a different API node than the one before it. Bodies stream both
- * ways; a client that hangs up makes the proxy hang up on the node too.
+ * ways. A client that hangs up makes the proxy hang up on the node; one that half-closes mid-body
+ * is half-closed towards the node too, so the node's own answer comes back.
  */
 export async function startRoundRobin(targets: string[]): Promise<{ url: string; close(): Promise<void> }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const inFlight = new WeakMap<IncomingMessage, ClientRequest>();
   let next = 0;
   const server: Server = createServer((req, res) => {
     const target = new URL(targets[next++ % targets.length]!);
-    const upstream = request(
-      { agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.on('close', () => {
-      if (!req.complete) upstream.destroy();
+    const upstream = request({ agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      pipeline(answer, res).catch(() => res.destroy());
     });
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
+    inFlight.set(req, upstream);
+    // A node may answer early (413) and close while the body is still coming: its answer still counts.
+    upstream.on('error', () => {
+      if (!res.headersSent) res.destroy();
+    });
+    req.on('close', () => {
+      if (!req.complete && !req.socket.writable) upstream.destroy();
     });
     req.pipe(upstream);
+  });
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    const req = (socket as Socket & { _httpMessage?: { req?: IncomingMessage } | null })._httpMessage?.req;
+    const upstream = req && inFlight.get(req);
+    if (err.code === 'HPE_INVALID_EOF_STATE' && upstream?.socket) {
+      upstream.socket.end();
+      return;
+    }
+    socket.destroy();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

@@ -1,15 +1,9 @@
 /**
  * An S3 endpoint for tests. With WHARF_TEST_S3_ENDPOINT set, that endpoint is used (MinIO, AWS…):
  * the bucket is WHARF_TEST_S3_BUCKET, or a uniquely named one created here and removed by close().
- * Otherwise s3rver runs in a child process: it must start under `--openssl-legacy-provider`
- * (without it ListObjectsV2 pagination answers 500), so it cannot run in the test process.
+ * Otherwise s3rver runs in a child process (services/cli/local-s3.ts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -17,149 +11,14 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { startLocalS3, type LocalS3 } from '../../services/cli/local-s3.js';
 
-export interface S3Endpoint {
-  endpoint: string;
-  bucket: string;
-  region: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  /** Stops s3rver and removes its data, or removes a bucket created here; never throws. */
-  close(): Promise<void>;
-}
-
-const START_TIMEOUT_MS = 20_000;
-
-/** The child: starts s3rver on a free loopback port with the bucket, prints `{"port":…}`, exits when the parent goes away. */
-const SERVER_SCRIPT = String.raw`
-'use strict';
-const S3rver = require(process.env.S3RVER_MODULE);
-const server = new S3rver({
-  address: '127.0.0.1',
-  port: 0,
-  silent: true,
-  directory: process.env.S3RVER_DIRECTORY,
-  configureBuckets: [{ name: process.env.S3RVER_BUCKET }],
-});
-server.run().then(
-  (address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\n'),
-  (err) => {
-    process.stderr.write(String(err && err.stack || err) + '\n');
-    process.exit(1);
-  },
-);
-// The parent holds our stdin: when it exits, however it exits, we follow.
-process.stdin.on('end', () => process.exit(0));
-process.stdin.on('error', () => process.exit(0));
-process.stdin.resume();
-process.on('SIGTERM', () => process.exit(0));
-`;
+export type S3Endpoint = LocalS3;
 
 export async function startS3rver(): Promise<S3Endpoint> {
   const external = process.env.WHARF_TEST_S3_ENDPOINT;
   if (external) return externalEndpoint(external);
-  return childS3rver();
-}
-
-async function childS3rver(): Promise<S3Endpoint> {
-  const dir = await mkdtemp(join(tmpdir(), 'wharf-s3rver-'));
-  const bucket = 'wharf-test';
-  const script = join(dir, 'server.cjs');
-  await writeFile(script, SERVER_SCRIPT);
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', script], {
-    env: {
-      ...process.env,
-      NODE_OPTIONS: '', // no loaders inherited from the test runner (tsx): the child is plain CommonJS
-      S3RVER_MODULE: createRequire(import.meta.url).resolve('s3rver'),
-      S3RVER_DIRECTORY: join(dir, 'data'),
-      S3RVER_BUCKET: bucket,
-    },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const cleanup = async () => {
-    await stopChild(child);
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
-  };
-  try {
-    const port = await readPort(child);
-    const endpoint = `http://127.0.0.1:${port}`;
-    await waitReady(endpoint);
-    let closed: Promise<void> | undefined;
-    return {
-      endpoint,
-      bucket,
-      region: 'us-east-1',
-      accessKeyId: 'S3RVER',
-      secretAccessKey: 'S3RVER',
-      close: () => (closed ??= cleanup()),
-    };
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
-}
-
-/** Resolves with the port the child printed; rejects with its stderr if it dies or takes too long. */
-function readPort(child: ChildProcess): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let errText = '';
-    const timer = setTimeout(() => finish(new Error(`s3rver did not start within ${START_TIMEOUT_MS} ms: ${errText}`)), START_TIMEOUT_MS);
-    const finish = (err: Error | undefined, port?: number) => {
-      clearTimeout(timer);
-      child.stdout?.off('data', onOut);
-      child.off('exit', onExit);
-      child.off('error', onError);
-      if (err) reject(err);
-      else resolve(port!);
-    };
-    const onOut = (data: Buffer) => {
-      out += data.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n') && line !== undefined) {
-        try {
-          const port = (JSON.parse(line) as { port: unknown }).port;
-          if (typeof port !== 'number') throw new Error(`no port in ${line}`);
-          finish(undefined, port);
-        } catch (err) {
-          finish(new Error(`unexpected s3rver output: ${line}: ${(err as Error).message}`));
-        }
-      }
-    };
-    const onExit = (code: number | null, signal: string | null) => finish(new Error(`s3rver exited (${code ?? signal}) before listening: ${errText}`));
-    const onError = (err: Error) => finish(err);
-    child.stderr?.on('data', (data: Buffer) => {
-      if (errText.length < 10_000) errText += data.toString();
-    });
-    child.stdout?.on('data', onOut);
-    child.once('exit', onExit);
-    child.once('error', onError);
-  });
-}
-
-/** Any HTTP answer (even an error) means the server is serving. */
-async function waitReady(endpoint: string): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    try {
-      const res = await fetch(`${endpoint}/`, { signal: AbortSignal.timeout(2_000) });
-      await res.arrayBuffer();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`s3rver at ${endpoint} not answering: ${(err as Error).message}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.stdin?.end();
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
+  return startLocalS3({ bucket: 'wharf-test' });
 }
 
 async function externalEndpoint(endpoint: string): Promise<S3Endpoint> {
