@@ -67,6 +67,9 @@ const ABORT_IGNORABLE = new Set(['NoSuchUpload', 'NotImplemented', 'MethodNotAll
  * (never overwritten: each request writes a new generation) and prepended by the next request.
  * All part bookkeeping travels in the state, so the driver needs neither ListParts nor UploadPartCopy.
  */
+// The SDK warns on Node 20 that releases after January 2027 will need Node 22; the version is pinned.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
   private readonly bucket: string;

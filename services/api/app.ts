@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../../libs/log/index.js';
 import { RegistryError } from '../../libs/oci/index.js';
 import type { Registry, RequestContext } from '../../libs/registry/index.js';
@@ -91,12 +91,13 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
 export function buildApi(options: ApiOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // One log line per request, written by the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     // Upload bodies are streamed by the handlers, which enforce their own limits.
     bodyLimit: Number.MAX_SAFE_INTEGER,
-    maxParamLength: 8192,
+    routerOptions: { maxParamLength: 8192 },
     return503OnClosing: true,
     requestTimeout: 0,
     connectionTimeout: 0,
