@@ -1,0 +1,15 @@
+# One image for every role: `wharf serve`, `wharf worker`, `wharf migrate`, `wharf all`.
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY tsconfig.json ./
+COPY libs ./libs
+COPY services ./services
+COPY migrations ./migrations
+ENV WHARF_HTTP_ADDR=0.0.0.0:5000
+EXPOSE 5000
+# Embedded mode runs PostgreSQL as this unprivileged user.
+USER node
+ENTRYPOINT ["node", "--import", "tsx", "services/cli/main.ts"]
+CMD ["all"]
