@@ -1,33 +1,12 @@
-import { createSHA256, type IHasher } from 'hash-wasm';
+import { createSHA256 } from 'hash-wasm';
+import type { HashSession } from './hash-pool.js';
 import { Transform, type TransformCallback } from 'node:stream';
 
-/**
- * SHA-256 whose state can be saved to the upload session and resumed by another node:
- * node:crypto cannot serialize a running hash, hash-wasm can.
- */
+/** The saved state of an empty SHA-256: where every upload session starts. */
 export async function initialHashState(): Promise<Buffer> {
   const hasher = await createSHA256();
   hasher.init();
   return Buffer.from(hasher.save());
-}
-
-export async function resumeHash(state: Buffer | null): Promise<IHasher> {
-  const hasher = await createSHA256();
-  if (state) hasher.load(state);
-  else hasher.init();
-  return hasher;
-}
-
-export function saveHash(hasher: IHasher): Buffer {
-  return Buffer.from(hasher.save());
-}
-
-/** `sha256:<hex>` of what the hasher has seen, without disturbing its state. */
-export function currentDigest(hasher: IHasher): string {
-  const saved = hasher.save();
-  const hex = hasher.digest('hex');
-  hasher.load(saved);
-  return `sha256:${hex}`;
 }
 
 /** Passes bytes through, feeding the hasher and refusing more than `limit` bytes. */
@@ -35,7 +14,7 @@ export class HashingCounter extends Transform {
   bytes = 0;
 
   constructor(
-    private readonly hasher: IHasher,
+    private readonly hash: HashSession,
     private readonly limit: number | undefined,
   ) {
     super();
@@ -47,8 +26,9 @@ export class HashingCounter extends Transform {
       callback(new BodyTooLongError(this.limit));
       return;
     }
-    this.hasher.update(chunk);
-    callback(null, chunk);
+    const wait = this.hash.update(chunk);
+    if (wait) wait.then(() => callback(null, chunk), callback);
+    else callback(null, chunk);
   }
 }
 

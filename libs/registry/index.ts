@@ -5,3 +5,4 @@ export { uploadRange, type ChunkInfo, type UploadSession } from './upload-servic
 export { tooLarge, type StoredManifest, type PutResult } from './manifest-service.js';
 export type { BlobHandle } from './blob-service.js';
 export type { Page, ImageIndex } from './discovery.js';
+export { warmHashPool } from './hash-pool.js';

@@ -7,7 +7,8 @@ import type { UploadState } from '../storage/index.js';
 import type { RequestContext } from './context.js';
 import type { RegistryDeps } from './deps.js';
 import { blobUrl, recordEvents } from './event-log.js';
-import { BodyAbortedError, BodyTooLongError, HashingCounter, currentDigest, initialHashState, resumeHash, saveHash } from './hash-state.js';
+import { openHash, type HashSession } from './hash-pool.js';
+import { BodyAbortedError, BodyTooLongError, HashingCounter, initialHashState } from './hash-state.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -64,10 +65,14 @@ export class UploadService {
     checkName(repository);
     return this.deps.uploadsDb.transaction().execute(async (trx) => {
       const row = await this.lock(trx, repository, id);
-      const hasher = await resumeHash(row.hash_state);
-      const written = await this.write(row, hasher, body, chunk);
-      await uploads.advanceUpload(trx, id, written.offset, saveHash(hasher), written.state);
-      return { id, repository, offset: written.offset };
+      const hash = await openHash(row.hash_state);
+      try {
+        const written = await this.write(row, hash, body, chunk);
+        await uploads.advanceUpload(trx, id, written.offset, await hash.save(), written.state);
+        return { id, repository, offset: written.offset };
+      } finally {
+        hash.close();
+      }
     });
   }
 
@@ -77,13 +82,21 @@ export class UploadService {
     const expected = parseDigest(digestParam);
     const outcome = await this.deps.uploadsDb.transaction().execute(async (trx) => {
       const row = await this.lock(trx, repository, id);
-      const hasher = await resumeHash(row.hash_state);
       let { byte_offset: size, storage_state: state } = row;
-      if (body) ({ offset: size, state } = await this.write(row, hasher, body, chunk));
+      let hashed: string | undefined;
+      if (expected.algorithm === 'sha256' || body) {
+        const hash = await openHash(row.hash_state);
+        try {
+          if (body) ({ offset: size, state } = await this.write(row, hash, body, chunk));
+          hashed = await hash.digest();
+        } finally {
+          hash.close();
+        }
+      }
       // The running hash is SHA-256; another algorithm is checked by re-reading the sealed object.
       const sealed = expected.algorithm !== 'sha256';
       if (sealed) await this.deps.store.completeUpload(row.storage_key, state, size);
-      const actual = sealed ? await this.digestStored(row.storage_key, expected) : currentDigest(hasher);
+      const actual = sealed ? await this.digestStored(row.storage_key, expected) : hashed!;
       if (actual !== expected.digest) {
         // A wrong digest ends the session: nothing of it stays behind.
         await uploads.deleteUpload(trx, id);
@@ -210,7 +223,7 @@ export class UploadService {
   }
 
   /** Streams a chunk into storage at the session's offset, hashing it on the way. */
-  private async write(row: UploadRow, hasher: Awaited<ReturnType<typeof resumeHash>>, body: Readable, chunk: ChunkInfo): Promise<{ offset: number; state: UploadState }> {
+  private async write(row: UploadRow, hash: HashSession, body: Readable, chunk: ChunkInfo): Promise<{ offset: number; state: UploadState }> {
     const offset = row.byte_offset;
     if (chunk.range) {
       if (chunk.range.start !== offset || chunk.range.end < chunk.range.start) {
@@ -228,7 +241,7 @@ export class UploadService {
       }
     }
     const declared = chunk.range ? chunk.range.end - chunk.range.start + 1 : chunk.length;
-    const counter = new HashingCounter(hasher, declared);
+    const counter = new HashingCounter(hash, declared);
     // pipe() does not forward the source's failure: a client that hangs up mid-body must fail the write.
     const hangUp = (err?: Error) => counter.destroy(new BodyAbortedError(err));
     const onClose = () => body.readableEnded || hangUp();

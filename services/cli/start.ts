@@ -5,7 +5,7 @@ import { splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
-import { Registry } from '../../libs/registry/index.js';
+import { Registry, warmHashPool } from '../../libs/registry/index.js';
 import { openParts, type Parts } from './parts.js';
 
 export interface RunningWharf {
@@ -79,6 +79,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     source,
     bodyTimeoutMs: config['http.bodytimeout'] * 1000,
   });
+  await warmHashPool();
   const { host, port } = splitAddr(config['http.addr']);
   await app.listen({ host, port });
   const address = app.server.address();
