@@ -24,12 +24,12 @@ export class DiscoveryService {
 
   async tags(repository: string, n: number, last: string | undefined): Promise<Page<string>> {
     checkName(repository);
-    const repositoryId = await repositories.findRepositoryId(this.db, repository);
-    if (repositoryId === undefined) {
+    const names = await tags.listTags(this.db, repository, n === 0 ? 0 : n + 1, last);
+    if (names === undefined) {
       throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { detail: { name: repository } });
     }
     if (n === 0) return { items: [] };
-    return page(await tags.listTags(this.db, repositoryId, n + 1, last), n);
+    return page(names, n);
   }
 
   async referrers(repository: string, digest: string, artifactType: string | undefined): Promise<ImageIndex> {
