@@ -17,7 +17,8 @@ export interface ClusterServices {
 
 type Closer = () => Promise<void>;
 
-async function dockerAvailable(): Promise<boolean> {
+/** Whether a container engine answers testcontainers. */
+export async function dockerAvailable(): Promise<boolean> {
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
     await getContainerRuntimeClient();
