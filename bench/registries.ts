@@ -3,13 +3,15 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { descendants } from './rss.js';
+import { descendants, startTimeOf } from './rss.js';
 
 export interface RunningRegistry {
   name: 'Distribution' | 'Wharf';
   base: string;
   pid: number;
   dir: string;
+  /** Its stdout and stderr so far. */
+  logFile: string;
   /** Last lines of the registry's stdout/stderr, for error reports. */
   logTail(): Promise<string>;
   stop(): Promise<void>;
@@ -19,15 +21,6 @@ export interface RunningRegistry {
 export const WHARF_ROOT = resolve(process.env.WHARF_BENCH_ROOT ?? join(import.meta.dirname, '..'));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitReady(base: string, child: ChildProcess, timeoutMs: number, logTail: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -57,22 +50,37 @@ async function launch(
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; readyTimeoutMs: number },
 ): Promise<RunningRegistry> {
   const logFile = join(dir, 'registry.log');
+  let stopping: Promise<void> | undefined;
   const log = createWriteStream(logFile);
   const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`[bench] ${name} (pid ${child.pid}) exited on its own: ${signal ?? `exit code ${code}`}; its log: ${logFile}`);
+  });
   const logTail = async () => {
     const text = await readFile(logFile, 'utf8').catch(() => '');
     return text.split('\n').slice(-30).join('\n');
   };
   const pid = child.pid!;
+  // Descendants seen so far (Wharf's embedded PostgreSQL), each with its start time, so that they can
+  // be stopped even once the parent is gone and they are re-parented, and so that a pid reused by an
+  // unrelated process is never signalled.
+  type Known = { pid: number; start: string | undefined };
+  const known = new Map<number, Known>();
+  const remember = () => {
+    for (const p of descendants(pid)) if (!known.has(p)) known.set(p, { pid: p, start: startTimeOf(p) });
+  };
+  const watch = setInterval(remember, 1000);
+  watch.unref();
 
-  let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      // Remember the tree (Wharf's embedded PostgreSQL) now: it is re-parented once the parent is gone.
-      const tree = descendants(pid);
+      clearInterval(watch);
+      remember();
+      const tree = [...known.values()];
+      const ours = (t: Known) => t.start !== undefined && startTimeOf(t.pid) === t.start;
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         await Promise.race([exited, sleep(15_000)]);
@@ -82,12 +90,12 @@ async function launch(
         }
       }
       // A graceful Wharf stops its PostgreSQL itself; after a SIGKILL the postmaster would be left over.
-      for (let i = 0; i < 50 && tree.some(alive); i++) await sleep(100);
-      for (const p of tree) if (alive(p)) process.kill(p, 'SIGKILL');
+      for (let i = 0; i < 50 && tree.some(ours); i++) await sleep(100);
+      for (const t of tree) if (ours(t)) process.kill(t.pid, 'SIGKILL');
       log.end();
     })());
 
-  const running: RunningRegistry = { name, base, pid, dir, logTail, stop };
+  const running: RunningRegistry = { name, base, pid, dir, logFile, logTail, stop };
   try {
     await waitReady(base, child, opts.readyTimeoutMs, logTail);
   } catch (err) {

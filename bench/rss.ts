@@ -30,6 +30,16 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
+/** The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or undefined when it is gone. */
+export function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
 /** VmRSS and VmHWM (peak RSS as the kernel saw it), in KiB; zeros when the process is gone. */
 export function memoryOf(pid: number): { rss: number; hwm: number } {
   try {

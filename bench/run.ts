@@ -1,7 +1,7 @@
 // Side-by-side benchmark of CNCF Distribution 2.8.2 and Wharf (embedded mode) on loopback.
 // Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N]
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { compare, type LoadResult } from './load.js';
@@ -358,7 +358,14 @@ async function main(): Promise<void> {
       };
     }
   } catch (err) {
-    for (const r of registries) log(`${r.name} log tail:\n${await r.logTail()}`);
+    // Keep each registry's whole log: the temp dirs go away below.
+    const outDir = resolve(import.meta.dirname, 'results');
+    await mkdir(outDir, { recursive: true });
+    for (const r of registries) {
+      const kept = join(outDir, `failed-${r.name.toLowerCase()}.log`);
+      await copyFile(r.logFile, kept).catch(() => {});
+      log(`${r.name} log tail (whole log in ${kept}):\n${await r.logTail()}`);
+    }
     throw err;
   } finally {
     await cleanup();

@@ -35,12 +35,22 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Whether `pid` is a PostgreSQL server on `dataDir`: after pid reuse a stale pid file may name anything. */
+async function isPostmasterOf(pid: number, dataDir: string): Promise<boolean> {
+  try {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return argv.some((a) => a.endsWith('/postgres') || a === 'postgres') && argv.includes(dataDir);
+  } catch {
+    return false;
+  }
+}
+
 /** A postgres left running by a killed Wharf still holds the data directory: stop it first. */
 async function stopStalePostmaster(dataDir: string): Promise<void> {
   const pidFile = join(dataDir, 'postmaster.pid');
   if (!existsSync(pidFile)) return;
   const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return;
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid) || !(await isPostmasterOf(pid, dataDir))) return;
   process.kill(pid, 'SIGINT'); // fast shutdown
   for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
   if (alive(pid)) throw new Error(`a PostgreSQL server (pid ${pid}) still holds ${dataDir}`);
