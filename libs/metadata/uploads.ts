@@ -51,3 +51,12 @@ export async function advanceUpload(
 export async function deleteUpload(db: Executor, id: string): Promise<void> {
   await db.deleteFrom('uploads').where('id', '=', id).execute();
 }
+
+/** Deletes the session if it belongs to `repository`; returns where its bytes were, to discard them. */
+export async function removeUpload(
+  db: Executor,
+  id: string,
+  repository: string,
+): Promise<{ storage_key: string; storage_state: Record<string, unknown> } | undefined> {
+  return db.deleteFrom('uploads').where('id', '=', id).where('repository', '=', repository).returning(['storage_key', 'storage_state']).executeTakeFirst();
+}

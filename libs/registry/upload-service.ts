@@ -143,12 +143,7 @@ export class UploadService {
   async cancel(repository: string, id: string): Promise<void> {
     checkName(repository);
     if (!UUID.test(id)) throw unknownUpload(id);
-    const row = await this.deps.db
-      .deleteFrom('uploads')
-      .where('id', '=', id)
-      .where('repository', '=', repository)
-      .returning(['storage_key', 'storage_state'])
-      .executeTakeFirst();
+    const row = await uploads.removeUpload(this.deps.db, id, repository);
     if (!row) throw unknownUpload(id);
     await this.discard(row.storage_key, row.storage_state);
   }
