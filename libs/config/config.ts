@@ -8,13 +8,15 @@ type ValueOf<K extends ConfigKey> = (typeof KEYS)[K]['type'] extends 'integer'
     ? boolean
     : (typeof KEYS)[K]['type'] extends 'strings'
       ? string[]
-      : string;
+      : (typeof KEYS)[K]['type'] extends 'json'
+        ? unknown
+        : string;
 
 export type Config = { [K in ConfigKey]: ValueOf<K> };
 
 export class ConfigError extends Error {}
 
-function convert(key: string, spec: KeySpec, raw: unknown, from: string): string | number | boolean | string[] {
+function convert(key: string, spec: KeySpec, raw: unknown, from: string): unknown {
   const fail = (want: string) => new ConfigError(`${from}: ${key} must be ${want}, got ${JSON.stringify(raw)}`);
   switch (spec.type) {
     case 'string':
@@ -36,6 +38,19 @@ function convert(key: string, spec: KeySpec, raw: unknown, from: string): string
       if (Array.isArray(raw) && raw.every((s) => typeof s === 'string')) return raw as string[];
       if (typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
       throw fail('a list of strings');
+    case 'json': {
+      let value = raw;
+      if (typeof raw === 'string' && from.startsWith('WHARF_')) {
+        try {
+          value = JSON.parse(raw);
+        } catch {
+          throw fail('JSON text');
+        }
+      }
+      const problem = spec.check?.(value);
+      if (problem) throw new ConfigError(`${from}: ${key}: ${problem}`);
+      return value;
+    }
   }
 }
 
@@ -142,7 +157,7 @@ export function configToEnv(config: Config): Record<string, string> {
   for (const [key, spec] of Object.entries(KEYS) as Array<[ConfigKey, KeySpec]>) {
     if (!spec.env) continue;
     const value = config[key];
-    env[spec.env] = Array.isArray(value) ? value.join(',') : String(value);
+    env[spec.env] = spec.type === 'json' ? JSON.stringify(value) : Array.isArray(value) ? value.join(',') : String(value);
   }
   return env;
 }

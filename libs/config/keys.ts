@@ -1,5 +1,5 @@
 /** Every configuration key: its type, default, environment variable and meaning. docs/configuration.md mirrors this table. */
-export type KeyType = 'string' | 'integer' | 'boolean' | 'strings';
+export type KeyType = 'string' | 'integer' | 'boolean' | 'strings' | 'json';
 
 export interface KeySpec {
   type: KeyType;
@@ -7,6 +7,12 @@ export interface KeySpec {
   env?: string;
   doc: string;
   min?: number;
+  /**
+   * For 'json' keys (structured values: lists of objects, maps): returns what is wrong with a
+   * value, or undefined when it is acceptable. The YAML file gives the structure as it is; an
+   * environment variable gives it as JSON text.
+   */
+  check?: (value: unknown) => string | undefined;
 }
 
 export const KEYS = {
@@ -65,6 +71,12 @@ export const KEYS = {
     doc: 'seconds a published outbox row is kept before it is pruned',
   },
   'events.instanceid': { type: 'string', default: '', env: 'WHARF_EVENTS_INSTANCEID', doc: 'source.instanceID in events; empty: a random id per process' },
+  'worker.roles': {
+    type: 'strings',
+    default: [],
+    env: 'WHARF_WORKER_ROLES',
+    doc: 'worker roles this process runs (wharf worker and wharf all); empty: every role',
+  },
   'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
   'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },
   'limits.pagesize': {

@@ -2,11 +2,46 @@ import type { RegistryEvent } from './event.js';
 
 export type EventHandler = (subject: string, event: RegistryEvent) => void | Promise<void>;
 
+export interface DurableDelivery {
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  streamSequence: number;
+}
+
+export interface DurableConsumerOptions {
+  /** Shared by every replica of a role: JetStream hands each message to one of them. */
+  durable: string;
+  /** One subject filter in the public `wharf.events...` form (nats-server 2.9: a single filter only). */
+  filterSubject: string;
+  handler: (subject: string, event: RegistryEvent, delivery: DurableDelivery) => Promise<void> | void;
+  /** Redelivered if not acked in this time (e.g. the replica died mid-handler). */
+  ackWaitMs?: number;
+  /** Deliveries before giving up on a message (the server stops redelivering too). */
+  maxDeliver?: number;
+  /** nak delay after the n-th failure is backoffMs[n-1]; the last entry repeats. */
+  backoffMs?: number[];
+  /** Called when a message is given up on (last attempt failed, or unparsable): record it as dead letter. */
+  onDeadLetter?: (subject: string, event: RegistryEvent | undefined, err: unknown) => Promise<void> | void;
+  /** Where a newly created durable starts: 'all' retained events (default) or only 'new' ones. */
+  deliverPolicy?: 'all' | 'new';
+  /** Messages pulled per request; small keeps work spread across replicas. */
+  batch?: number;
+}
+
+/** Stops pulling, lets the running handler finish, releases buffered messages, and resolves. */
+export type StopConsumer = () => Promise<void>;
+
 /** Carries events to subscribers; `id` lets a bus drop duplicates (JetStream's Nats-Msg-Id). */
 export interface EventBus {
   publish(subject: string, event: RegistryEvent): Promise<void>;
   /** `pattern` is a NATS-style subject filter: `*` matches one token, a final `>` the rest. */
   subscribe(pattern: string, handler: EventHandler): () => void;
+  /**
+   * A durable consumer shared by every replica of a role: each event reaches the role at least
+   * once, retried with backoff while the handler throws, and handed to onDeadLetter after the
+   * last attempt. Handlers must be idempotent.
+   */
+  consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer>;
   close(): Promise<void>;
 }
 

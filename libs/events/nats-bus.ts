@@ -17,7 +17,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
-import type { EventBus, EventHandler } from './bus.js';
+import type { DurableConsumerOptions, EventBus, EventHandler, StopConsumer } from './bus.js';
 import type { RegistryEvent } from './event.js';
 
 /** The fixed prefix of the public subjects in event.ts; NatsBus maps it onto its configured prefix. */
@@ -49,35 +49,6 @@ export interface NatsBusStatus {
   closed: boolean;
   server?: string;
 }
-
-export interface DurableDelivery {
-  /** 1 on the first delivery. */
-  deliveryCount: number;
-  streamSequence: number;
-}
-
-export interface DurableConsumerOptions {
-  /** Shared by every replica of a role: JetStream hands each message to one of them. */
-  durable: string;
-  /** One subject filter in the public `wharf.events...` form (nats-server 2.9: a single filter only). */
-  filterSubject: string;
-  handler: (subject: string, event: RegistryEvent, delivery: DurableDelivery) => Promise<void> | void;
-  /** Redelivered if not acked in this time (e.g. the replica died mid-handler). */
-  ackWaitMs?: number;
-  /** Deliveries before giving up on a message (the server stops redelivering too). */
-  maxDeliver?: number;
-  /** nak delay after the n-th failure is backoffMs[n-1]; the last entry repeats. */
-  backoffMs?: number[];
-  /** Called when a message is given up on (last attempt failed, or unparsable): record it as dead letter. */
-  onDeadLetter?: (subject: string, event: RegistryEvent | undefined, err: unknown) => Promise<void> | void;
-  /** Where a newly created durable starts: 'all' retained events (default) or only 'new' ones. */
-  deliverPolicy?: 'all' | 'new';
-  /** Messages pulled per request; small keeps work spread across replicas. */
-  batch?: number;
-}
-
-/** Stops pulling, lets the running handler finish, releases buffered messages, and resolves. */
-export type StopConsumer = () => Promise<void>;
 
 /** An unsubscribe function that also says when the underlying consumer exists (deliver policy "new"). */
 export type NatsUnsubscribe = (() => void) & { ready: Promise<void> };

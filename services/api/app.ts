@@ -3,6 +3,7 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../../libs/log/index.js';
+import { metricsText } from '../../libs/metrics/index.js';
 import { RegistryError } from '../../libs/oci/index.js';
 import type { Registry, RequestContext } from '../../libs/registry/index.js';
 import type { EventSource } from '../../libs/events/index.js';
@@ -198,10 +199,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.route({ method: ['GET', 'HEAD'], url: v2, handler: (request, reply) => reply.redirect(`${v2}/`, 301), exposeHeadRoute: false });
   app.route({ method: [...METHODS], url: `${v2}/`, handler: dispatch, exposeHeadRoute: false });
   app.route({ method: [...METHODS], url: `${v2}/*`, handler: dispatch, exposeHeadRoute: false });
-  if (options.prefix === '') {
-    app.get('/healthz', async () => ({ status: 'ok' }));
-  } else {
-    app.get(`${options.prefix}/healthz`, async () => ({ status: 'ok' }));
-  }
+  app.get(`${options.prefix}/healthz`, async () => ({ status: 'ok' }));
+  app.get(`${options.prefix}/metrics`, async (_request, reply) => {
+    const { contentType, body } = await metricsText();
+    return reply.type(contentType).send(body);
+  });
   return app;
 }

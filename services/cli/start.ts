@@ -6,6 +6,7 @@ import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
 import { Registry, warmHashPool } from '../../libs/registry/index.js';
+import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { openParts, type Parts } from './parts.js';
 
 export interface RunningWharf {
@@ -88,13 +89,20 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
   return { url: `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`, app, registry, close: () => app.close() };
 }
 
-async function assembled(config: Config, logger: Logger, prepare: (parts: Parts) => Promise<void>): Promise<RunningWharf> {
+function workersFor(config: Config, parts: Parts, logger: Logger): Promise<RunningWorkers> {
+  return startWorkers({ config, database: parts.database, store: parts.store, bus: parts.bus, logger });
+}
+
+async function assembled(config: Config, logger: Logger, prepare: (parts: Parts) => Promise<void>, withWorkers: boolean): Promise<RunningWharf> {
   const parts = await openParts(config, logger);
   try {
     await prepare(parts);
+    // Consumers first: in embedded mode the relay hands each event to them before marking it published.
+    const workers = withWorkers ? await workersFor(config, parts, logger) : undefined;
     const relay = startRelay(config, parts, logger);
     const api = await startApi(config, parts, relay.relay, logger).catch(async (err) => {
       await relay.close();
+      await workers?.close();
       throw err;
     });
     let closing: Promise<void> | undefined;
@@ -110,6 +118,7 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
         (closing ??= (async () => {
           await api.close();
           await relay.close();
+          await workers?.close();
           await parts.close();
         })()),
     };
@@ -124,7 +133,7 @@ export async function startWharf(config: Config, logger = createLogger(config['l
   return assembled(config, logger, async (parts) => {
     const applied = await migrate(parts.database.db);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-  });
+  }, true);
 }
 
 /** `wharf serve`: one stateless API node of a cluster. The schema must be current (`wharf migrate` first). */
@@ -132,16 +141,24 @@ export async function startServe(config: Config, logger = createLogger(config['l
   return assembled(config, logger, async (parts) => {
     const pending = await pendingMigrations(parts.database.db);
     if (pending.length > 0) throw new Error(`database schema is behind (pending: ${pending.join(', ')}); run \`wharf migrate\` first`);
-  });
+  }, false);
 }
 
-/** `wharf worker`: the outbox relay (and, as they arrive, the event consumers). */
+/** `wharf worker`: the outbox relay and the worker roles `worker.roles` names (all by default). */
 export async function startWorker(config: Config, logger = createLogger(config['log.level'])): Promise<{ close(): Promise<void> }> {
   const parts = await openParts(config, logger);
+  let workers: RunningWorkers;
+  try {
+    workers = await workersFor(config, parts, logger);
+  } catch (err) {
+    await parts.close();
+    throw err;
+  }
   const relay = startRelay(config, parts, logger);
   return {
     async close() {
       await relay.close();
+      await workers.close();
       await parts.close();
     },
   };

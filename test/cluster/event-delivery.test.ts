@@ -83,6 +83,7 @@ describe('two relays at once', () => {
         await bus.publish(subject, event);
       },
       subscribe: (p, h) => bus.subscribe(p, h),
+      consumeDurable: (options) => bus.consumeDurable(options),
       close: async () => {},
     };
     const context = { request: { id: 'r', addr: '', host: '', method: 'PUT', useragent: '' }, actor: {}, source: { addr: '', instanceID: 'test' } };
