@@ -24,6 +24,20 @@ export const KEYS = {
     doc: 'path prefix the whole API answers under, e.g. /registry (then /registry/v2/...); Location and Link headers carry it',
   },
   'http.bodytimeout': { type: 'integer', default: 300, env: 'WHARF_HTTP_BODYTIMEOUT', min: 1, doc: 'seconds a request body may stall before the request is dropped' },
+  'http.shutdowntimeout': {
+    type: 'integer',
+    default: 30,
+    env: 'WHARF_HTTP_SHUTDOWNTIMEOUT',
+    min: 0,
+    doc: 'seconds in-flight requests may run after SIGTERM before their connections are cut (an upload cut short resumes on another node)',
+  },
+  'health.timeout': {
+    type: 'integer',
+    default: 2,
+    env: 'WHARF_HEALTH_TIMEOUT',
+    min: 1,
+    doc: 'seconds each /readyz check (PostgreSQL, blob store) may take before it counts as down',
+  },
   'data.dir': { type: 'string', default: './data', env: 'WHARF_DATA_DIR', doc: 'embedded mode: where blobs (blobs/) and the embedded PostgreSQL (postgres/) live' },
   'database.url': {
     type: 'string',
@@ -76,6 +90,12 @@ export const KEYS = {
     default: [],
     env: 'WHARF_WORKER_ROLES',
     doc: 'worker roles this process runs (wharf worker and wharf all); empty: every role',
+  },
+  'worker.httpaddr': {
+    type: 'string',
+    default: '',
+    env: 'WHARF_WORKER_HTTPADDR',
+    doc: 'host:port where wharf worker answers /healthz, /readyz and /metrics (for probes and Prometheus); empty: no listener',
   },
   'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
   'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },

@@ -31,6 +31,15 @@ export interface DurableConsumerOptions {
 /** Stops pulling, lets the running handler finish, releases buffered messages, and resolves. */
 export type StopConsumer = () => Promise<void>;
 
+/** How far behind one durable consumer is (JetStream's consumer info). */
+export interface ConsumerLag {
+  durable: string;
+  /** Messages in the stream the consumer has not been handed yet. */
+  pending: number;
+  /** Messages handed out and not yet acknowledged. */
+  ackPending: number;
+}
+
 /** Carries events to subscribers; `id` lets a bus drop duplicates (JetStream's Nats-Msg-Id). */
 export interface EventBus {
   publish(subject: string, event: RegistryEvent): Promise<void>;
@@ -42,6 +51,10 @@ export interface EventBus {
    * last attempt. Handlers must be idempotent.
    */
   consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer>;
+  /** Lag of every durable consumer this process runs (for /metrics). */
+  consumerLag?(): Promise<ConsumerLag[]>;
+  /** Whether the bus can publish right now; absent means always (the in-process bus). */
+  isConnected?(): boolean;
   close(): Promise<void>;
 }
 

@@ -1,4 +1,4 @@
-import type { DurableConsumerOptions, EventBus, EventHandler, StopConsumer } from './bus.js';
+import type { ConsumerLag, DurableConsumerOptions, EventBus, EventHandler, StopConsumer } from './bus.js';
 import { subjectMatches } from './bus.js';
 import type { RegistryEvent } from './event.js';
 
@@ -7,6 +7,8 @@ interface DurableSubscriber {
   /** Events of one consumer are handled one at a time, in publish order, as a JetStream pull consumer would. */
   tail: Promise<void>;
   stopped: boolean;
+  /** Events handed to this consumer and not yet handled (its lag). */
+  queued: number;
 }
 
 /**
@@ -44,7 +46,8 @@ export class MemoryBus implements EventBus {
     const handled: Promise<void>[] = [];
     for (const durable of this.durables) {
       if (durable.stopped || !subjectMatches(durable.options.filterSubject, subject)) continue;
-      const run = durable.tail.then(() => this.deliver(durable, subject, event));
+      durable.queued++;
+      const run = durable.tail.then(() => this.deliver(durable, subject, event)).finally(() => void durable.queued--);
       durable.tail = run.catch(() => {});
       handled.push(run);
     }
@@ -88,13 +91,18 @@ export class MemoryBus implements EventBus {
   }
 
   async consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer> {
-    const durable: DurableSubscriber = { options, tail: Promise.resolve(), stopped: false };
+    const durable: DurableSubscriber = { options, tail: Promise.resolve(), stopped: false, queued: 0 };
     this.durables.add(durable);
     return async () => {
       durable.stopped = true;
       this.durables.delete(durable);
       await durable.tail;
     };
+  }
+
+  /** In embedded mode events wait in the outbox, not here: the lag is what is being handled right now. */
+  async consumerLag(): Promise<ConsumerLag[]> {
+    return [...this.durables].map((d) => ({ durable: d.options.durable, pending: Math.max(0, d.queued - 1), ackPending: Math.min(1, d.queued) }));
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
-import type { DurableConsumerOptions, EventBus, EventHandler, StopConsumer } from './bus.js';
+import type { ConsumerLag, DurableConsumerOptions, EventBus, EventHandler, StopConsumer } from './bus.js';
 import type { RegistryEvent } from './event.js';
 
 /** The fixed prefix of the public subjects in event.ts; NatsBus maps it onto its configured prefix. */
@@ -65,6 +65,7 @@ export class NatsBus implements EventBus {
   private readonly publishTimeoutMs: number;
   private readonly onError: (err: unknown) => void;
   private readonly stoppers = new Set<() => Promise<void>>();
+  private readonly durables = new Set<string>();
   private readonly statusLoop: Promise<void>;
 
   private constructor(
@@ -200,6 +201,7 @@ export class NatsBus implements EventBus {
       this.onError(new Error(`durable consumer ${options.durable} exists with another config; using it`, { cause: err }));
     }
     const consumer = await this.js.consumers.get(this.stream, options.durable);
+    this.durables.add(options.durable);
     const messages = await consumer.consume({ max_messages: options.batch ?? 10 });
     let stopping = false;
 
@@ -243,11 +245,25 @@ export class NatsBus implements EventBus {
       if (stopping) return;
       stopping = true;
       this.stoppers.delete(stop);
+      this.durables.delete(options.durable);
       messages.stop(); // no new pulls; the buffered messages are still iterated, then the loop ends
       await loop;
     };
     this.stoppers.add(stop);
     return stop;
+  }
+
+  /** num_pending and num_ack_pending of each durable this bus consumes; a durable NATS cannot describe now is left out. */
+  async consumerLag(): Promise<ConsumerLag[]> {
+    if (!this.connected) return [];
+    const infos = await Promise.all(
+      [...this.durables].map((durable) => this.jsm.consumers.info(this.stream, durable).then((info) => ({ durable, pending: info.num_pending, ackPending: info.num_ack_pending }), () => undefined)),
+    );
+    return infos.filter((i): i is ConsumerLag => i !== undefined);
+  }
+
+  isConnected(): boolean {
+    return this.connected && !this.nc.isClosed();
   }
 
   status(): NatsBusStatus {

@@ -30,11 +30,46 @@ export interface DatabaseOptions {
   onError?: (err: Error) => void;
 }
 
+export interface PoolStats {
+  /** 'queries' or 'uploads'. */
+  pool: string;
+  max: number;
+  /** Connections open (idle + checked out). */
+  total: number;
+  idle: number;
+  /** Callers queued for a connection. */
+  waiting: number;
+}
+
 export interface Database {
   db: Kysely<Schema>;
   /** A second pool whose connections stay checked out while an upload body streams. */
   uploadsDb: Kysely<Schema>;
+  /** One round trip (`select 1`) on the query pool; rejects after `timeoutMs`. */
+  ping(timeoutMs: number): Promise<void>;
+  poolStats(): PoolStats[];
   close(): Promise<void>;
+}
+
+/** Connection-level failures: the server is unreachable, restarting or refusing connections. */
+const UNAVAILABLE_SYSTEM_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)/i;
+
+/**
+ * Whether `err` (from pg or Kysely) means PostgreSQL cannot be reached right now rather than
+ * that a query was wrong: SQLSTATE class 08 (connection exception), 57P01-57P03 (admin shutdown,
+ * crash shutdown, cannot connect now), 53300 (too many connections), or a socket-level failure.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    if (typeof code === 'string') {
+      if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
+      if (UNAVAILABLE_SYSTEM_CODES.has(code)) return true;
+    }
+    if (typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message)) return true;
+  }
+  return false;
 }
 
 function makePool(url: string, max: number, onError?: (err: Error) => void): pg.Pool {
@@ -49,9 +84,34 @@ export function openDatabase(options: DatabaseOptions): Database {
   const uploadPool = makePool(options.url, options.uploadPoolSize, options.onError);
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   const uploadsDb = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: uploadPool }) });
+  const stats = (name: string, p: pg.Pool, max: number): PoolStats => ({ pool: name, max, total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount });
   return {
     db,
     uploadsDb,
+    async ping(timeoutMs) {
+      // A client checked out here is released even when the deadline wins the race.
+      const attempt = (async () => {
+        const client = await pool.connect();
+        try {
+          await client.query('select 1');
+          client.release();
+        } catch (err) {
+          client.release(err as Error);
+          throw err;
+        }
+      })();
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      });
+      attempt.catch(() => {});
+      try {
+        await Promise.race([attempt, deadline]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    poolStats: () => [stats('queries', pool, options.poolSize), stats('uploads', uploadPool, options.uploadPoolSize)],
     async close() {
       await Promise.all([db.destroy(), uploadsDb.destroy()]);
     },

@@ -55,6 +55,19 @@ export async function outboxBacklog(db: Executor): Promise<number> {
   return Number(row.count);
 }
 
+/** Unpublished rows and the age in seconds of the oldest (0 when none): one index scan for the age, a count for the backlog. */
+export async function outboxStats(db: Executor): Promise<{ backlog: number; oldestAgeSeconds: number }> {
+  const row = await db
+    .selectFrom('outbox')
+    .select((eb) => [
+      eb.fn.countAll<string>().as('count'),
+      sql<string | null>`extract(epoch from now() - min(created_at))`.as('age'),
+    ])
+    .where('published_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return { backlog: Number(row.count), oldestAgeSeconds: row.age === null ? 0 : Math.max(0, Number(row.age)) };
+}
+
 /** An OutboxSource (libs/events) over this table: claim, hand over, mark published, in one transaction. */
 export function outboxSource(db: import('kysely').Kysely<import('./schema.js').Schema>) {
   return {

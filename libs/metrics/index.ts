@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, type CounterConfiguration, type GaugeConfiguration, type HistogramConfiguration } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type GaugeConfiguration, type HistogramConfiguration } from 'prom-client';
 
 /**
  * The one Prometheus registry of a process, served at GET /metrics. Metrics are created on first
@@ -6,6 +6,32 @@ import { Counter, Gauge, Histogram, Registry, type CounterConfiguration, type Ga
  * refuses a second metric of the same name.
  */
 export const metricsRegistry = new Registry();
+// Process metrics (CPU, resident memory, event-loop lag, heap, open handles) under the usual names.
+collectDefaultMetrics({ register: metricsRegistry });
+
+/** Functions that refresh gauges read from elsewhere (database, NATS) right before a scrape. */
+const scrapeHooks = new Set<() => Promise<void>>();
+const SCRAPE_HOOK_TIMEOUT_MS = 2_000;
+
+/**
+ * Runs `hook` before every scrape, at most SCRAPE_HOOK_TIMEOUT_MS, so a hung dependency cannot
+ * hang /metrics; its errors are the hook's to report (set an "up" gauge to 0, say). Returns the
+ * function that removes it.
+ */
+export function onScrape(hook: () => Promise<void>): () => void {
+  scrapeHooks.add(hook);
+  return () => void scrapeHooks.delete(hook);
+}
+
+async function runScrapeHooks(): Promise<void> {
+  await Promise.all(
+    [...scrapeHooks].map((hook) => {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, SCRAPE_HOOK_TIMEOUT_MS)));
+      return Promise.race([hook().catch(() => {}), deadline]).finally(() => clearTimeout(timer));
+    }),
+  );
+}
 
 function existing<T>(name: string): T | undefined {
   return metricsRegistry.getSingleMetric(name) as T | undefined;
@@ -25,5 +51,6 @@ export function histogram<L extends string>(config: Omit<HistogramConfiguration<
 
 /** The Prometheus text exposition of every metric of this process. */
 export async function metricsText(): Promise<{ contentType: string; body: string }> {
+  await runScrapeHooks();
   return { contentType: metricsRegistry.contentType, body: await metricsRegistry.metrics() };
 }

@@ -29,6 +29,31 @@ export interface BlobStore {
   /** Streams the object, or the inclusive byte range of it. */
   read(key: string, range?: ByteRange): Promise<Readable>;
   delete(key: string): Promise<void>;
+  /**
+   * Proves the store answers: one cheap call (a stat of the root directory, a HEAD of the bucket).
+   * Rejects when it does not, or when `signal` aborts first (readiness checks have a deadline).
+   */
+  ping(signal?: AbortSignal): Promise<void>;
   /** A URL clients can GET the object from directly for a while, where the store has one (S3). */
   presignedGetUrl?(key: string, expiresSeconds: number): Promise<string>;
+}
+
+const STORE_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EIO', 'ENOSPC', 'EROFS']);
+const S3_DOWN_NAMES = new Set(['ServiceUnavailable', 'SlowDown', 'InternalError', 'RequestTimeout', 'TimeoutError', 'AbortError', 'RequestTimeTooSkewed']);
+
+/**
+ * Whether `err` from a BlobStore means the store cannot serve right now (unreachable endpoint,
+ * S3 5xx or throttling, a full or failing disk) rather than a missing object or a bad request.
+ * AWS SDK errors carry `$metadata`, which tells them from PostgreSQL's socket errors.
+ */
+export function isStorageUnavailable(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number }; $fault?: unknown; syscall?: unknown; path?: unknown };
+  if (!e || typeof e !== 'object') return false;
+  if (e.$metadata) {
+    const status = e.$metadata.httpStatusCode;
+    if (typeof status === 'number') return status >= 500 || status === 429 || (status === 403 && e.name === 'RequestTimeTooSkewed');
+    return typeof e.code === 'string' ? STORE_DOWN_CODES.has(e.code) : S3_DOWN_NAMES.has(String(e.name));
+  }
+  // Filesystem driver: only errors about files (they carry a path), so a socket error is not taken for one.
+  return typeof e.path === 'string' && typeof e.code === 'string' && STORE_DOWN_CODES.has(e.code);
 }

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rm, truncate } from 'node:fs/promises';
+import { access, constants, mkdir, open, rm, truncate } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,6 +17,12 @@ export class FilesystemBlobStore implements BlobStore {
     const path = join(this.root, key);
     if (!path.startsWith(this.root + '/')) throw new Error(`storage key escapes the store: ${key}`);
     return path;
+  }
+
+  /** The root must exist and be writable: a vanished or read-only volume fails here. */
+  async ping(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    await access(this.root, constants.R_OK | constants.W_OK);
   }
 
   async beginUpload(key: string): Promise<UploadState> {

@@ -4,6 +4,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -107,6 +108,11 @@ export class S3BlobStore implements BlobStore {
 
   private tailKey(key: string, generation: number): string {
     return `${this.objectKey(key)}.tail.${generation}`;
+  }
+
+  /** HEAD of the bucket: proves the endpoint answers, the credentials work and the bucket exists. */
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
   }
 
   async beginUpload(key: string): Promise<UploadState> {

@@ -5,10 +5,11 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from '../../libs/log/index.js';
 import { metricsText } from '../../libs/metrics/index.js';
 import { RegistryError } from '../../libs/oci/index.js';
-import type { Registry, RequestContext } from '../../libs/registry/index.js';
+import { unavailableDependency, unavailableError, type HealthChecker, type Registry, type RequestContext } from '../../libs/registry/index.js';
 import type { EventSource } from '../../libs/events/index.js';
 import type { Call, Handler, MethodTable } from './call.js';
 import { matchEndpoint, ROUTE_TEMPLATES, type Endpoint } from './dispatch.js';
+import { httpMetrics, requestId, routeLabel } from './observe.js';
 import { base } from './routes/base.js';
 import { blobs } from './routes/blobs.js';
 import { catalog, referrers, tags } from './routes/listings.js';
@@ -25,6 +26,8 @@ export interface ApiOptions {
   source: EventSource;
   /** Milliseconds a request body may stall. */
   bodyTimeoutMs: number;
+  /** Answers /readyz, and tells a failing request whether a dependency is down (503) or not (500). */
+  health: HealthChecker;
 }
 
 const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K }>> } = {
@@ -94,12 +97,15 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     loggerInstance: options.logger as FastifyBaseLogger,
     // One log line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // An incoming X-Request-Id is kept when it looks like an id, so one id follows a request
+    // through proxies, this node's log line and the events it causes.
+    requestIdHeader: false,
+    genReqId: (raw) => requestId(raw.headers['x-request-id']) ?? randomUUID(),
     // Upload bodies are streamed by the handlers, which enforce their own limits.
     bodyLimit: Number.MAX_SAFE_INTEGER,
     routerOptions: { maxParamLength: 8192 },
-    return503OnClosing: true,
+    // start.ts answers requests that arrive while the node drains, in OCI error JSON.
+    return503OnClosing: false,
     requestTimeout: 0,
     connectionTimeout: 0,
     keepAliveTimeout: 75_000,
@@ -116,29 +122,42 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   // Leave every body unread: blob bodies stream from request.raw, manifests are read with a limit.
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
+  const metrics = httpMetrics();
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('docker-distribution-api-version', 'registry/2.0');
+    reply.header('x-request-id', String(request.id));
     request.raw.setTimeout(options.bodyTimeoutMs);
+    metrics.started(reply);
   });
 
   app.addHook('onResponse', async (request, reply) => {
+    const route = routeLabel(request, options.prefix);
+    const { bytesIn, bytesOut } = metrics.finished(request, reply, route);
     request.log.info(
       {
         method: request.method,
-        route: request.routeTemplate ?? 'unmatched',
+        route,
         repository: request.repository,
         status: reply.statusCode,
-        bytesIn: request.raw.socket?.bytesRead,
-        bytesOut: reply.getHeader('content-length'),
+        bytesIn,
+        bytesOut,
         ms: Math.round(reply.elapsedTime),
       },
       'request',
     );
   });
 
-  app.setErrorHandler((err, request, reply) => {
-    const registryError = toRegistryError(err);
-    if (registryError.status >= 500) request.log.error({ err }, 'request failed');
+  app.setErrorHandler(async (err, request, reply) => {
+    let registryError = toRegistryError(err);
+    if (registryError.status >= 500 && !(err instanceof RegistryError)) {
+      // PostgreSQL or the store being down is not a bug: say which, and when to come back.
+      const named = unavailableDependency(err);
+      const down = named ? [named] : (await options.health.check()).checks.filter((c) => c.required && !c.ok).map((c) => c.name);
+      if (down.length > 0) registryError = unavailableError(down);
+    }
+    if (registryError.code === 'UNAVAILABLE') request.log.warn({ err: (err as Error).message, detail: registryError.detail }, 'service unavailable');
+    else if (registryError.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.debug({ err: registryError.message, code: registryError.code }, 'request refused');
     // A body we did not read cannot be left in the connection.
     if (!request.raw.complete) reply.header('connection', 'close');
@@ -192,7 +211,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       pageSize: options.pageSize,
       manifestMaxBytes: options.manifestMaxBytes,
     };
-    return handler(call);
+    const sendsBlob = (endpoint.kind === 'upload' || endpoint.kind === 'uploads') && request.method !== 'GET' && request.method !== 'DELETE';
+    if (!sendsBlob) return handler(call);
+    metrics.uploadsInFlight.inc();
+    try {
+      return await handler(call);
+    } finally {
+      metrics.uploadsInFlight.dec();
+    }
   };
 
   // Distribution answers /v2 like /v2/; some clients probe it without the slash.
@@ -200,6 +226,17 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.route({ method: [...METHODS], url: `${v2}/`, handler: dispatch, exposeHeadRoute: false });
   app.route({ method: [...METHODS], url: `${v2}/*`, handler: dispatch, exposeHeadRoute: false });
   app.get(`${options.prefix}/healthz`, async () => ({ status: 'ok' }));
+  app.get(`${options.prefix}/readyz`, async (_request, reply) => {
+    const report = await options.health.check();
+    const down = report.checks.filter((c) => !c.ok);
+    return reply.code(report.ready ? 200 : 503).send({
+      status: report.ready ? 'ready' : 'unavailable',
+      // Named plainly, so an operator reads the cause off the probe's body.
+      down: down.map((c) => c.name),
+      checks: Object.fromEntries(report.checks.map((c) => [c.name, { ok: c.ok, required: c.required, ms: c.ms, ...(c.error ? { error: c.error } : {}) }])),
+      ...(down.some((c) => c.name === 'nats') ? { note: 'NATS does not make a node unready: events wait in the outbox and are published when it is back' } : {}),
+    });
+  });
   app.get(`${options.prefix}/metrics`, async (_request, reply) => {
     const { contentType, body } = await metricsText();
     return reply.type(contentType).send(body);

@@ -33,14 +33,26 @@ function parseArgs(argv: string[]): { command: string | undefined; configFile: s
 async function runUntilSignal(config: Config, role: string, start: (logger: ReturnType<typeof createLogger>) => Promise<{ close(): Promise<void>; url?: string }>): Promise<void> {
   const logger = createLogger(config['log.level'], { role });
   const running = await start(logger);
-  if (running.url) logger.info({ url: `${running.url}${config['http.prefix']}/v2/` }, `wharf ${role} is serving`);
-  else logger.info(`wharf ${role} is running`);
+  if (running.url && role !== 'worker') logger.info({ url: `${running.url}${config['http.prefix']}/v2/` }, `wharf ${role} is serving`);
+  else logger.info({ health: running.url ? `${running.url}/readyz` : undefined }, `wharf ${role} is running`);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
-    await running.close();
+    logger.info({ signal, timeoutSeconds: config['http.shutdowntimeout'] }, 'shutting down: finishing requests in flight');
+    // Requests get http.shutdowntimeout; relay, workers and pools a little more. Past that, leave anyway.
+    const hard = setTimeout(() => {
+      logger.error('shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, (config['http.shutdowntimeout'] + 15) * 1000);
+    hard.unref();
+    try {
+      await running.close();
+    } catch (err) {
+      logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    }
+    logger.info('stopped');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -4,9 +4,11 @@ import { buildApi } from '../api/app.js';
 import { splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
+import { RegistryError } from '../../libs/oci/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
-import { Registry, warmHashPool } from '../../libs/registry/index.js';
+import { Registry, warmHashPool, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
+import { healthChecker, observeProcess, startOpsServer } from './observe.js';
 import { openParts, type Parts } from './parts.js';
 
 export interface RunningWharf {
@@ -53,7 +55,26 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger): Promise<RunningApi> {
+/**
+ * Stops the server: no new connections, in-flight requests run on for `http.shutdowntimeout`
+ * seconds, then the connections left are cut. A request arriving on a kept-alive connection
+ * meanwhile gets a 503 with Retry-After and Connection: close, so the client retries elsewhere.
+ * A cut PATCH rolls back its transaction: the session stays at its last committed offset.
+ */
+async function closeGracefully(app: FastifyInstance, timeoutSeconds: number, logger: Logger): Promise<void> {
+  const closed = app.close();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), timeoutSeconds * 1000)));
+  const outcome = await Promise.race([closed.then(() => 'closed' as const), deadline]);
+  clearTimeout(timer);
+  if (outcome === 'deadline') {
+    logger.warn({ timeoutSeconds }, 'shutdown deadline reached: cutting the requests still in flight');
+    app.server.closeAllConnections();
+    await closed;
+  }
+}
+
+export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger, health: HealthChecker): Promise<RunningApi> {
   const source = { addr: config['http.addr'], instanceID: config['events.instanceid'] || randomUUID() };
   const registry = new Registry({
     db: parts.database.db,
@@ -79,6 +100,13 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     manifestMaxBytes: config['limits.manifestbytes'],
     source,
     bodyTimeoutMs: config['http.bodytimeout'] * 1000,
+    health,
+  });
+  let draining = false;
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!draining) return;
+    reply.header('connection', 'close');
+    throw new RegistryError('UNAVAILABLE', 'this node is shutting down; retry the request', { headers: { 'Retry-After': '1' } });
   });
   await warmHashPool();
   const { host, port } = splitAddr(config['http.addr']);
@@ -86,7 +114,15 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
   source.addr = `${host}:${boundPort}`;
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`, app, registry, close: () => app.close() };
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
+    app,
+    registry,
+    close: () => {
+      draining = true;
+      return closeGracefully(app, config['http.shutdowntimeout'], logger);
+    },
+  };
 }
 
 function workersFor(config: Config, parts: Parts, logger: Logger): Promise<RunningWorkers> {
@@ -100,11 +136,13 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
     // Consumers first: in embedded mode the relay hands each event to them before marking it published.
     const workers = withWorkers ? await workersFor(config, parts, logger) : undefined;
     const relay = startRelay(config, parts, logger);
-    const api = await startApi(config, parts, relay.relay, logger).catch(async (err) => {
+    const health = healthChecker(config, parts);
+    const api = await startApi(config, parts, relay.relay, logger, health).catch(async (err) => {
       await relay.close();
       await workers?.close();
       throw err;
     });
+    const unobserve = observeProcess(health, parts.database, parts.bus);
     let closing: Promise<void> | undefined;
     return {
       url: api.url,
@@ -117,6 +155,7 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
       close: () =>
         (closing ??= (async () => {
           await api.close();
+          unobserve();
           await relay.close();
           await workers?.close();
           await parts.close();
@@ -145,7 +184,7 @@ export async function startServe(config: Config, logger = createLogger(config['l
 }
 
 /** `wharf worker`: the outbox relay and the worker roles `worker.roles` names (all by default). */
-export async function startWorker(config: Config, logger = createLogger(config['log.level'])): Promise<{ close(): Promise<void> }> {
+export async function startWorker(config: Config, logger = createLogger(config['log.level'])): Promise<{ url?: string; close(): Promise<void> }> {
   const parts = await openParts(config, logger);
   let workers: RunningWorkers;
   try {
@@ -155,10 +194,27 @@ export async function startWorker(config: Config, logger = createLogger(config['
     throw err;
   }
   const relay = startRelay(config, parts, logger);
+  const health = healthChecker(config, parts);
+  const unobserve = observeProcess(health, parts.database, parts.bus);
+  let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
+  try {
+    if (config['worker.httpaddr'] !== '') ops = await startOpsServer(splitAddr(config['worker.httpaddr']), health, logger);
+  } catch (err) {
+    unobserve();
+    await relay.close();
+    await workers.close();
+    await parts.close();
+    throw err;
+  }
   return {
+    url: ops?.url,
     async close() {
+      // Relay first: with the in-process bus it hands events to the roles before marking them published.
+      // Then the roles finish or hand back (nak) what they hold.
       await relay.close();
       await workers.close();
+      unobserve();
+      await ops?.close();
       await parts.close();
     },
   };
