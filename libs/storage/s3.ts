@@ -94,6 +94,10 @@ export class S3BlobStore implements BlobStore {
       // Otherwise streamed bodies go out with aws-chunked framing, which s3rver stores verbatim.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // An endpoint that drops packets fails within seconds (and counts as down) instead of
+      // holding requests for the operating system's TCP timeout. No socket idle timeout: a slow
+      // client legitimately leaves a GET's S3 stream idle.
+      requestHandler: { connectionTimeout: 5_000 },
     });
   }
 

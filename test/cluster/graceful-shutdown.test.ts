@@ -48,7 +48,7 @@ async function node(shutdownSeconds: number): Promise<WharfProcess> {
 
 const seeds = Array.from({ length: TOTAL / CHUNK }, () => randomBytes(64));
 /** Chunk i, made again on each call, so the test never holds the whole blob. */
-function chunk(i: number): Buffer {
+function chunk(i: number): Buffer<ArrayBuffer> {
   const bytes = Buffer.alloc(CHUNK, i + 1);
   seeds[i]!.copy(bytes);
   return bytes;
