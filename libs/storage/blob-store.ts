@@ -38,7 +38,9 @@ export interface BlobStore {
   presignedGetUrl?(key: string, expiresSeconds: number): Promise<string>;
 }
 
-const STORE_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EIO', 'ENOSPC', 'EROFS']);
+const STORE_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+/** Disk failures: no socket error uses these codes, so they point at the filesystem driver whatever else the error says. */
+const DISK_DOWN_CODES = new Set(['EIO', 'ENOSPC', 'EROFS', 'EDQUOT']);
 const S3_DOWN_NAMES = new Set(['ServiceUnavailable', 'SlowDown', 'InternalError', 'RequestTimeout', 'TimeoutError', 'AbortError', 'RequestTimeTooSkewed']);
 
 /**
@@ -47,13 +49,12 @@ const S3_DOWN_NAMES = new Set(['ServiceUnavailable', 'SlowDown', 'InternalError'
  * AWS SDK errors carry `$metadata`, which tells them from PostgreSQL's socket errors.
  */
 export function isStorageUnavailable(err: unknown): boolean {
-  const e = err as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number }; $fault?: unknown; syscall?: unknown; path?: unknown };
+  const e = err as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number } };
   if (!e || typeof e !== 'object') return false;
   if (e.$metadata) {
     const status = e.$metadata.httpStatusCode;
     if (typeof status === 'number') return status >= 500 || status === 429 || (status === 403 && e.name === 'RequestTimeTooSkewed');
     return typeof e.code === 'string' ? STORE_DOWN_CODES.has(e.code) : S3_DOWN_NAMES.has(String(e.name));
   }
-  // Filesystem driver: only errors about files (they carry a path), so a socket error is not taken for one.
-  return typeof e.path === 'string' && typeof e.code === 'string' && STORE_DOWN_CODES.has(e.code);
+  return typeof e.code === 'string' && DISK_DOWN_CODES.has(e.code);
 }
