@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -17,6 +16,7 @@ import type { RegistryEvent } from '../libs/events/index.js';
 import { createLogger } from '../libs/log/index.js';
 import { startWharf, type RunningWharf } from '../services/cli/start.js';
 import { blobOf, pushBlob } from './helpers/oci.js';
+import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 import { eventually } from './helpers/wait.js';
 
 /** Collects every JSON log line a logger writes. */
@@ -154,42 +154,9 @@ describe('a running node', () => {
   });
 });
 
-/** A TCP proxy the test can stop (closing every connection through it) and start again on the same port. */
-async function stoppableProxy(target: { host: string; port: number }): Promise<{ port: number; stop(): Promise<void>; start(): Promise<void>; close(): Promise<void> }> {
-  let server: Server | undefined;
-  const sockets = new Set<Socket>();
-  let port = 0;
-  const start = async () => {
-    server = createServer((client) => {
-      const upstream = connect(target.port, target.host);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('close', () => sockets.delete(s));
-        s.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server!.once('error', reject);
-      server!.listen(port, '127.0.0.1', () => resolve());
-    });
-    port = (server.address() as { port: number }).port;
-  };
-  const stop = async () => {
-    const closed = new Promise<void>((resolve) => server?.close(() => resolve()) ?? resolve());
-    for (const s of sockets) s.destroy();
-    await closed;
-  };
-  await start();
-  return { port, stop, start, close: stop };
-}
-
 describe('PostgreSQL going away and coming back', () => {
   const serverUrl = process.env.WHARF_TEST_DATABASE_URL;
-  let proxy: Awaited<ReturnType<typeof stoppableProxy>>;
+  let proxy: TcpProxy;
   let wharf: RunningWharf;
   let dataDir: string;
   const dbName = `wharf_test_${randomBytes(6).toString('hex')}`;
@@ -201,7 +168,7 @@ describe('PostgreSQL going away and coming back', () => {
     await admin.query(`create database ${dbName}`);
     await admin.end();
     const target = new URL(serverUrl);
-    proxy = await stoppableProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
     const url = new URL(serverUrl);
     url.host = `127.0.0.1:${proxy.port}`;
     url.pathname = `/${dbName}`;
