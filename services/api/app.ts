@@ -104,7 +104,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     // Upload bodies are streamed by the handlers, which enforce their own limits.
     bodyLimit: Number.MAX_SAFE_INTEGER,
     routerOptions: { maxParamLength: 8192 },
-    // start.ts answers requests that arrive while the node drains, in OCI error JSON.
+    // While the node drains, a request on an already open connection is served (Connection: close).
     return503OnClosing: false,
     requestTimeout: 0,
     connectionTimeout: 0,

@@ -4,7 +4,6 @@ import { buildApi } from '../api/app.js';
 import { splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
-import { RegistryError } from '../../libs/oci/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
 import { Registry, warmHashPool, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
@@ -56,10 +55,11 @@ export interface RunningApi {
 }
 
 /**
- * Stops the server: no new connections, in-flight requests run on for `http.shutdowntimeout`
- * seconds, then the connections left are cut. A request arriving on a kept-alive connection
- * meanwhile gets a 503 with Retry-After and Connection: close, so the client retries elsewhere.
- * A cut PATCH rolls back its transaction: the session stays at its last committed offset.
+ * Stops the server: no new connections, idle ones closed, in-flight requests run on for
+ * `http.shutdowntimeout` seconds, then the connections left are cut. A request a client sends
+ * on a connection that was already open is still served, with Connection: close, so a push's
+ * next request does not fail just because the node it talked to is rolling. A cut PATCH rolls
+ * back its transaction: the session stays at its last committed offset.
  */
 async function closeGracefully(app: FastifyInstance, timeoutSeconds: number, logger: Logger): Promise<void> {
   const closed = app.close();
@@ -102,12 +102,6 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     bodyTimeoutMs: config['http.bodytimeout'] * 1000,
     health,
   });
-  let draining = false;
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!draining) return;
-    reply.header('connection', 'close');
-    throw new RegistryError('UNAVAILABLE', 'this node is shutting down; retry the request', { headers: { 'Retry-After': '1' } });
-  });
   await warmHashPool();
   const { host, port } = splitAddr(config['http.addr']);
   await app.listen({ host, port });
@@ -118,10 +112,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     url: `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
     app,
     registry,
-    close: () => {
-      draining = true;
-      return closeGracefully(app, config['http.shutdowntimeout'], logger);
-    },
+    close: () => closeGracefully(app, config['http.shutdowntimeout'], logger),
   };
 }
 
