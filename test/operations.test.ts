@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -14,8 +15,10 @@ import pg from 'pg';
 import { loadConfig } from '../libs/config/index.js';
 import type { RegistryEvent } from '../libs/events/index.js';
 import { createLogger } from '../libs/log/index.js';
+import { migrate, openDatabase } from '../libs/metadata/index.js';
 import { startWharf, type RunningWharf } from '../services/cli/start.js';
 import { blobOf, pushBlob } from './helpers/oci.js';
+import { spawnWharf, type WharfProcess } from './helpers/processes.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 import { eventually } from './helpers/wait.js';
 
@@ -157,7 +160,9 @@ describe('a running node', () => {
 describe('PostgreSQL going away and coming back', () => {
   const serverUrl = process.env.WHARF_TEST_DATABASE_URL;
   let proxy: TcpProxy;
-  let wharf: RunningWharf;
+  // A separate process, so a crash (an unhandled 'error' event) shows as an exit, not as an
+  // exception the test runner would catch.
+  let wharf: WharfProcess;
   let dataDir: string;
   const dbName = `wharf_test_${randomBytes(6).toString('hex')}`;
 
@@ -174,12 +179,15 @@ describe('PostgreSQL going away and coming back', () => {
     url.pathname = `/${dbName}`;
     dataDir = await tempDir();
     const config = loadConfig({ env: {}, overrides: { 'http.addr': '127.0.0.1:0', 'data.dir': dataDir, 'database.url': url.toString(), 'health.timeout': 1 } });
-    wharf = await startWharf(config, createLogger('silent'));
+    const database = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
+    await migrate(database.db).finally(() => database.close());
+    wharf = await spawnWharf('serve', config);
   });
 
   after(async () => {
     if (!serverUrl) return;
-    await wharf?.close();
+    wharf?.child.kill('SIGKILL');
+    await wharf?.exited;
     await proxy?.close();
     await rm(dataDir, { recursive: true, force: true });
     const admin = new pg.Client({ connectionString: serverUrl });
@@ -194,7 +202,33 @@ describe('PostgreSQL going away and coming back', () => {
     assert.equal((await pushBlob(wharf.url, 'outage/app', blob)).status, 201);
     assert.equal((await fetch(`${wharf.url}/readyz`)).status, 200);
 
+    // An upload chunk is half sent when PostgreSQL goes: the node must survive it (its database
+    // connection breaks while checked out), refuse the chunk, and keep the session consistent.
+    const post = await fetch(`${wharf.url}/v2/outage/app/blobs/uploads/`, { method: 'POST' });
+    assert.equal(post.status, 202);
+    const location = post.headers.get('location')!;
+    const target = new URL(wharf.url);
+    const patch = request({ host: target.hostname, port: target.port, method: 'PATCH', path: location, headers: { 'content-length': '200000', 'content-range': '0-199999' } });
+    const patched = new Promise<number | 'cut'>((resolve) => {
+      patch.on('response', (r) => {
+        r.resume();
+        resolve(r.statusCode!);
+      });
+      patch.on('error', () => resolve('cut'));
+    });
+    await new Promise<void>((resolve) => patch.write(Buffer.alloc(1000), () => resolve()));
+    // In flight, and holding its session's row lock on a connection of the uploads pool.
+    await eventually(async () => {
+      const text = await (await fetch(`${wharf.url}/metrics`)).text();
+      assert.match(text, /^wharf_uploads_in_flight 1$/m);
+      assert.match(text, /^wharf_db_pool_connections\{pool="uploads",state="busy"\} 1$/m);
+    });
+
     await proxy.stop();
+    patch.end(Buffer.alloc(199_000));
+    const outcome = await patched;
+    assert.ok(outcome === 503 || outcome === 'cut', `chunk refused, got ${outcome}`);
+    assert.equal(wharf.child.exitCode, null, `the node is still running: ${wharf.stderr()}`);
     const down = await eventually(async () => {
       const res = await fetch(`${wharf.url}/readyz`);
       assert.equal(res.status, 503);
@@ -224,5 +258,9 @@ describe('PostgreSQL going away and coming back', () => {
     });
     assert.equal(Buffer.from(await again.arrayBuffer()).toString(), 'before the outage');
     assert.equal((await pushBlob(wharf.url, 'outage/app', blobOf('after the outage'))).status, 201);
+    const session = await fetch(`${wharf.url}${location}`);
+    assert.equal(session.status, 204);
+    assert.equal(session.headers.get('range'), '0-0', 'the refused chunk left nothing in the session');
+    assert.equal(wharf.child.exitCode, null, `the node never restarted: ${wharf.stderr()}`);
   });
 });

@@ -76,6 +76,10 @@ function makePool(url: string, max: number, onError?: (err: Error) => void): pg.
   const pool = new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000 });
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on('error', (err) => onError?.(err));
+  // Nor may a checked-out one: the pool listens only while a client is idle, and an upload holds
+  // its client while the body streams. The error reaches the caller through its next query
+  // anyway, and the broken client is dropped when released (pg-pool checks it is queryable).
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

@@ -25,7 +25,7 @@ async function openDatabasePart(config: Config, logger: Logger): Promise<{ datab
     url,
     poolSize: config['database.poolsize'],
     uploadPoolSize: config['database.uploadpoolsize'],
-    onError: (err) => logger.warn({ err }, 'idle database connection lost'),
+    onError: (err) => logger.warn({ err }, 'idle database connection lost; reconnecting on demand'),
   });
   return { database, embedded };
 }
