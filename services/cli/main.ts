@@ -10,7 +10,8 @@ commands:
   all       the API with every worker in one process, migrating first (what npm start runs;
             embedded storage unless database.url, storage.driver and nats.url say otherwise)
   serve     one stateless API node of a cluster (needs database.url; run migrate first)
-  worker    the event workers of a cluster: outbox relay (needs database.url)
+  worker    the event workers of a cluster: outbox relay and worker roles (needs database.url);
+            /healthz, /readyz and /metrics on worker.httpaddr when set
   migrate   apply database migrations to database.url and exit
 
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;

@@ -13,7 +13,7 @@ export function healthChecker(config: Config, parts: Parts): HealthChecker {
     {
       postgresql: (timeoutMs) => parts.database.ping(timeoutMs),
       storage: (signal) => parts.store.ping(signal),
-      nats: () => parts.bus.isConnected?.() ?? true,
+      nats: parts.bus.isConnected ? () => parts.bus.isConnected!() : undefined,
     },
     { timeoutMs: config['health.timeout'] * 1000 },
   );

@@ -89,6 +89,7 @@ describe('dependencies going away and coming back', () => {
       return r;
     });
     assert.equal(status, 200, 'losing NATS does not make a node unready');
+    assert.equal((body.checks.nats as { required?: boolean }).required, false);
     assert.deepEqual(body.down, ['nats']);
     assert.match(body.note ?? '', /outbox/);
 
