@@ -73,7 +73,9 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 function makePool(url: string, max: number, onError?: (err: Error) => void): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000 });
+  // TCP keepalive: a connection to a server that vanished without closing it is noticed by the
+  // operating system instead of looking alive forever.
+  const pool = new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on('error', (err) => onError?.(err));
   // Nor may a checked-out one: the pool listens only while a client is idle, and an upload holds
