@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -262,5 +262,49 @@ describe('PostgreSQL going away and coming back', () => {
     assert.equal(session.status, 204);
     assert.equal(session.headers.get('range'), '0-0', 'the refused chunk left nothing in the session');
     assert.equal(wharf.child.exitCode, null, `the node never restarted: ${wharf.stderr()}`);
+  });
+});
+
+describe('a node draining on shutdown', () => {
+  it('finishes the request in flight, serves the next one on that connection with Connection: close, then stops', async () => {
+    const dataDir = await tempDir();
+    const config = loadConfig({ env: {}, overrides: { 'http.addr': '127.0.0.1:0', 'data.dir': dataDir, 'log.level': 'silent' } });
+    const wharf = await startWharf(config, createLogger('silent'));
+    try {
+      const post = await fetch(`${wharf.url}/v2/drain/app/blobs/uploads/`, { method: 'POST' });
+      const location = post.headers.get('location')!;
+      const target = new URL(wharf.url);
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      const send = (method: string, body?: Buffer, write?: (req: ReturnType<typeof request>) => Promise<void>) =>
+        new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+          const req = request({ host: target.hostname, port: target.port, method, path: location, agent, headers: body ? { 'content-length': String(body.length), 'content-range': `0-${body.length - 1}` } : {} });
+          req.on('response', (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+          });
+          req.on('error', reject);
+          if (write) void write(req);
+          else req.end(body);
+        });
+      const body = Buffer.alloc(64 * 1024, 7);
+      let closing: Promise<void> | undefined;
+      const first = send('PATCH', body, async (req) => {
+        req.write(body.subarray(0, 1024));
+        // The node is told to stop while this body is still arriving.
+        await eventually(async () => assert.match(await (await fetch(`${wharf.url}/metrics`)).text(), /^wharf_uploads_in_flight 1$/m));
+        closing = wharf.close();
+        await eventually(async () => assert.equal(await fetch(`${wharf.url}/healthz`).then(() => 'open', () => 'refused'), 'refused'));
+        req.end(body.subarray(1024));
+      });
+      assert.equal((await first).status, 202);
+      const next = await send('GET');
+      assert.equal(next.status, 204, 'served on the connection already open');
+      assert.equal(next.connection, 'close');
+      await closing;
+      agent.destroy();
+    } finally {
+      await wharf.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
