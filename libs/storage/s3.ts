@@ -63,7 +63,8 @@ const ABORT_IGNORABLE = new Set(['NoSuchUpload', 'NotImplemented', 'MethodNotAll
 /**
  * Blob bytes in an S3 bucket (AWS, MinIO, s3rver). An upload is one multipart upload straight into
  * the blob's object. PATCH bodies of any size are cut into parts of `partSize` bytes, buffering one
- * part at a time; what is left below a part at the end of a request is kept as a small tail object
+ * part at a time; what is left at the end of a request becomes a part of its own when it has S3's
+ * minimum part size, else it is kept as a small tail object
  * (never overwritten: each request writes a new generation) and prepended by the next request.
  * All part bookkeeping travels in the state, so the driver needs neither ListParts nor UploadPartCopy.
  */
@@ -159,7 +160,13 @@ export class S3BlobStore implements BlobStore {
       }
       let tail: S3UploadState['tail'] = null;
       const stale = state.tail ? [state.tail.key] : [];
-      if (buffer.length > 0) {
+      if (buffer.length >= MIN_PART_SIZE) {
+        // Big enough to be a part, even a middle one: no tail object to write now and read back at
+        // the end (a whole layer in one PATCH, as skopeo and docker send it, ends here).
+        parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, buffer.bytes()));
+        buffer.clear();
+        stale.push(this.tailKey(key, generation));
+      } else if (buffer.length > 0) {
         tail = { key: this.tailKey(key, generation), size: buffer.length };
         await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: tail.key, Body: buffer.bytes(), ContentLength: buffer.length }));
       } else {
