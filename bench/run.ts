@@ -1,9 +1,10 @@
 // Side-by-side benchmark of CNCF Distribution 2.8.2 and Wharf (embedded mode) on loopback.
-// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none]
+// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster]
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { runClusterBench } from './cluster.js';
 import { compare, type LoadResult } from './load.js';
 import { writeLayout } from './oci-layout.js';
 import { startDistribution, startWharfProcess, WHARF_ROOT, type RunningRegistry } from './registries.js';
@@ -25,10 +26,12 @@ interface Options {
   pushes: number;
   /** Only the read cases whose name contains one of these (all when empty; `none` matches none). */
   cases: string[];
+  /** The cluster benchmark (bench/cluster.ts) instead of the embedded one. */
+  cluster: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3, cases: [] };
+  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3, cases: [], cluster: false };
   const number = (flag: string, value: string | undefined) => {
     const n = Number(value);
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${value}`);
@@ -40,8 +43,9 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--big-mib') opts.bigMiB = number(arg, argv[++i]);
     else if (arg === '--seconds') opts.seconds = number(arg, argv[++i]);
     else if (arg === '--pushes') opts.pushes = argv[i + 1] === '0' ? (i++, 0) : Math.round(number(arg, argv[++i]));
+    else if (arg === '--cluster') opts.cluster = true;
     else if (arg === '--cases') opts.cases = (argv[++i] ?? '').split(',').filter(Boolean);
-    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none]`);
+    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster]`);
   }
   return opts;
 }
@@ -283,6 +287,7 @@ function render(rep: Report): string {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.cluster) return clusterMain(opts);
   const data = makeDataset();
   const registries: RunningRegistry[] = [];
   const scratch = await mkdtemp(join(tmpdir(), 'wharf-bench-scratch-'));
@@ -397,6 +402,31 @@ async function main(): Promise<void> {
   await writeFile(join(outDir, 'latest.md'), markdown);
   console.log(markdown);
   log(`written to ${join(outDir, 'latest.md')}`);
+}
+
+async function clusterMain(opts: Options): Promise<void> {
+  let interrupted = false;
+  process.once('SIGINT', () => {
+    interrupted = true;
+    log('SIGINT: finishing the current step, then cleaning up');
+  });
+  const markdown = await runClusterBench({
+    seconds: opts.seconds,
+    pushes: opts.pushes,
+    bigMiB: opts.big ? opts.bigMiB : 0,
+    cases: opts.cases,
+    skopeo: (args) => {
+      if (interrupted) throw new Error('interrupted');
+      return skopeo(args);
+    },
+    log,
+    version: wharfVersion(),
+  });
+  const outDir = resolve(import.meta.dirname, 'results');
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, 'cluster-latest.md'), markdown);
+  console.log(markdown);
+  log(`written to ${join(outDir, 'cluster-latest.md')}`);
 }
 
 main().catch((err) => {
