@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { startLocalS3, type LocalS3 } from '../services/cli/local-s3.js';
-import { compare, type LoadResult } from './load.js';
+import { compare, warmUp, type LoadResult } from './load.js';
 import { writeLayout } from './oci-layout.js';
 import { startDistribution, startWharfNode, WHARF_ROOT, type RunningRegistry } from './registries.js';
 import { cpuSecondsOf, RssSampler } from './rss.js';
@@ -125,6 +125,22 @@ async function s3Alone(s3: LocalS3, count: number, bytes: number, into: { put: M
   client.destroy();
 }
 
+async function outboxDrained(url: string, log: (line: string) => void): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const left = Number((await client.query('select count(*) as n from outbox where published_at is null')).rows[0].n);
+      if (left === 0) return;
+      if (Date.now() > deadline) return log(`cluster: ${left} outbox rows still unpublished after 120 s; measuring anyway`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await client.end();
+  }
+}
+
 export async function runClusterBench(opts: ClusterOptions): Promise<string> {
   const log = opts.log;
   const adminUrl = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -184,6 +200,9 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
     await seed(dist.base, data);
     await seed(nodeA.base, data);
 
+    // The relays publish the seeding's outbox rows to NATS; let them finish before anything is timed.
+    await outboxDrained(db.url, log);
+
     sampler.enter('reads');
     const reads: Array<{ name: string; dist: LoadResult; wharf: LoadResult }> = [];
     const cases: Array<[string, 'GET' | 'HEAD', string]> = [
@@ -192,7 +211,16 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
       ['manifest GET by digest', 'GET', data.app.digest],
       ['manifest HEAD by digest', 'HEAD', data.app.digest],
     ];
-    for (const [name, method, ref] of cases.filter(([n]) => opts.cases.length === 0 || opts.cases.some((c) => n.includes(c)))) {
+    const selected = cases.filter(([n]) => opts.cases.length === 0 || opts.cases.some((c) => n.includes(c)));
+    // A warm-up of every case on both sides first: fresh nodes fill their connection pools and JIT
+    // their hot paths over the first seconds, which would otherwise land on the first case alone.
+    for (const [, method, ref] of selected) {
+      const path = `/v2/${APP_REPO}/manifests/${ref}`;
+      for (const target of [`${dist.base}${path}`, [`${nodeA.base}${path}`, `${nodeB.base}${path}`]]) {
+        await warmUp(target, { method, headers: { accept: OCI_MANIFEST }, connections: CONNECTIONS }, 2);
+      }
+    }
+    for (const [name, method, ref] of selected) {
       const path = `/v2/${APP_REPO}/manifests/${ref}`;
       for (const r of [dist, nodeA, nodeB]) {
         const res = await fetch(`${r.base}${path}`, { method, headers: { accept: OCI_MANIFEST } });
@@ -290,6 +318,7 @@ function render(rep: ClusterReport): string {
   row('case', 'Distribution', 'Wharf cluster', 'ratio');
   row('---', '---:', '---:', '---:');
   for (const r of rep.reads) row(`${r.name}, req/s`, fmt(r.dist.reqPerSec), fmt(r.wharf.reqPerSec), ratio(r.wharf.reqPerSec, r.dist.reqPerSec));
+  const bad = rep.reads.flatMap((r) => [r.dist, r.wharf]).reduce((n, x) => n + x.non2xx + x.errors, 0);
   const t = rep.transfer;
   const s = rep.s3only;
   row('push (2 skopeo at once), MiB/s', fmt(median(t.dist.push.mibps), 1), fmt(median(t.wharf.push.mibps), 1), ratio(median(t.wharf.push.mibps), median(t.dist.push.mibps)));
@@ -297,6 +326,7 @@ function render(rep: ClusterReport): string {
   row(`s3rver alone: ${2 * LAYERS} PUTs of ${LAYER_BYTES / MiB} MiB at once, MiB/s`, '', fmt(median(s.put.mibps), 1), `cluster push = ${ratio(median(t.wharf.push.mibps), median(s.put.mibps))} of it`);
   row(`s3rver alone: ${2 * LAYERS} GETs of ${LAYER_BYTES / MiB} MiB at once, MiB/s`, '', fmt(median(s.get.mibps), 1), `cluster pull = ${ratio(median(t.wharf.pull.mibps), median(s.get.mibps))} of it`);
 
+  lines.push('', `p50 / p99 latency, ms: ${rep.reads.map((r) => `${r.name}: Distribution ${fmt(r.dist.p50, 1)} / ${fmt(r.dist.p99, 1)}, cluster ${fmt(r.wharf.p50, 1)} / ${fmt(r.wharf.p99, 1)}`).join('; ')}. Non-2xx answers and errors: ${bad}.`);
   lines.push('', '## CPU per MiB moved and busy cores (medians)', '');
   row('process', 'push CPU/MiB', 'push cores busy', 'pull CPU/MiB', 'pull cores busy');
   row('---', '---:', '---:', '---:', '---:');

@@ -118,3 +118,8 @@ export async function compare(targetA: string | string[], targetB: string | stri
   await run(urlA, opts, half, a);
   return [a.result(), b.result()];
 }
+
+/** Load that is thrown away: a target (one URL or a cluster's URLs) for `seconds`. */
+export async function warmUp(target: string | string[], opts: Omit<LoadOptions, 'seconds' | 'warmupSeconds'>, seconds: number): Promise<void> {
+  await run(typeof target === 'string' ? [target] : target, { ...opts, seconds, warmupSeconds: 0 }, seconds);
+}
