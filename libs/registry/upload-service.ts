@@ -113,18 +113,28 @@ export class UploadService {
         await uploads.deleteUpload(trx, id);
         return { ok: false as const, key: row.storage_key, state, actual };
       }
-      if (!sealed) await this.deps.store.completeUpload(row.storage_key, state, size);
-      const created = await blobs.insertBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
-      const repositoryId = await repositories.ensureRepository(trx, repository);
-      await blobs.linkBlob(trx, repositoryId, expected.digest);
-      await uploads.deleteUpload(trx, id);
-      await recordEvents(trx, context, [
-        {
-          subject: Subjects.blobPush,
-          action: 'push',
-          target: { mediaType: 'application/octet-stream', digest: expected.digest, size, repository, url: blobUrl(context, repository, expected.digest) },
-        },
-      ]);
+      // Sealing the object (fsync, or S3's CompleteMultipartUpload) runs beside the statements below;
+      // the transaction commits only once it has succeeded.
+      const sealing = sealed ? undefined : this.deps.store.completeUpload(row.storage_key, state, size);
+      sealing?.catch(() => {}); // handled here, awaited below: a rejection before then is not "unhandled"
+      let created: boolean;
+      try {
+        created = await blobs.insertBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
+        const repositoryId = await repositories.ensureRepository(trx, repository);
+        await blobs.linkBlob(trx, repositoryId, expected.digest);
+        await uploads.deleteUpload(trx, id);
+        await recordEvents(trx, context, [
+          {
+            subject: Subjects.blobPush,
+            action: 'push',
+            target: { mediaType: 'application/octet-stream', digest: expected.digest, size, repository, url: blobUrl(context, repository, expected.digest) },
+          },
+        ]);
+      } catch (err) {
+        await sealing?.catch(() => {});
+        throw err;
+      }
+      await sealing;
       return { ok: true as const, key: row.storage_key, created };
     });
     if (!outcome.ok) {
