@@ -125,7 +125,7 @@ describe('S3BlobStore', () => {
     assert.deepEqual(await objectsFor(key), [`wharf-test/${key}`], 'every tail generation is gone');
   });
 
-  test('buffers at most one part: the source is never read further ahead than one part of what was sent', async (t) => {
+  test('reads at most one part ahead: the source is never read further than one part past what was sent (one more may be on its way to S3)', async (t) => {
     const counting = openStore();
     let sent = 0;
     counting.client.middlewareStack.add(

@@ -124,19 +124,36 @@ export class S3BlobStore implements BlobStore {
 
     // Tails an earlier committed request replaced: nothing references them now.
     const cleanup = this.deleteQuietly(state.stale);
+    // One part may be on its way to S3 while the next fills: the request's bytes keep coming in
+    // during an UploadPart instead of waiting for it. So at most two part buffers per request.
+    let inFlight: Promise<S3Part> | undefined;
     try {
       const generation = state.generation + 1;
       const parts = [...state.parts];
-      const buffer = new PartBuffer(this.partSize);
-      // Cuts whatever comes into parts, holding at most one part in memory.
+      let buffer = new PartBuffer(this.partSize);
+      let spare: PartBuffer | undefined;
+      const settle = async () => {
+        if (!inFlight) return;
+        const part = inFlight;
+        inFlight = undefined;
+        parts.push(await part);
+      };
       const consume = async (chunk: Buffer) => {
         let at = 0;
         while (at < chunk.length) {
           at += buffer.fill(chunk, at);
           if (buffer.full) {
+            await settle();
             if (parts.length >= MAX_FULL_PARTS) throw new Error(`S3 upload of ${key} exceeds ${MAX_FULL_PARTS} parts of ${this.partSize} bytes; raise the part size`);
-            parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, buffer.bytes()));
-            buffer.clear();
+            const full = buffer;
+            buffer = spare ?? new PartBuffer(this.partSize);
+            spare = undefined;
+            inFlight = this.uploadPart(key, state.uploadId, parts.length + 1, full.bytes()).then((part) => {
+              full.clear();
+              spare = full;
+              return part;
+            });
+            inFlight.catch(() => {}); // awaited by settle() or below; never an unhandled rejection
           }
         }
       };
@@ -154,6 +171,7 @@ export class S3BlobStore implements BlobStore {
         written += chunk.length;
       }
 
+      await settle();
       if (!tailLoaded) {
         // No bytes: the state stays as it was, minus the stale tails now gone.
         return { written: 0, state: { ...state, stale: await cleanup } };
@@ -176,7 +194,9 @@ export class S3BlobStore implements BlobStore {
       const next: S3UploadState = { uploadId: state.uploadId, parts, generation, tail, stale: [...(await cleanup), ...stale] };
       return { written, state: next };
     } finally {
-      await cleanup; // never leave a request in flight behind a settled append
+      // Never leave a request in flight behind a settled append.
+      await inFlight?.catch(() => {});
+      await cleanup;
     }
   }
 
