@@ -1,7 +1,10 @@
 # One image for every role: `wharf serve`, `wharf worker`, `wharf migrate`, `wharf all`.
 FROM node:20-bookworm-slim
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json binding.gyp ./
+# npm ci's install script builds the SHA-256 addon when the image has a compiler, else Wharf uses hash-wasm.
+COPY scripts ./scripts
+COPY native ./native
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY tsconfig.json ./
 COPY libs ./libs

@@ -69,34 +69,42 @@ class Tally {
   }
 }
 
-async function run(url: string, opts: LoadOptions, seconds: number, tally?: Tally): Promise<void> {
+/** One load run; several URLs (the nodes of a cluster) share the connections and run at once. */
+async function run(urls: string[], opts: LoadOptions, seconds: number, tally?: Tally): Promise<void> {
   const started = performance.now();
-  const instance = autocannon({
-    url,
-    method: opts.method,
-    headers: opts.headers,
-    connections: opts.connections,
-    duration: seconds,
-    timeout: 10,
-    setupClient: lightParser(opts.method === 'HEAD'),
-  });
-  if (tally) {
-    instance.on('response', (_client: Client, status: number, bytes: number, ms: number) => {
-      tally.latencies.push(ms);
-      tally.bytes += bytes;
-      if (status < 200 || status > 299) tally.non2xx++;
-    });
-    instance.on('reqError', () => tally.errors++);
-  }
-  await instance;
+  await Promise.all(
+    urls.map(async (url, i) => {
+      const instance = autocannon({
+        url,
+        method: opts.method,
+        headers: opts.headers,
+        connections: Math.floor(opts.connections / urls.length) + (i < opts.connections % urls.length ? 1 : 0),
+        duration: seconds,
+        timeout: 10,
+        setupClient: lightParser(opts.method === 'HEAD'),
+      });
+      if (tally) {
+        instance.on('response', (_client: Client, status: number, bytes: number, ms: number) => {
+          tally.latencies.push(ms);
+          tally.bytes += bytes;
+          if (status < 200 || status > 299) tally.non2xx++;
+        });
+        instance.on('reqError', () => tally.errors++);
+      }
+      await instance;
+    }),
+  );
   if (tally) tally.seconds += (performance.now() - started) / 1000;
 }
 
 /**
  * Loads two targets in turn with the same request: a warm-up of each (thrown away), then halves in
- * A B B A order, so that a slow patch of a shared machine weighs on both sides alike.
+ * A B B A order, so that a slow patch of a shared machine weighs on both sides alike. A target that
+ * is a list of URLs (a cluster's nodes) is loaded on all of them at once, the connections split between them.
  */
-export async function compare(urlA: string, urlB: string, opts: LoadOptions): Promise<[LoadResult, LoadResult]> {
+export async function compare(targetA: string | string[], targetB: string | string[], opts: LoadOptions): Promise<[LoadResult, LoadResult]> {
+  const urlA = typeof targetA === 'string' ? [targetA] : targetA;
+  const urlB = typeof targetB === 'string' ? [targetB] : targetB;
   const a = new Tally();
   const b = new Tally();
   if (opts.warmupSeconds > 0) {
@@ -109,4 +117,9 @@ export async function compare(urlA: string, urlB: string, opts: LoadOptions): Pr
   await run(urlB, opts, half, b);
   await run(urlA, opts, half, a);
   return [a.result(), b.result()];
+}
+
+/** Load that is thrown away: a target (one URL or a cluster's URLs) for `seconds`. */
+export async function warmUp(target: string | string[], opts: Omit<LoadOptions, 'seconds' | 'warmupSeconds'>, seconds: number): Promise<void> {
+  await run(typeof target === 'string' ? [target] : target, { ...opts, seconds, warmupSeconds: 0 }, seconds);
 }

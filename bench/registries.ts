@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { descendants, startTimeOf } from './rss.js';
 
 export interface RunningRegistry {
-  name: 'Distribution' | 'Wharf';
+  name: string;
   base: string;
   pid: number;
   dir: string;
@@ -41,7 +41,7 @@ async function waitReady(base: string, child: ChildProcess, timeoutMs: number, l
 }
 
 /** Spawns a registry process with its output in <dir>/registry.log, waits for GET /v2/ = 200, and knows how to stop it and its whole process tree. */
-async function launch(
+export async function launch(
   name: RunningRegistry['name'],
   dir: string,
   base: string,
@@ -147,6 +147,22 @@ export async function startWharfProcess(port: number): Promise<RunningRegistry> 
       cwd: WHARF_ROOT,
       env,
       readyTimeoutMs: 120_000, // first start runs initdb
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** A Wharf API node (`wharf serve`, cluster mode) on `port`, configured by `env` (WHARF_* variables). */
+export async function startWharfNode(name: string, port: number, env: Record<string, string>): Promise<RunningRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-node-'));
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
+  try {
+    return await launch(name, dir, `http://127.0.0.1:${port}`, process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'serve'], {
+      cwd: WHARF_ROOT,
+      env: { ...inherited, ...env, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_LOG_LEVEL: 'warn' },
+      readyTimeoutMs: 60_000,
     });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });

@@ -40,6 +40,18 @@ export function startTimeOf(pid: number): string | undefined {
   }
 }
 
+/** CPU seconds (user + system, every thread) the process has used so far; 0 when it is gone. */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
+
 /** VmRSS and VmHWM (peak RSS as the kernel saw it), in KiB; zeros when the process is gone. */
 export function memoryOf(pid: number): { rss: number; hwm: number } {
   try {

@@ -1,13 +1,14 @@
 // Side-by-side benchmark of CNCF Distribution 2.8.2 and Wharf (embedded mode) on loopback.
-// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N]
+// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster]
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { runClusterBench } from './cluster.js';
 import { compare, type LoadResult } from './load.js';
 import { writeLayout } from './oci-layout.js';
 import { startDistribution, startWharfProcess, WHARF_ROOT, type RunningRegistry } from './registries.js';
-import { memoryOf, RssSampler } from './rss.js';
+import { cpuSecondsOf, memoryOf, RssSampler } from './rss.js';
 import { APP_REPO, drain, HttpError, makeDataset, OCI_MANIFEST, pushChunked, seed, sha256, TAG_COUNT, TAGS_REPO, type Dataset } from './seed.js';
 
 const DISTRIBUTION_PORT = 5201;
@@ -23,10 +24,14 @@ interface Options {
   bigMiB: number;
   seconds: number;
   pushes: number;
+  /** Only the read cases whose name contains one of these (all when empty; `none` matches none). */
+  cases: string[];
+  /** The cluster benchmark (bench/cluster.ts) instead of the embedded one. */
+  cluster: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3 };
+  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3, cases: [], cluster: false };
   const number = (flag: string, value: string | undefined) => {
     const n = Number(value);
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${value}`);
@@ -37,8 +42,10 @@ function parseArgs(argv: string[]): Options {
     if (arg === '--no-big') opts.big = false;
     else if (arg === '--big-mib') opts.bigMiB = number(arg, argv[++i]);
     else if (arg === '--seconds') opts.seconds = number(arg, argv[++i]);
-    else if (arg === '--pushes') opts.pushes = Math.round(number(arg, argv[++i]));
-    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N]`);
+    else if (arg === '--pushes') opts.pushes = argv[i + 1] === '0' ? (i++, 0) : Math.round(number(arg, argv[++i]));
+    else if (arg === '--cluster') opts.cluster = true;
+    else if (arg === '--cases') opts.cases = (argv[++i] ?? '').split(',').filter(Boolean);
+    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster]`);
   }
   return opts;
 }
@@ -132,7 +139,12 @@ function skopeo(args: string[], timeoutMs = 180_000): Promise<number> {
 interface Transfer {
   pushMiBps: number[];
   pullMiBps: number[];
+  /** The registry process's CPU seconds per MiB moved, per run. */
+  pushCpuPerMiB: number[];
+  pullCpuPerMiB: number[];
 }
+
+const emptyTransfer = (): Transfer => ({ pushMiBps: [], pullMiBps: [], pushCpuPerMiB: [], pullCpuPerMiB: [] });
 
 async function pushAndPull(r: RunningRegistry, scratch: string, run: number, result: Transfer): Promise<void> {
   const layoutDir = join(scratch, `layout-${r.name}-${run}`);
@@ -140,11 +152,16 @@ async function pushAndPull(r: RunningRegistry, scratch: string, run: number, res
   const layout = await writeLayout(layoutDir, { layers: LAYERS, layerBytes: LAYER_BYTES, ref: 'v1' });
   const ref = `docker://${new URL(r.base).host}/bench/push-${run}:v1`;
   try {
+    const cpu0 = cpuSecondsOf(r.pid);
     const push = await skopeo(['copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:v1`, ref]);
+    const cpu1 = cpuSecondsOf(r.pid);
     const pull = await skopeo(['copy', '--quiet', '--src-tls-verify=false', ref, `oci:${pullDir}:v1`]);
+    const cpu2 = cpuSecondsOf(r.pid);
     const mib = layout.totalBytes / MiB;
     result.pushMiBps.push(mib / push);
     result.pullMiBps.push(mib / pull);
+    result.pushCpuPerMiB.push((cpu1 - cpu0) / mib);
+    result.pullCpuPerMiB.push((cpu2 - cpu1) / mib);
     log(`${r.name} push ${run}: ${mib.toFixed(1)} MiB in ${push.toFixed(2)} s; pull ${pull.toFixed(2)} s`);
   } finally {
     await rm(layoutDir, { recursive: true, force: true });
@@ -232,6 +249,11 @@ function render(rep: Report): string {
   const runs = (xs: number[]) => xs.map((x) => fmt(x, 1)).join(', ');
   lines.push('', `Push MiB/s per run: Distribution ${runs(rep.transfer.dist.pushMiBps)}; Wharf ${runs(rep.transfer.wharf.pushMiBps)}.`);
   lines.push(`Pull MiB/s per run: Distribution ${runs(rep.transfer.dist.pullMiBps)}; Wharf ${runs(rep.transfer.wharf.pullMiBps)}.`);
+  const ms = (xs: number[]) => `${fmt(median(xs) * 1000, 1)} ms`;
+  lines.push(
+    `Registry process CPU per MiB (median; Wharf: the node process, its PostgreSQL not counted): push Distribution ${ms(rep.transfer.dist.pushCpuPerMiB)}, Wharf ${ms(rep.transfer.wharf.pushCpuPerMiB)}; ` +
+      `pull Distribution ${ms(rep.transfer.dist.pullCpuPerMiB)}, Wharf ${ms(rep.transfer.wharf.pullCpuPerMiB)}.`,
+  );
 
   lines.push('', '## Memory (VmRSS sampled every 100 ms; peak per phase)', '');
   const phases = ['idle', 'seed', 'reads', 'push'];
@@ -265,6 +287,7 @@ function render(rep: Report): string {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.cluster) return clusterMain(opts);
   const data = makeDataset();
   const registries: RunningRegistry[] = [];
   const scratch = await mkdtemp(join(tmpdir(), 'wharf-bench-scratch-'));
@@ -308,7 +331,8 @@ async function main(): Promise<void> {
 
     sampler.enter('reads');
     const reads: Report['reads'] = [];
-    for (const c of readCases(data)) {
+    const wanted = (c: ReadCase) => opts.cases.length === 0 || opts.cases.some((x) => c.name.includes(x));
+    for (const c of readCases(data).filter(wanted)) {
       await checkOnce(dist, c);
       await checkOnce(wharf, c);
       const [d, w] = await compare(`${dist.base}${c.path}`, `${wharf.base}${c.path}`, {
@@ -325,7 +349,7 @@ async function main(): Promise<void> {
     }
 
     sampler.enter('push');
-    const transfer = { dist: { pushMiBps: [], pullMiBps: [] } as Transfer, wharf: { pushMiBps: [], pullMiBps: [] } as Transfer };
+    const transfer = { dist: emptyTransfer(), wharf: emptyTransfer() };
     for (let run = 1; run <= opts.pushes; run++) {
       // Alternate which registry goes first, as with the read cases.
       const order = run % 2 === 1 ? [dist, wharf] : [wharf, dist];
@@ -378,6 +402,31 @@ async function main(): Promise<void> {
   await writeFile(join(outDir, 'latest.md'), markdown);
   console.log(markdown);
   log(`written to ${join(outDir, 'latest.md')}`);
+}
+
+async function clusterMain(opts: Options): Promise<void> {
+  let interrupted = false;
+  process.once('SIGINT', () => {
+    interrupted = true;
+    log('SIGINT: finishing the current step, then cleaning up');
+  });
+  const markdown = await runClusterBench({
+    seconds: opts.seconds,
+    pushes: opts.pushes,
+    bigMiB: opts.big ? opts.bigMiB : 0,
+    cases: opts.cases,
+    skopeo: (args) => {
+      if (interrupted) throw new Error('interrupted');
+      return skopeo(args);
+    },
+    log,
+    version: wharfVersion(),
+  });
+  const outDir = resolve(import.meta.dirname, 'results');
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, 'cluster-latest.md'), markdown);
+  console.log(markdown);
+  log(`written to ${join(outDir, 'cluster-latest.md')}`);
 }
 
 main().catch((err) => {

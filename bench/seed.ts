@@ -131,9 +131,14 @@ function streamRequest(
 
 /**
  * Pushes `totalBytes` of random bytes as one blob in PATCHes of `chunkBytes`, generated 1 MiB at a time
- * (never the whole blob in memory), then finishes with PUT ?digest=. Returns the digest.
+ * (never the whole blob in memory), then finishes with PUT ?digest=. Returns the digest. With several
+ * bases, the requests go to each in turn.
  */
-export async function pushChunked(base: string, repo: string, totalBytes: number, chunkBytes: number): Promise<string> {
+export async function pushChunked(bases: string | string[], repo: string, totalBytes: number, chunkBytes: number): Promise<string> {
+  // Several bases (the nodes of a cluster): each request of the upload goes to the next one.
+  const all = typeof bases === 'string' ? [bases] : bases;
+  let turn = 0;
+  const nextBase = () => all[turn++ % all.length]!;
   const hash = createHash('sha256');
   const piece = 1024 * 1024;
   async function* chunk(length: number): AsyncGenerator<Buffer> {
@@ -146,13 +151,13 @@ export async function pushChunked(base: string, repo: string, totalBytes: number
   const fail = (what: string, method: string, url: string, res: { status: number; headers: object; text: string }) =>
     new HttpError(`${what}\n> ${method} ${url}\n< ${res.status}\n  ${JSON.stringify(res.headers)}\n\n${res.text}`);
 
-  let url = `${base}/v2/${repo}/blobs/uploads/`;
+  let url = `${nextBase()}/v2/${repo}/blobs/uploads/`;
   let res = await streamRequest('POST', url, { 'content-length': 0 }, undefined);
   if (res.status !== 202) throw fail('start upload', 'POST', url, res);
   let location = String(res.headers.location);
   for (let offset = 0; offset < totalBytes; offset += chunkBytes) {
     const length = Math.min(chunkBytes, totalBytes - offset);
-    url = new URL(location, base).href;
+    url = new URL(location, nextBase()).href;
     res = await streamRequest(
       'PATCH',
       url,
@@ -163,7 +168,7 @@ export async function pushChunked(base: string, repo: string, totalBytes: number
     location = String(res.headers.location);
   }
   const digest = `sha256:${hash.digest('hex')}`;
-  const finish = new URL(location, base);
+  const finish = new URL(location, nextBase());
   finish.searchParams.set('digest', digest);
   res = await streamRequest('PUT', finish.href, { 'content-length': 0 }, undefined);
   if (res.status !== 201) throw fail('finish upload', 'PUT', finish.href, res);

@@ -205,6 +205,28 @@ describe('tags', () => {
     assert.deepEqual(((await none.json()) as { tags: string[] }).tags, []);
   });
 
+  it('answers tags/list byte for byte as JSON.stringify would, and shows a tag at once after its PUT', async () => {
+    const image = await pushImage(base, 'tags/exact', 'v1');
+    const text = async (query: string) => {
+      const res = await fetch(`${base}/v2/tags/exact/tags/list${query}`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+      return { body: await res.text(), link: res.headers.get('link') };
+    };
+    assert.deepEqual(await text(''), { body: JSON.stringify({ name: 'tags/exact', tags: ['v1'] }), link: null });
+    for (const tag of ['v2', 'A_1', 'v1.0-rc.1']) {
+      assert.equal((await putManifest(base, 'tags/exact', tag, image.body, OCI_MANIFEST)).status, 201);
+      assert.ok(JSON.parse((await text('')).body).tags.includes(tag), `${tag} listed right after its PUT`);
+    }
+    const all = ['A_1', 'v1', 'v1.0-rc.1', 'v2'];
+    assert.deepEqual(await text(''), { body: JSON.stringify({ name: 'tags/exact', tags: all }), link: null });
+    assert.deepEqual(await text('?n=1'), { body: JSON.stringify({ name: 'tags/exact', tags: ['A_1'] }), link: '</v2/tags/exact/tags/list?n=1&last=A_1>; rel="next"' });
+    assert.deepEqual(await text('?n=3&last=A_1'), { body: JSON.stringify({ name: 'tags/exact', tags: all.slice(1) }), link: null });
+    assert.deepEqual(await text('?n=2&last=v1'), { body: JSON.stringify({ name: 'tags/exact', tags: ['v1.0-rc.1', 'v2'] }), link: null });
+    assert.deepEqual(await text('?n=4'), { body: JSON.stringify({ name: 'tags/exact', tags: all }), link: null });
+    assert.deepEqual(await text('?last=v2'), { body: JSON.stringify({ name: 'tags/exact', tags: [] }), link: null });
+  });
+
   it('moving a tag keeps the old manifest by digest and records history', async () => {
     const one = await pushImage(base, 'tags/move', 'latest');
     const two = await pushImage(base, 'tags/move', 'latest');

@@ -16,7 +16,8 @@ export type ManifestLookup = { tag: string } | { digest: string };
 function lookup(db: Executor, repository: string, ref: ManifestLookup) {
   const base = db.selectFrom('manifests as m').innerJoin('repositories as r', 'r.id', 'm.repository_id').where('r.name', '=', repository);
   if ('tag' in ref) {
-    return base.innerJoin('tags as t', 't.manifest_id', 'm.id').where('t.name', '=', ref.tag);
+    // repository_id too, so the lookup is one probe of tags_pkey (repository_id, name), not a scan of every tag.
+    return base.innerJoin('tags as t', (j) => j.onRef('t.manifest_id', '=', 'm.id').onRef('t.repository_id', '=', 'r.id')).where('t.name', '=', ref.tag);
   }
   return base.where('m.digest', '=', ref.digest);
 }

@@ -22,14 +22,14 @@ function page(items: string[], n: number): Page<string> {
 export class DiscoveryService {
   constructor(private readonly db: import('kysely').Kysely<import('../metadata/index.js').Schema>) {}
 
-  async tags(repository: string, n: number, last: string | undefined): Promise<Page<string>> {
+  /** A page of tags as the text of a JSON array, and the `last` of the next page when more follow. */
+  async tagsJson(repository: string, n: number, last: string | undefined): Promise<{ json: string; next?: string }> {
     checkName(repository);
-    const names = await tags.listTags(this.db, repository, n === 0 ? 0 : n + 1, last);
-    if (names === undefined) {
+    const page = await tags.listTagsJson(this.db, repository, n, last);
+    if (page === undefined) {
       throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { detail: { name: repository } });
     }
-    if (n === 0) return { items: [] };
-    return page(names, n);
+    return page;
   }
 
   async referrers(repository: string, digest: string, artifactType: string | undefined): Promise<ImageIndex> {

@@ -1,13 +1,5 @@
-import { createSHA256 } from 'hash-wasm';
 import type { HashSession } from './hash-pool.js';
 import { Transform, type TransformCallback } from 'node:stream';
-
-/** The saved state of an empty SHA-256: where every upload session starts. */
-export async function initialHashState(): Promise<Buffer> {
-  const hasher = await createSHA256();
-  hasher.init();
-  return Buffer.from(hasher.save());
-}
 
 /** Passes bytes through, feeding the hasher and refusing more than `limit` bytes. */
 export class HashingCounter extends Transform {

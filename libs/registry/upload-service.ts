@@ -8,7 +8,8 @@ import type { RequestContext } from './context.js';
 import type { RegistryDeps } from './deps.js';
 import { blobUrl, recordEvents } from './event-log.js';
 import { openHash, type HashSession } from './hash-pool.js';
-import { BodyAbortedError, BodyTooLongError, HashingCounter, initialHashState } from './hash-state.js';
+import { BodyAbortedError, BodyTooLongError, HashingCounter } from './hash-state.js';
+import { HashStateError, initialHashState } from './sha256-state.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -35,6 +36,16 @@ function unknownUpload(id: string): RegistryError {
   return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { detail: { uuid: id } });
 }
 
+/** The session's running hash; a state no implementation here can resume ends in a clear 400, not a 500. */
+async function openSessionHash(row: UploadRow): Promise<HashSession> {
+  try {
+    return await openHash(row.hash_state);
+  } catch (err) {
+    if (!(err instanceof HashStateError)) throw err;
+    throw new RegistryError('BLOB_UPLOAD_INVALID', `${err.message}: start the upload again`, { detail: { uuid: row.id } });
+  }
+}
+
 export class UploadService {
   constructor(private readonly deps: RegistryDeps) {}
 
@@ -48,7 +59,7 @@ export class UploadService {
       repository,
       storage_key: key,
       storage_state: storageState,
-      hash_state: await initialHashState(),
+      hash_state: initialHashState(),
     });
     return { id, repository, offset: 0 };
   }
@@ -65,7 +76,7 @@ export class UploadService {
     checkName(repository);
     return this.deps.uploadsDb.transaction().execute(async (trx) => {
       const row = await this.lock(trx, repository, id);
-      const hash = await openHash(row.hash_state);
+      const hash = await openSessionHash(row);
       try {
         const written = await this.write(row, hash, body, chunk);
         await uploads.advanceUpload(trx, id, written.offset, await hash.save(), written.state);
@@ -85,7 +96,7 @@ export class UploadService {
       let { byte_offset: size, storage_state: state } = row;
       let hashed: string | undefined;
       if (expected.algorithm === 'sha256' || body) {
-        const hash = await openHash(row.hash_state);
+        const hash = await openSessionHash(row);
         try {
           if (body) ({ offset: size, state } = await this.write(row, hash, body, chunk));
           hashed = await hash.digest();
@@ -102,18 +113,28 @@ export class UploadService {
         await uploads.deleteUpload(trx, id);
         return { ok: false as const, key: row.storage_key, state, actual };
       }
-      if (!sealed) await this.deps.store.completeUpload(row.storage_key, state, size);
-      const created = await blobs.insertBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
-      const repositoryId = await repositories.ensureRepository(trx, repository);
-      await blobs.linkBlob(trx, repositoryId, expected.digest);
-      await uploads.deleteUpload(trx, id);
-      await recordEvents(trx, context, [
-        {
-          subject: Subjects.blobPush,
-          action: 'push',
-          target: { mediaType: 'application/octet-stream', digest: expected.digest, size, repository, url: blobUrl(context, repository, expected.digest) },
-        },
-      ]);
+      // Sealing the object (fsync, or S3's CompleteMultipartUpload) runs beside the statements below;
+      // the transaction commits only once it has succeeded.
+      const sealing = sealed ? undefined : this.deps.store.completeUpload(row.storage_key, state, size);
+      sealing?.catch(() => {}); // handled here, awaited below: a rejection before then is not "unhandled"
+      let created: boolean;
+      try {
+        created = await blobs.insertBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
+        const repositoryId = await repositories.ensureRepository(trx, repository);
+        await blobs.linkBlob(trx, repositoryId, expected.digest);
+        await uploads.deleteUpload(trx, id);
+        await recordEvents(trx, context, [
+          {
+            subject: Subjects.blobPush,
+            action: 'push',
+            target: { mediaType: 'application/octet-stream', digest: expected.digest, size, repository, url: blobUrl(context, repository, expected.digest) },
+          },
+        ]);
+      } catch (err) {
+        await sealing?.catch(() => {});
+        throw err;
+      }
+      await sealing;
       return { ok: true as const, key: row.storage_key, created };
     });
     if (!outcome.ok) {

@@ -64,7 +64,8 @@ const ABORT_IGNORABLE = new Set(['NoSuchUpload', 'NotImplemented', 'MethodNotAll
 /**
  * Blob bytes in an S3 bucket (AWS, MinIO, s3rver). An upload is one multipart upload straight into
  * the blob's object. PATCH bodies of any size are cut into parts of `partSize` bytes, buffering one
- * part at a time; what is left below a part at the end of a request is kept as a small tail object
+ * part at a time; what is left at the end of a request becomes a part of its own when it has S3's
+ * minimum part size, else it is kept as a small tail object
  * (never overwritten: each request writes a new generation) and prepended by the next request.
  * All part bookkeeping travels in the state, so the driver needs neither ListParts nor UploadPartCopy.
  */
@@ -133,19 +134,36 @@ export class S3BlobStore implements BlobStore {
 
     // Tails an earlier committed request replaced: nothing references them now.
     const cleanup = this.deleteQuietly(state.stale);
+    // One part may be on its way to S3 while the next fills: the request's bytes keep coming in
+    // during an UploadPart instead of waiting for it. So at most two part buffers per request.
+    let inFlight: Promise<S3Part> | undefined;
     try {
       const generation = state.generation + 1;
       const parts = [...state.parts];
-      const buffer = new PartBuffer(this.partSize);
-      // Cuts whatever comes into parts, holding at most one part in memory.
+      let buffer = new PartBuffer(this.partSize);
+      let spare: PartBuffer | undefined;
+      const settle = async () => {
+        if (!inFlight) return;
+        const part = inFlight;
+        inFlight = undefined;
+        parts.push(await part);
+      };
       const consume = async (chunk: Buffer) => {
         let at = 0;
         while (at < chunk.length) {
           at += buffer.fill(chunk, at);
           if (buffer.full) {
+            await settle();
             if (parts.length >= MAX_FULL_PARTS) throw new Error(`S3 upload of ${key} exceeds ${MAX_FULL_PARTS} parts of ${this.partSize} bytes; raise the part size`);
-            parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, buffer.bytes()));
-            buffer.clear();
+            const full = buffer;
+            buffer = spare ?? new PartBuffer(this.partSize);
+            spare = undefined;
+            inFlight = this.uploadPart(key, state.uploadId, parts.length + 1, full.bytes()).then((part) => {
+              full.clear();
+              spare = full;
+              return part;
+            });
+            inFlight.catch(() => {}); // awaited by settle() or below; never an unhandled rejection
           }
         }
       };
@@ -163,13 +181,20 @@ export class S3BlobStore implements BlobStore {
         written += chunk.length;
       }
 
+      await settle();
       if (!tailLoaded) {
         // No bytes: the state stays as it was, minus the stale tails now gone.
         return { written: 0, state: { ...state, stale: await cleanup } };
       }
       let tail: S3UploadState['tail'] = null;
       const stale = state.tail ? [state.tail.key] : [];
-      if (buffer.length > 0) {
+      if (buffer.length >= MIN_PART_SIZE) {
+        // Big enough to be a part, even a middle one: no tail object to write now and read back at
+        // the end (a whole layer in one PATCH, as skopeo and docker send it, ends here).
+        parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, buffer.bytes()));
+        buffer.clear();
+        stale.push(this.tailKey(key, generation));
+      } else if (buffer.length > 0) {
         tail = { key: this.tailKey(key, generation), size: buffer.length };
         await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: tail.key, Body: buffer.bytes(), ContentLength: buffer.length }));
       } else {
@@ -179,7 +204,9 @@ export class S3BlobStore implements BlobStore {
       const next: S3UploadState = { uploadId: state.uploadId, parts, generation, tail, stale: [...(await cleanup), ...stale] };
       return { written, state: next };
     } finally {
-      await cleanup; // never leave a request in flight behind a settled append
+      // Never leave a request in flight behind a settled append.
+      await inFlight?.catch(() => {});
+      await cleanup;
     }
   }
 

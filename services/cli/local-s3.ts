@@ -15,6 +15,8 @@ export interface LocalS3 {
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** The s3rver process, when started here (for the benchmark's CPU and memory figures). */
+  pid?: number;
   /** Stops s3rver; never throws. */
   close(): Promise<void>;
 }
@@ -81,6 +83,7 @@ export async function startLocalS3(options: { bucket: string; dataDir?: string; 
       region: 'us-east-1',
       accessKeyId: 'S3RVER',
       secretAccessKey: 'S3RVER',
+      pid: child.pid!,
       close: () => (closed ??= cleanup()),
     };
   } catch (err) {

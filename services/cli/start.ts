@@ -102,7 +102,8 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     bodyTimeoutMs: config['http.bodytimeout'] * 1000,
     health,
   });
-  await warmHashPool();
+  const hashing = await warmHashPool();
+  if (hashing.nativeError) logger.info({ reason: hashing.nativeError }, 'native SHA-256 addon not loaded: uploads are hashed with hash-wasm');
   const { host, port } = splitAddr(config['http.addr']);
   await app.listen({ host, port });
   const address = app.server.address();

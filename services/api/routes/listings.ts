@@ -15,8 +15,11 @@ export const tags: MethodTable<TagsEndpoint> = {
   GET: async (call) => {
     const { name } = call.endpoint;
     const { n, last } = parsePage(call.query, call.pageSize);
-    const page = await call.registry.discovery.tags(name, n, last);
-    return withNextLink(call, `${call.v2}/${name}/tags/list`, n, page.next).send({ name, tags: page.items });
+    const page = await call.registry.discovery.tagsJson(name, n, last);
+    // The body as one string, the page's JSON array passed through as PostgreSQL built it.
+    return withNextLink(call, `${call.v2}/${name}/tags/list`, n, page.next)
+      .type('application/json; charset=utf-8')
+      .send(`{"name":${JSON.stringify(name)},"tags":${page.json}}`);
   },
 };
 
