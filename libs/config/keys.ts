@@ -77,6 +77,28 @@ export const KEYS = {
     env: 'WHARF_WORKER_ROLES',
     doc: 'worker roles this process runs (wharf worker and wharf all); empty: every role',
   },
+  'gc.grace': {
+    type: 'integer',
+    default: 86_400,
+    env: 'WHARF_GC_GRACE',
+    min: 0,
+    doc: 'seconds between a change that may orphan a blob or manifest (tag delete or move, manifest delete, upload, unlink) and its garbage collection review',
+  },
+  'gc.untagged': {
+    type: 'string',
+    default: 'keep',
+    env: 'WHARF_GC_UNTAGGED',
+    doc: 'untagged manifests no index references: keep, or "delete-after <duration>" (e.g. delete-after 7d; units s, m, h, d) counted from when they lost their last tag',
+  },
+  'gc.workers': { type: 'integer', default: 2, env: 'WHARF_GC_WORKERS', min: 1, doc: 'concurrent review loops per gc worker process (replicas share the queues)' },
+  'gc.pollinterval': { type: 'integer', default: 1000, env: 'WHARF_GC_POLLINTERVAL', min: 10, doc: 'milliseconds an idle gc loop waits before looking for due reviews again' },
+  'uploads.maxidle': {
+    type: 'integer',
+    default: 86_400,
+    env: 'WHARF_UPLOADS_MAXIDLE',
+    min: 1,
+    doc: 'seconds an upload session may go without a request before the gc worker cancels it and frees its storage',
+  },
   'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
   'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },
   'limits.pagesize': {

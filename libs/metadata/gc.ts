@@ -130,16 +130,16 @@ export interface LockedBlob {
 
 /** The blob row, locked against every share lock a push takes on it (and against its deletion). */
 export async function lockBlobForCollection(trx: Executor, digest: string): Promise<LockedBlob | undefined> {
-  return trx.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).forUpdate().executeTakeFirst();
+  return trx.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).forUpdate().noWait().executeTakeFirst();
 }
 
 /**
- * Every repository link of the blob, locked FOR UPDATE (a manifest PUT share-locks the links it
+ * Every repository link of the blob, locked FOR UPDATE NOWAIT (a manifest PUT share-locks the links it
  * relies on), with whether a manifest of that repository references the blob. The reference check
  * runs after the lock is granted, so it sees what a push that held the link committed.
  */
 export async function lockLinksForCollection(trx: Executor, digest: string): Promise<Array<{ repository_id: number; name: string; referenced: boolean }>> {
-  const locked = await trx.selectFrom('repository_blobs').select('repository_id').where('digest', '=', digest).orderBy('repository_id').forUpdate().execute();
+  const locked = await trx.selectFrom('repository_blobs').select('repository_id').where('digest', '=', digest).orderBy('repository_id').forUpdate().noWait().execute();
   if (locked.length === 0) return [];
   const result = await sql<{ repository_id: number; name: string; referenced: boolean }>`
     select r.id as repository_id, r.name,
@@ -190,6 +190,7 @@ export async function lockManifestForCollection(trx: Executor, repositoryId: num
     .where('repository_id', '=', repositoryId)
     .where('digest', '=', digest)
     .forUpdate()
+    .noWait()
     .executeTakeFirst();
   if (!row) return undefined;
   const facts = await sql<{ tagged: boolean; indexed: boolean; subject_present: boolean }>`

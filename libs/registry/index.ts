@@ -6,3 +6,5 @@ export { tooLarge, type StoredManifest, type PutResult } from './manifest-servic
 export type { BlobHandle } from './blob-service.js';
 export type { Page, ImageIndex } from './discovery.js';
 export { warmHashPool } from './hash-pool.js';
+export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } from './garbage-collector.js';
+export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';

@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
 import { Registry, warmHashPool } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
+import { gcPolicyFromConfig } from '../worker/gc.js';
 import { openParts, type Parts } from './parts.js';
 
 export interface RunningWharf {
@@ -69,6 +70,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       foreignUrlDeny: config['validation.manifests.urls.deny'].map((p) => new RegExp(p)),
       source,
       blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
+      gc: gcPolicyFromConfig(config),
     },
   });
   const app = buildApi({
