@@ -82,7 +82,14 @@ export const KEYS = {
     default: 86_400,
     env: 'WHARF_GC_GRACE',
     min: 0,
-    doc: 'seconds between a change that may orphan a blob or manifest (tag delete or move, manifest delete, upload, unlink) and its garbage collection review',
+    doc: 'seconds between a deletion (tag deleted or moved, manifest deleted, blob unlinked) and the garbage collection review of what it may have orphaned',
+  },
+  'gc.uploadgrace': {
+    type: 'integer',
+    default: 86_400,
+    env: 'WHARF_GC_UPLOADGRACE',
+    min: 0,
+    doc: 'seconds a blob is kept after an upload, mount or HEAD, before a manifest references it: the longest a client may take between its layers and its manifest',
   },
   'gc.untagged': {
     type: 'string',

@@ -29,7 +29,7 @@ export class BlobService {
     parseDigest(digest);
     const blob = await blobs.findLinkedBlob(this.deps.db, repository, digest);
     if (blob) {
-      if (how.keep) await gc.postponeBlobReviews(this.deps.db, [digest], gcPolicy(this.deps).graceSeconds);
+      if (how.keep) await gc.postponeBlobReviews(this.deps.db, [digest], gcPolicy(this.deps).uploadGraceSeconds);
       const handle: BlobHandle = { digest, size: blob.size, open: (range) => this.deps.store.read(blob.storage_key, range) };
       const { store, options } = this.deps;
       if (options.blobRedirectSeconds > 0 && store.presignedGetUrl) {

@@ -105,7 +105,7 @@ export class UploadService {
       }
       if (!sealed) await this.deps.store.completeUpload(row.storage_key, state, size);
       // Review row first, then the blob row: the order garbage collection's locking relies on (docs/gc.md).
-      await gc.enqueueBlobReviews(trx, [expected.digest], gcPolicy(this.deps).graceSeconds, 'uploaded');
+      await gc.enqueueBlobReviews(trx, [expected.digest], gcPolicy(this.deps).uploadGraceSeconds, 'uploaded');
       const { created } = await blobs.insertOrLockBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
       const repositoryId = await repositories.ensureRepository(trx, repository);
       await blobs.linkBlob(trx, repositoryId, expected.digest);
@@ -184,7 +184,7 @@ export class UploadService {
     if (source === undefined) return false;
     const mounted = await this.deps.db.transaction().execute(async (trx) => {
       // The new link gets a full grace period; the share lock keeps a collection from deleting the blob under it.
-      await gc.enqueueBlobReviews(trx, [digest], gcPolicy(this.deps).graceSeconds, 'mounted');
+      await gc.enqueueBlobReviews(trx, [digest], gcPolicy(this.deps).uploadGraceSeconds, 'mounted');
       const blob = await blobs.lockBlobShared(trx, digest);
       if (!blob) return false;
       const repositoryId = await repositories.ensureRepository(trx, repository);

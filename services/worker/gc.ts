@@ -6,7 +6,7 @@ import type { WorkerContext, WorkerRole } from './index.js';
 
 /** The registry's garbage collection policy from config (gc.untagged is validated when config loads). */
 export function gcPolicyFromConfig(config: Config): GcPolicy {
-  return { graceSeconds: config['gc.grace'], untaggedDeleteAfterSeconds: parseUntaggedPolicy(config['gc.untagged']) };
+  return { graceSeconds: config['gc.grace'], uploadGraceSeconds: config['gc.uploadgrace'], untaggedDeleteAfterSeconds: parseUntaggedPolicy(config['gc.untagged']) };
 }
 
 const decisions = counter({ name: 'wharf_gc_decisions_total', help: 'Garbage collection review decisions', labelNames: ['kind', 'outcome'] });
