@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
-import { crossRepoScenario, emptyScenario, raceScenario, tagDeleteScenario, type GcTarget } from './helpers/gc.js';
-import { randomBlob } from './helpers/oci.js';
+import { configBlob, crossRepoScenario, emptyScenario, pushWith, tagDeleteScenario, type GcTarget } from './helpers/gc.js';
+import { runWharfCommand } from './helpers/processes.js';
+import { pushBlob, randomBlob } from './helpers/oci.js';
 import { eventually } from './helpers/wait.js';
 
 async function countFiles(dir: string): Promise<number> {
@@ -48,6 +49,36 @@ describe('online garbage collection (embedded)', () => {
       const queued = await wharf.database.db.selectFrom('gc_storage_deletions').select('id').execute();
       assert.equal(queued.length, 0);
     }, 30_000, 200);
+  });
+
+  it('wharf gc and wharf fsck attach to the running embedded PostgreSQL and find planted damage', async () => {
+    const cliEnv = { WHARF_DATA_DIR: wharf.dataDir!, WHARF_LOG_LEVEL: 'silent' };
+    const layer = randomBlob(1200);
+    const pushed = await pushWith(wharf.base, 'gc/cli', 'v1', configBlob(), [layer]);
+    assert.equal(pushed.res.status, 201);
+    const key = (await wharf.database.db.selectFrom('blobs').select('storage_key').where('digest', '=', layer.digest).executeTakeFirstOrThrow()).storage_key;
+    await rm(join(wharf.dataDir!, 'blobs', key));
+    await mkdir(join(wharf.dataDir!, 'blobs', 'zz'), { recursive: true });
+    await writeFile(join(wharf.dataDir!, 'blobs', 'zz', 'planted'), 'orphan');
+    const dry = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    assert.equal(dry.code, 1, dry.stdout + dry.stderr);
+    assert.match(dry.stdout, /orphan object zz\/planted \(6 bytes\)/);
+    assert.ok(dry.stdout.includes(`missing object ${key} of blob ${layer.digest}`), dry.stdout);
+    const fsck = await runWharfCommand(['fsck'], cliEnv);
+    assert.equal(fsck.code, 1, fsck.stdout + fsck.stderr);
+    assert.match(fsck.stdout, /1 unreadable/);
+    const usage = await runWharfCommand(['gc'], cliEnv);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /needs --dry-run or --apply/);
+    const apply = await runWharfCommand(['gc', '--apply', '--min-age', '0'], cliEnv);
+    assert.equal(apply.code, 1, apply.stdout + apply.stderr);
+    const dangling = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    assert.equal(dangling.code, 1, 'the manifest still names the lost blob');
+    assert.ok(dangling.stdout.includes(`dangling reference: gc/cli@${pushed.digest} names ${layer.digest}`), dangling.stdout);
+    await pushBlob(wharf.base, 'gc/cli', layer); // the client pushes it again
+    const after = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    assert.equal(after.code, 0, after.stdout + after.stderr);
+    assert.match(after.stdout, /0 orphan objects .*0 blobs with a missing object.*0 dangling references/);
   });
 
   it('serves the gc metrics', async () => {

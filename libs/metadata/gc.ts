@@ -330,6 +330,21 @@ export async function forgetBlob(db: Kysely<Schema>, digest: string, storageKey:
   });
 }
 
+/**
+ * Config and layer references with no blob row, with the manifest that makes them: candidates for
+ * "a manifest names a deleted blob" (foreign layers are legitimately absent; the caller checks).
+ */
+export async function blobReferencesWithoutBlob(
+  db: Executor,
+): Promise<Array<{ repository: string; digest: string; media_type: string; payload: Buffer; child_digest: string }>> {
+  const result = await sql<{ repository: string; digest: string; media_type: string; payload: Buffer; child_digest: string }>`
+    select r.name as repository, m.digest, m.media_type, m.payload, mr.child_digest
+      from manifest_references mr join manifests m on m.id = mr.manifest_id join repositories r on r.id = m.repository_id
+     where mr.kind in ('config', 'layer') and not exists (select 1 from blobs b where b.digest = mr.child_digest)
+     order by r.name, m.digest`.execute(db);
+  return result.rows;
+}
+
 /** Manifests that name the digest, as repository@digest (for reports). */
 export async function manifestsNaming(db: Executor, digest: string, limit: number): Promise<string[]> {
   const result = await sql<{ ref: string }>`

@@ -94,13 +94,15 @@ export async function runGc(config: Config, args: string[]): Promise<number> {
     for (const m of report.missing) {
       console.log(`missing object ${m.key} of blob ${m.digest}${m.manifests.length ? `, named by ${m.manifests.join(', ')}` : ''}${apply ? ': blob forgotten, push it again' : ''}`);
     }
+    for (const d of report.dangling) console.log(`dangling reference: ${d.manifest} names ${d.digest}, which is not stored`);
     console.log(
       `wharf gc${apply ? ' --apply' : ' --dry-run'}: ${report.objects} objects (${mib(report.bytes)}); ` +
         `${report.orphans.length} orphan objects (${mib(report.orphanBytes)})${apply ? `, ${report.orphansDeleted} deleted` : ''}; ` +
-        `${report.missing.length} blobs with a missing object${apply ? `, ${report.blobsForgotten} forgotten` : ''}`,
+        `${report.missing.length} blobs with a missing object${apply ? `, ${report.blobsForgotten} forgotten` : ''}; ` +
+        `${report.dangling.length} dangling references`,
     );
     const orphansLeft = apply ? report.orphans.length - report.orphansDeleted : report.orphans.length;
-    return orphansLeft > 0 || report.missing.length > 0 ? 1 : 0;
+    return orphansLeft > 0 || report.missing.length > 0 || report.dangling.length > 0 ? 1 : 0;
   } finally {
     await parts.close();
   }

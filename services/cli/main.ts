@@ -15,7 +15,8 @@ commands:
   migrate   apply database migrations to database.url and exit
   gc --dry-run | --apply [--min-age SECONDS]
             compare storage with metadata: list objects no metadata names (orphans, older than
-            --min-age, default 3600) and blobs whose object is missing; --apply deletes the
+            --min-age, default 3600), blobs whose object is missing, and manifests naming a
+            blob that is not stored (dangling references); --apply deletes the
             orphans and forgets the missing blobs so clients push them again. Exit 1 when a
             discrepancy is left. Safe while the registry runs.
   fsck [--sample N]
