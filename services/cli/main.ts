@@ -11,7 +11,8 @@ commands:
   all       the API with every worker in one process, migrating first (what npm start runs;
             embedded storage unless database.url, storage.driver and nats.url say otherwise)
   serve     one stateless API node of a cluster (needs database.url; run migrate first)
-  worker    the event workers of a cluster: outbox relay (needs database.url)
+  worker    the workers of a cluster: outbox relay and the worker roles (gc: online garbage
+            collection, docs/gc.md); needs database.url
   migrate   apply database migrations to database.url and exit
   gc --dry-run | --apply [--min-age SECONDS]
             compare storage with metadata: list objects no metadata names (orphans, older than
