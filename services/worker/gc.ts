@@ -26,6 +26,21 @@ function count(result: ReviewResult): void {
   }
 }
 
+const BURST = 50;
+
+/** Up to BURST decisions of one kind, stopping when none is due or a candidate is busy. */
+async function burst(next: () => Promise<ReviewResult | undefined>): Promise<{ decided: number; busy: boolean }> {
+  let decided = 0;
+  while (decided < BURST) {
+    const result = await next();
+    if (!result) break;
+    count(result);
+    decided++;
+    if (result.outcome === 'busy') return { decided, busy: true };
+  }
+  return { decided, busy: false };
+}
+
 /** A sleep that stop() can cut short. */
 class Naps {
   private wakers = new Set<() => void>();
@@ -70,12 +85,12 @@ export const gcRole: WorkerRole = {
     const reviewLoop = async () => {
       while (running) {
         try {
-          const manifest = await collector.reviewNextManifest();
-          if (manifest) count(manifest);
-          const blob = await collector.reviewNextBlob();
-          if (blob) count(blob);
-          if (!manifest && !blob) await naps.sleep(pollMs);
-          else if (manifest?.outcome === 'busy' || blob?.outcome === 'busy') await naps.sleep(Math.min(pollMs, 50));
+          // Manifests first (collecting one schedules its blobs), each kind in bursts: an empty
+          // claim costs a round trip, so the loop does not alternate after every decision.
+          const manifests = await burst(() => collector.reviewNextManifest());
+          const blobs = await burst(() => collector.reviewNextBlob());
+          if (manifests.decided + blobs.decided === 0) await naps.sleep(pollMs);
+          else if (manifests.busy || blobs.busy) await naps.sleep(Math.min(pollMs, 50));
         } catch (err) {
           logger.warn({ err }, 'gc review pass failed; will retry');
           await naps.sleep(Math.max(pollMs, 1000));
