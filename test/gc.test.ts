@@ -5,6 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { configBlob, crossRepoScenario, emptyScenario, pushWith, tagDeleteScenario, type GcTarget } from './helpers/gc.js';
 import { runWharfCommand } from './helpers/processes.js';
+import { ConfigError, loadConfig } from '../libs/config/index.js';
+import { parseUntaggedPolicy } from '../libs/registry/index.js';
 import { pushBlob, randomBlob } from './helpers/oci.js';
 import { eventually } from './helpers/wait.js';
 
@@ -79,6 +81,15 @@ describe('online garbage collection (embedded)', () => {
     const after = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
     assert.equal(after.code, 0, after.stdout + after.stderr);
     assert.match(after.stdout, /0 orphan objects .*0 blobs with a missing object.*0 dangling references/);
+  });
+
+  it('refuses a gc.untagged that is neither keep nor delete-after <duration>, naming the key', () => {
+    for (const bad of ['delete', 'delete-after', 'delete-after 3 weeks', 'forever']) {
+      assert.throws(() => loadConfig({ env: { WHARF_GC_UNTAGGED: bad } }), (err: Error) => err instanceof ConfigError && /gc\.untagged/.test(err.message), bad);
+    }
+    assert.equal(loadConfig({ env: { WHARF_GC_UNTAGGED: 'delete-after 7d' } })['gc.untagged'], 'delete-after 7d');
+    assert.equal(parseUntaggedPolicy('delete-after 7d'), 7 * 86_400);
+    assert.equal(parseUntaggedPolicy('keep'), null);
   });
 
   it('serves the gc metrics', async () => {

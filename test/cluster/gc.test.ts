@@ -8,6 +8,7 @@ import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { crossRepoScenario, emptyScenario, pushWith, configBlob, queuesDrained, raceScenario, tagDeleteScenario, type GcTarget } from '../helpers/gc.js';
 import { randomBlob } from '../helpers/oci.js';
 import { runWharfCommand } from '../helpers/processes.js';
+import { eventually } from '../helpers/wait.js';
 
 /** A cluster of two API nodes behind the round-robin proxy, plus one gc worker, on s3rver. */
 async function gcCluster(overrides: Partial<Config>): Promise<{ cluster: TestCluster; target: GcTarget; s3: S3Client; close(): Promise<void> } | { skip: string }> {
@@ -78,6 +79,23 @@ describe('online garbage collection (cluster, S3)', () => {
     const e = ready(t);
     if (!e) return;
     await crossRepoScenario(e.target, 'gcc/from', 'gcc/to');
+  });
+
+  it('cancels an upload idle longer than uploads.maxidle: its multipart upload and tail object go', async (t) => {
+    const e = ready(t);
+    if (!e) return;
+    await queuesDrained(e.target.db);
+    const before = await e.target.countObjects();
+    const post = await fetch(`${e.target.base}/v2/gcc/idle/blobs/uploads/`, { method: 'POST' });
+    const location = post.headers.get('location')!;
+    const patch = await fetch(`${e.target.base}${location}`, { method: 'PATCH', body: randomBlob(5000).bytes, headers: { 'content-type': 'application/octet-stream' } });
+    assert.equal(patch.status, 202);
+    assert.equal(await e.target.countObjects(), before + 1, 'the chunk waits in a tail object');
+    await eventually(async () => {
+      assert.equal((await fetch(`${e.target.base}${location}`)).status, 404);
+      assert.equal(await e.target.countObjects(), before);
+    }, 30_000, 200);
+    await queuesDrained(e.target.db);
   });
 
   it('wharf gc --dry-run finds an object planted in S3 and a blob whose object was removed; --apply repairs; then it reports zero', async (t) => {
