@@ -220,17 +220,26 @@ async function pushLatency(withGc: boolean): Promise<string> {
   }
 }
 
+const ONLY = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+const ROUNDS = option('rounds', 2);
 const lines: string[] = [];
-lines.push(`### Reclaim rate (${BLOBS} collectable blobs of ${BLOB_BYTES} bytes, filesystem store)`, '');
-lines.push('| gc.workers | blobs | blob size | time to empty | blobs/s | MiB/s | (seeding, blobs/s) |', '|---|---|---|---|---|---|---|');
-for (const workers of [1, GC_WORKERS, 4].filter((w, i, all) => all.indexOf(w) === i)) {
-  lines.push(await reclaim(workers));
-  console.error(lines[lines.length - 1]);
+const emit = (line: string) => {
+  lines.push(line);
+  console.error(line);
+};
+
+if (ONLY !== 'push') {
+  lines.push(`### Reclaim rate (${BLOBS} collectable blobs of ${BLOB_BYTES} bytes, filesystem store)`, '');
+  lines.push('| gc.workers | blobs | blob size | time to empty | blobs/s | MiB/s | (seeding, blobs/s) |', '|---|---|---|---|---|---|---|');
+  for (const workers of [1, GC_WORKERS, 4].filter((w, i, all) => all.indexOf(w) === i)) emit(await reclaim(workers));
+  lines.push('');
 }
-lines.push('', `### Push latency, ${PUSHERS} concurrent pushers for ${PUSH_SECONDS} s, each image deleted right after its push`, '');
-lines.push('| GC | images pushed | images/s | image p50 ms | image p99 ms | manifest PUT p50 ms | manifest PUT p99 ms | failed PUTs | backlog blobs collected meanwhile |', '|---|---|---|---|---|---|---|---|---|');
-for (const withGc of [false, true, false, true]) {
-  lines.push(await pushLatency(withGc));
-  console.error(lines[lines.length - 1]);
+if (ONLY !== 'reclaim') {
+  lines.push(`### Push latency, ${PUSHERS} concurrent pushers for ${PUSH_SECONDS} s, each image deleted right after its push`, '');
+  lines.push(
+    '| GC | images pushed | images/s | image p50 ms | image p99 ms | manifest PUT p50 ms | manifest PUT p99 ms | failed PUTs | backlog blobs collected meanwhile |',
+    '|---|---|---|---|---|---|---|---|---|',
+  );
+  for (let round = 0; round < ROUNDS; round++) for (const withGc of [false, true]) emit(await pushLatency(withGc));
 }
 console.log(lines.join('\n'));
