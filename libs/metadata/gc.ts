@@ -10,6 +10,9 @@ import type { Executor, Schema } from './schema.js';
  * its references.
  */
 
+/** The writer of a queued deletion tries it right after committing; the gc worker takes it only if that fails or dies. */
+const INLINE_ATTEMPT_SECONDS = 60;
+
 function dueIn(seconds: number) {
   return sql<Date>`now() + make_interval(secs => ${seconds})`;
 }
@@ -65,17 +68,17 @@ export interface ClaimedBlobReview {
   review_count: number;
 }
 
-/** One due blob review, locked for this transaction; reviews another transaction holds are skipped. */
+/**
+ * Takes one due blob review: deleted in this transaction (a rollback puts it back), and skipped by
+ * every other transaction meanwhile. One statement: claiming is the queue's hot path.
+ */
 export async function claimBlobReview(trx: Executor): Promise<ClaimedBlobReview | undefined> {
-  return trx
-    .selectFrom('gc_blob_reviews')
-    .select(['digest', 'review_count'])
-    .where('review_after', '<=', sql<Date>`now()`)
-    .orderBy('review_after')
-    .limit(1)
-    .forUpdate()
-    .skipLocked()
-    .executeTakeFirst();
+  const result = await sql<ClaimedBlobReview>`
+    delete from gc_blob_reviews where digest = (
+      select digest from gc_blob_reviews where review_after <= now()
+       order by review_after limit 1 for update skip locked)
+    returning digest, review_count`.execute(trx);
+  return result.rows[0];
 }
 
 export interface ClaimedManifestReview {
@@ -85,38 +88,30 @@ export interface ClaimedManifestReview {
 }
 
 export async function claimManifestReview(trx: Executor): Promise<ClaimedManifestReview | undefined> {
-  return trx
-    .selectFrom('gc_manifest_reviews')
-    .select(['repository_id', 'digest', 'review_count'])
-    .where('review_after', '<=', sql<Date>`now()`)
-    .orderBy('review_after')
-    .limit(1)
-    .forUpdate()
-    .skipLocked()
-    .executeTakeFirst();
+  const result = await sql<ClaimedManifestReview>`
+    delete from gc_manifest_reviews where (repository_id, digest) = (
+      select repository_id, digest from gc_manifest_reviews where review_after <= now()
+       order by review_after limit 1 for update skip locked)
+    returning repository_id, digest, review_count`.execute(trx);
+  return result.rows[0];
 }
 
-export async function finishBlobReview(trx: Executor, digest: string): Promise<void> {
-  await trx.deleteFrom('gc_blob_reviews').where('digest', '=', digest).execute();
-}
-
-export async function finishManifestReview(trx: Executor, repositoryId: number, digest: string): Promise<void> {
-  await trx.deleteFrom('gc_manifest_reviews').where('repository_id', '=', repositoryId).where('digest', '=', digest).execute();
-}
-
-/** After a failed decision: try again `delaySeconds` from now (or later, if a writer pushed it further). */
-export async function retryBlobReview(db: Executor, digest: string, delaySeconds: number): Promise<void> {
+/**
+ * After a failed decision (its claim rolled back, so the row is back): try again `delaySeconds`
+ * from now, or later if a writer pushed it further.
+ */
+export async function retryBlobReview(db: Executor, digest: string, reviewCount: number, delaySeconds: number): Promise<void> {
   await db
     .updateTable('gc_blob_reviews')
-    .set((eb) => ({ review_count: eb('review_count', '+', 1), review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` }))
+    .set({ review_count: reviewCount + 1, review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` })
     .where('digest', '=', digest)
     .execute();
 }
 
-export async function retryManifestReview(db: Executor, repositoryId: number, digest: string, delaySeconds: number): Promise<void> {
+export async function retryManifestReview(db: Executor, repositoryId: number, digest: string, reviewCount: number, delaySeconds: number): Promise<void> {
   await db
     .updateTable('gc_manifest_reviews')
-    .set((eb) => ({ review_count: eb('review_count', '+', 1), review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` }))
+    .set({ review_count: reviewCount + 1, review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` })
     .where('repository_id', '=', repositoryId)
     .where('digest', '=', digest)
     .execute();
@@ -133,40 +128,43 @@ export async function lockBlobForCollection(trx: Executor, digest: string): Prom
   return trx.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).forUpdate().noWait().executeTakeFirst();
 }
 
+export interface BlobKeepers {
+  /** Every repository link, with whether a manifest of that repository references the blob. */
+  links: Array<{ repository_id: number; name: string; referenced: boolean }>;
+  /** Whether any manifest of any repository names the digest (config, layer, or child manifest). */
+  referencedAnywhere: boolean;
+}
+
 /**
- * Every repository link of the blob, locked FOR UPDATE NOWAIT (a manifest PUT share-locks the links it
- * relies on), with whether a manifest of that repository references the blob. The reference check
- * runs after the lock is granted, so it sees what a push that held the link committed.
+ * Locks every repository link of the blob FOR UPDATE NOWAIT (a manifest PUT share-locks the links
+ * it relies on), then reads what keeps the blob. The reading is a second statement, run after
+ * the lock is granted, so its snapshot holds whatever a push that held a link committed.
  */
-export async function lockLinksForCollection(trx: Executor, digest: string): Promise<Array<{ repository_id: number; name: string; referenced: boolean }>> {
+export async function lockBlobKeepers(trx: Executor, digest: string): Promise<BlobKeepers> {
   const locked = await trx.selectFrom('repository_blobs').select('repository_id').where('digest', '=', digest).orderBy('repository_id').forUpdate().noWait().execute();
-  if (locked.length === 0) return [];
-  const result = await sql<{ repository_id: number; name: string; referenced: boolean }>`
-    select r.id as repository_id, r.name,
-           exists (select 1 from manifest_references mr join manifests m on m.id = mr.manifest_id
-                    where m.repository_id = r.id and mr.child_digest = ${digest}) as referenced
-      from repositories r
-     where r.id in (${sql.join(locked.map((l) => l.repository_id))})`.execute(trx);
-  return result.rows;
+  const ids = locked.map((l) => l.repository_id);
+  const result = await sql<{ links: BlobKeepers['links'] | null; anywhere: boolean }>`
+    select (select json_agg(json_build_object('repository_id', r.id, 'name', r.name, 'referenced',
+                    exists (select 1 from manifest_references mr join manifests m on m.id = mr.manifest_id
+                             where m.repository_id = r.id and mr.child_digest = ${digest})))
+              from repositories r where r.id = any(${ids}::bigint[])) as links,
+           exists (select 1 from manifest_references where child_digest = ${digest}) as anywhere`.execute(trx);
+  const row = result.rows[0]!;
+  return { links: row.links ?? [], referencedAnywhere: row.anywhere };
 }
 
 export async function deleteLink(trx: Executor, repositoryId: number, digest: string): Promise<void> {
   await trx.deleteFrom('repository_blobs').where('repository_id', '=', repositoryId).where('digest', '=', digest).execute();
 }
 
-/** Whether any manifest of any repository names the digest (config, layer, or child manifest). */
-export async function isReferencedAnywhere(trx: Executor, digest: string): Promise<boolean> {
-  const row = await trx.selectFrom('manifest_references').select('manifest_id').where('child_digest', '=', digest).limit(1).executeTakeFirst();
-  return row !== undefined;
-}
-
-export async function hasLinks(trx: Executor, digest: string): Promise<boolean> {
-  const row = await trx.selectFrom('repository_blobs').select('repository_id').where('digest', '=', digest).limit(1).executeTakeFirst();
-  return row !== undefined;
-}
-
-export async function deleteBlobRow(trx: Executor, digest: string): Promise<void> {
-  await trx.deleteFrom('blobs').where('digest', '=', digest).execute();
+/** Deletes the blob row and queues its object for deletion, in one statement; returns the queue entry. */
+export async function deleteBlobQueueingObject(trx: Executor, digest: string): Promise<{ id: number; storage_key: string; size: number } | undefined> {
+  const result = await sql<{ id: number; storage_key: string; size: number }>`
+    with gone as (delete from blobs where digest = ${digest} returning storage_key, size)
+    insert into gc_storage_deletions (storage_key, size, reason, review_after)
+    select storage_key, size, 'blob-collected', ${dueIn(INLINE_ATTEMPT_SECONDS)} from gone
+    returning id, storage_key, size`.execute(trx);
+  return result.rows[0];
 }
 
 export interface CollectableManifest {
@@ -222,14 +220,24 @@ export interface StorageDeletion {
   review_count: number;
 }
 
-/** Records an object to delete; written in the transaction that removed the last metadata naming it. */
+/**
+ * Records an object to delete; written in the transaction that removed the last metadata naming
+ * it. Due after INLINE_ATTEMPT_SECONDS: the writer deletes the object right after its commit and
+ * then removes this row, so the gc worker does not delete (and count) it a second time.
+ */
 export async function queueStorageDeletion(
   trx: Executor,
   entry: { storage_key: string; storage_state?: Record<string, unknown>; size?: number; reason: string },
 ): Promise<number> {
   const row = await trx
     .insertInto('gc_storage_deletions')
-    .values({ storage_key: entry.storage_key, storage_state: JSON.stringify(entry.storage_state ?? {}), size: entry.size ?? 0, reason: entry.reason })
+    .values({
+      storage_key: entry.storage_key,
+      storage_state: JSON.stringify(entry.storage_state ?? {}),
+      size: entry.size ?? 0,
+      reason: entry.reason,
+      review_after: dueIn(INLINE_ATTEMPT_SECONDS),
+    })
     .returning('id')
     .executeTakeFirstOrThrow();
   return row.id;

@@ -68,7 +68,6 @@ export class GarbageCollector {
         if (!claimed) return undefined;
         const { repository_id: repositoryId, digest } = claimed;
         const manifest = await lockOrBusy(() => gc.lockManifestForCollection(trx, repositoryId, digest));
-        await gc.finishManifestReview(trx, repositoryId, digest);
         if (!manifest) return 'gone' as const;
         if (manifest.tagged || manifest.indexed) return 'kept' as const;
         if (manifest.subject_digest !== null) {
@@ -95,7 +94,7 @@ export class GarbageCollector {
       if (!claimed) throw err;
       const busy = err instanceof Busy;
       if (!busy) this.deps.warn(`gc review of manifest ${claimed.digest} failed; will retry`, err);
-      await gc.retryManifestReview(this.deps.db, claimed.repository_id, claimed.digest, busy ? BUSY_RETRY_SECONDS : backoffSeconds(claimed.review_count + 1));
+      await gc.retryManifestReview(this.deps.db, claimed.repository_id, claimed.digest, claimed.review_count, busy ? BUSY_RETRY_SECONDS : backoffSeconds(claimed.review_count + 1));
       return result({ outcome: busy ? 'busy' : 'failed' });
     }
   }
@@ -109,9 +108,8 @@ export class GarbageCollector {
         if (!claimed) return undefined;
         const { digest } = claimed;
         const blob = await lockOrBusy(() => gc.lockBlobForCollection(trx, digest));
-        await gc.finishBlobReview(trx, digest);
         if (!blob) return { outcome: 'gone' as const, linksRemoved: 0 };
-        const links = await lockOrBusy(() => gc.lockLinksForCollection(trx, digest));
+        const { links, referencedAnywhere } = await lockOrBusy(() => gc.lockBlobKeepers(trx, digest));
         const unreferenced = links.filter((l) => !l.referenced);
         for (const link of unreferenced) await gc.deleteLink(trx, link.repository_id, digest);
         if (unreferenced.length > 0) {
@@ -122,10 +120,10 @@ export class GarbageCollector {
           );
         }
         const linksRemoved = unreferenced.length;
-        if (links.some((l) => l.referenced) || (await gc.isReferencedAnywhere(trx, digest))) return { outcome: 'kept' as const, linksRemoved };
-        await gc.deleteBlobRow(trx, digest);
-        const deletion = await gc.queueStorageDeletion(trx, { storage_key: blob.storage_key, size: blob.size, reason: 'blob-collected' });
-        return { outcome: 'deleted' as const, linksRemoved, blob, deletion };
+        if (links.some((l) => l.referenced) || referencedAnywhere) return { outcome: 'kept' as const, linksRemoved };
+        const deletion = await gc.deleteBlobQueueingObject(trx, digest);
+        if (!deletion) throw new Error(`blob ${digest} vanished under its FOR UPDATE lock`);
+        return { outcome: 'deleted' as const, linksRemoved, blob, deletion: deletion.id };
       });
       if (decided === undefined) return undefined;
       if (decided.linksRemoved > 0) this.deps.outboxWritten();
@@ -145,7 +143,7 @@ export class GarbageCollector {
       if (!claimed) throw err;
       const busy = err instanceof Busy;
       if (!busy) this.deps.warn(`gc review of blob ${claimed.digest} failed; will retry`, err);
-      await gc.retryBlobReview(this.deps.db, claimed.digest, busy ? BUSY_RETRY_SECONDS : backoffSeconds(claimed.review_count + 1));
+      await gc.retryBlobReview(this.deps.db, claimed.digest, claimed.review_count, busy ? BUSY_RETRY_SECONDS : backoffSeconds(claimed.review_count + 1));
       return { kind: 'blob', outcome: busy ? 'busy' : 'failed', bytes: 0, linksRemoved: 0, objectsDeleted: 0 };
     }
   }
