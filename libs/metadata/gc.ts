@@ -322,11 +322,6 @@ export async function sampleBlobs(db: Executor, n: number): Promise<Array<{ dige
   return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).orderBy(sql`random()`).limit(n).execute();
 }
 
-export async function countBlobs(db: Executor): Promise<number> {
-  const row = await db.selectFrom('blobs').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-  return Number(row.n);
-}
-
 /** For `wharf gc --apply` on a blob whose object is gone: drop its links and row so a client uploads it again. */
 export async function forgetBlob(db: Kysely<Schema>, digest: string, storageKey: string): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
