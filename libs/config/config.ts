@@ -132,6 +132,9 @@ function validate(config: Config): void {
   if ((config['storage.s3.accesskeyid'] === '') !== (config['storage.s3.secretaccesskey'] === '')) {
     throw new ConfigError('storage.s3.accesskeyid and storage.s3.secretaccesskey go together');
   }
+  if (!/^\s*(keep|delete-after\s+\d+\s*[smhd]?)\s*$/.test(config['gc.untagged'])) {
+    throw new ConfigError(`gc.untagged must be keep or "delete-after <duration>" (e.g. delete-after 7d; units s, m, h, d), got ${JSON.stringify(config['gc.untagged'])}`);
+  }
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(config['log.level'])) throw new ConfigError(`log.level must be one of ${levels.join(', ')}`);
   for (const key of ['validation.manifests.urls.allow', 'validation.manifests.urls.deny'] as const) {

@@ -42,6 +42,26 @@ export async function insertBlob(db: Executor, blob: StoredBlob): Promise<boolea
   return row !== undefined;
 }
 
+/**
+ * The blob row, share-locked for the rest of the transaction: garbage collection cannot delete it
+ * until the caller commits. Undefined when it does not exist (or a collection just deleted it).
+ */
+export async function lockBlobShared(db: Executor, digest: string): Promise<StoredBlob | undefined> {
+  return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).forShare().executeTakeFirst();
+}
+
+/**
+ * Records the blob, or share-locks the row that already has this digest. `created` false means the
+ * caller's copy is redundant. A row deleted by garbage collection between the two steps is
+ * recreated with the caller's copy.
+ */
+export async function insertOrLockBlob(db: Executor, blob: StoredBlob): Promise<{ created: boolean }> {
+  for (;;) {
+    if (await insertBlob(db, blob)) return { created: true };
+    if (await lockBlobShared(db, blob.digest)) return { created: false };
+  }
+}
+
 export async function findBlob(db: Executor, digest: string): Promise<StoredBlob | undefined> {
   return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).executeTakeFirst();
 }

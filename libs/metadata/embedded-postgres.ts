@@ -133,3 +133,19 @@ export async function startEmbeddedPostgres(dataDir: string, onLog: (line: strin
   }
   return { url: `${base}/wharf`, stop: () => server.stop() };
 }
+
+/**
+ * The URL of the embedded PostgreSQL a running Wharf holds on `dataDir`, or undefined when none
+ * runs. Admin commands (wharf gc, wharf fsck) attach to it rather than restarting it.
+ */
+export async function runningEmbeddedPostgresUrl(dataDir: string): Promise<string | undefined> {
+  const dir = resolve(dataDir);
+  const pidFile = join(dir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return undefined;
+  const lines = (await readFile(pidFile, 'utf8')).split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid) || !(await isPostmasterOf(pid, dir)) || !Number.isInteger(port)) return undefined;
+  const credentials = JSON.parse(await readFile(`${dir}.credentials.json`, 'utf8')) as Credentials;
+  return `postgres://${credentials.user}:${encodeURIComponent(credentials.password)}@127.0.0.1:${port}/wharf`;
+}

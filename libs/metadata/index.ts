@@ -9,3 +9,4 @@ export * as tags from './tags.js';
 export * as uploads from './uploads.js';
 export * as outbox from './outbox.js';
 export type { ManifestLookup } from './manifests.js';
+export * as gc from './gc.js';

@@ -39,13 +39,17 @@ export async function insertManifest(db: Executor, manifest: NewManifest): Promi
     .returning('id')
     .executeTakeFirst();
   if (inserted) return { id: inserted.id, created: true };
+  // Share-locked: garbage collection cannot delete it under the tag about to point at it.
   const existing = await db
     .selectFrom('manifests')
     .select('id')
     .where('repository_id', '=', manifest.repository_id)
     .where('digest', '=', manifest.digest)
-    .executeTakeFirstOrThrow();
-  return { id: existing.id, created: false };
+    .forShare()
+    .executeTakeFirst();
+  if (existing) return { id: existing.id, created: false };
+  // Collected between the two statements: insert it again.
+  return insertManifest(db, manifest);
 }
 
 export async function insertReferences(
@@ -79,6 +83,8 @@ export async function deleteManifest(
   db: Executor,
   repositoryId: number,
   digest: string,
+  /** Runs on the locked row before it goes (its references go with it). */
+  beforeDelete?: (row: ManifestContent) => Promise<void>,
 ): Promise<(ManifestContent & { tags: string[] }) | undefined> {
   const row = await db
     .selectFrom('manifests')
@@ -88,6 +94,7 @@ export async function deleteManifest(
     .forUpdate()
     .executeTakeFirst();
   if (!row) return undefined;
+  await beforeDelete?.(row);
   const tags = (await db.selectFrom('tags').select('name').where('manifest_id', '=', row.id).execute()).map((t) => t.name);
   await db.deleteFrom('manifests').where('id', '=', row.id).execute();
   return { ...row, tags };

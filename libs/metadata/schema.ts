@@ -77,6 +77,34 @@ export interface OutboxTable {
   published_at: Timestamp | null;
 }
 
+export interface GcBlobReviewsTable {
+  digest: string;
+  review_after: Timestamp;
+  review_count: ColumnType<number, number | undefined, number>;
+  event: string;
+  created_at: Timestamp;
+}
+
+export interface GcManifestReviewsTable {
+  repository_id: number;
+  digest: string;
+  review_after: Timestamp;
+  review_count: ColumnType<number, number | undefined, number>;
+  event: string;
+  created_at: Timestamp;
+}
+
+export interface GcStorageDeletionsTable {
+  id: Generated<number>;
+  storage_key: string;
+  storage_state: ColumnType<Record<string, unknown>, string | undefined, string>;
+  size: ColumnType<number, number | undefined, number>;
+  reason: string;
+  review_after: Timestamp;
+  review_count: ColumnType<number, number | undefined, number>;
+  created_at: Timestamp;
+}
+
 export interface Schema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -87,6 +115,9 @@ export interface Schema {
   tag_history: TagHistoryTable;
   uploads: UploadsTable;
   outbox: OutboxTable;
+  gc_blob_reviews: GcBlobReviewsTable;
+  gc_manifest_reviews: GcManifestReviewsTable;
+  gc_storage_deletions: GcStorageDeletionsTable;
 }
 
 /** Either the database or a transaction on it: every store function takes one. */

@@ -1,22 +1,23 @@
 import { sql } from 'kysely';
 import type { Executor } from './schema.js';
 
-/** Points `tag` at the manifest; records history only when the target actually changes. */
-export async function setTag(db: Executor, repositoryId: number, tag: string, manifestId: number, digest: string): Promise<void> {
-  const changed = await db
-    .insertInto('tags')
-    .values({ repository_id: repositoryId, name: tag, manifest_id: manifestId })
-    .onConflict((oc) =>
-      oc
-        .columns(['repository_id', 'name'])
-        .doUpdateSet((eb) => ({ manifest_id: eb.ref('excluded.manifest_id'), updated_at: new Date() }))
-        .whereRef('tags.manifest_id', '<>', 'excluded.manifest_id'),
-    )
-    .returning('name')
-    .executeTakeFirst();
-  if (changed) {
-    await db.insertInto('tag_history').values({ repository_id: repositoryId, tag, digest }).execute();
-  }
+/**
+ * Points `tag` at the manifest; records history only when the target actually changes. Returns the
+ * digest the tag pointed at before, when it moved (that manifest may now be untagged).
+ */
+export async function setTag(db: Executor, repositoryId: number, tag: string, manifestId: number, digest: string): Promise<{ previous?: string }> {
+  const result = await sql<{ previous: string | null }>`
+    with old as (
+      select m.digest from tags t join manifests m on m.id = t.manifest_id
+       where t.repository_id = ${repositoryId} and t.name = ${tag} for update of t)
+    insert into tags (repository_id, name, manifest_id) values (${repositoryId}, ${tag}, ${manifestId})
+    on conflict (repository_id, name) do update set manifest_id = excluded.manifest_id, updated_at = now()
+      where tags.manifest_id <> excluded.manifest_id
+    returning (select digest from old) as previous`.execute(db);
+  const changed = result.rows[0];
+  if (!changed) return {};
+  await db.insertInto('tag_history').values({ repository_id: repositoryId, tag, digest }).execute();
+  return changed.previous && changed.previous !== digest ? { previous: changed.previous } : {};
 }
 
 /** Removes the tag; returns the digest it pointed at, or undefined if there was no such tag. */

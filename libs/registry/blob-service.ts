@@ -1,9 +1,9 @@
 import { Readable } from 'node:stream';
 import { RegistryError, checkName, parseDigest } from '../oci/index.js';
-import { blobs, manifests, repositories } from '../metadata/index.js';
+import { blobs, gc, manifests, repositories } from '../metadata/index.js';
 import type { ByteRange } from '../storage/index.js';
 import type { RequestContext } from './context.js';
-import type { RegistryDeps } from './deps.js';
+import { gcPolicy, type RegistryDeps } from './deps.js';
 import { blobUrl, publishPull, recordEvents } from './event-log.js';
 import { Subjects } from '../events/index.js';
 
@@ -19,12 +19,17 @@ export interface BlobHandle {
 export class BlobService {
   constructor(private readonly deps: RegistryDeps) {}
 
-  /** The blob as linked in `repository`; BLOB_UNKNOWN otherwise. Manifests are readable here too, as in Distribution. */
-  async find(repository: string, digest: string): Promise<BlobHandle> {
+  /**
+   * The blob as linked in `repository`; BLOB_UNKNOWN otherwise. Manifests are readable here too, as
+   * in Distribution. `keep` (a HEAD: a client deciding not to upload) pushes a pending garbage
+   * collection review of the blob out by the grace period.
+   */
+  async find(repository: string, digest: string, how: { keep?: boolean } = {}): Promise<BlobHandle> {
     checkName(repository);
     parseDigest(digest);
     const blob = await blobs.findLinkedBlob(this.deps.db, repository, digest);
     if (blob) {
+      if (how.keep) await gc.postponeBlobReviews(this.deps.db, [digest], gcPolicy(this.deps).uploadGraceSeconds);
       const handle: BlobHandle = { digest, size: blob.size, open: (range) => this.deps.store.read(blob.storage_key, range) };
       const { store, options } = this.deps;
       if (options.blobRedirectSeconds > 0 && store.presignedGetUrl) {
@@ -64,6 +69,7 @@ export class BlobService {
     if (repositoryId === undefined) throw unknown();
     await this.deps.db.transaction().execute(async (trx) => {
       if (!(await blobs.unlinkBlob(trx, repositoryId, digest))) throw unknown();
+      await gc.enqueueBlobReviews(trx, [digest], gcPolicy(this.deps).graceSeconds, 'unlinked');
       await recordEvents(trx, context, [{ subject: Subjects.blobDelete, action: 'delete', target: { digest, repository } }]);
     });
     this.deps.outboxWritten();

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { EventBus, EventSource } from '../events/index.js';
 import type { Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
+import { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
 
 export interface RegistryOptions {
   pullEvents: boolean;
@@ -12,6 +13,8 @@ export interface RegistryOptions {
   source: EventSource;
   /** Seconds a blob GET may be answered with a redirect to the store's presigned URL; 0 streams every blob through the node. */
   blobRedirectSeconds: number;
+  /** Garbage collection grace and untagged policy; DEFAULT_GC_POLICY when absent. */
+  gc?: GcPolicy;
 }
 
 export interface RegistryDeps {
@@ -28,4 +31,8 @@ export interface RegistryDeps {
   /** Whether the caller may read a repository; decides automatic cross-repository mounts. */
   canRead?: (repository: string) => boolean | Promise<boolean>;
   options: RegistryOptions;
+}
+
+export function gcPolicy(deps: RegistryDeps): GcPolicy {
+  return deps.options.gc ?? DEFAULT_GC_POLICY;
 }

@@ -7,3 +7,6 @@ export type { BlobHandle } from './blob-service.js';
 export type { Page, ImageIndex } from './discovery.js';
 export { warmHashPool } from './hash-pool.js';
 export * from './health.js';
+export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } from './garbage-collector.js';
+export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';
+export { reconcile, fsck, type ReconcileReport, type FsckReport } from './reconcile.js';

@@ -1,5 +1,5 @@
 import { Subjects } from '../events/index.js';
-import { blobs, manifests, repositories, tags, type ManifestLookup } from '../metadata/index.js';
+import { blobs, gc, manifests, repositories, tags, type ManifestLookup } from '../metadata/index.js';
 import {
   RegistryError,
   checkName,
@@ -13,7 +13,9 @@ import {
   type ParsedManifest,
 } from '../oci/index.js';
 import type { RequestContext } from './context.js';
-import type { RegistryDeps } from './deps.js';
+import { gcPolicy, type RegistryDeps } from './deps.js';
+import { reviewWhatManifestKept } from './gc-enqueue.js';
+import { untaggedDelay } from './gc-policy.js';
 import { manifestUrl, publishPull, recordEvents } from './event-log.js';
 
 export interface StoredManifest {
@@ -104,7 +106,13 @@ export class ManifestService {
       if (created) {
         await manifests.insertReferences(trx, id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
       }
-      if (tag !== undefined) await tags.setTag(trx, repositoryId, tag, id, digest);
+      const policy = gcPolicy(this.deps);
+      if (tag !== undefined) {
+        const { previous } = await tags.setTag(trx, repositoryId, tag, id, digest);
+        if (previous) await gc.enqueueManifestReviews(trx, repositoryId, [previous], untaggedDelay(policy), 'tag-moved');
+      } else if (created) {
+        await gc.enqueueManifestReviews(trx, repositoryId, [digest], untaggedDelay(policy), 'pushed-untagged');
+      }
       await recordEvents(trx, context, [
         {
           subject: Subjects.manifestPush,
@@ -135,12 +143,13 @@ export class ManifestService {
       if ('tag' in ref) {
         const removed = await tags.deleteTag(trx, repositoryId, ref.tag);
         if (!removed) throw unknownManifest(reference);
+        await gc.enqueueManifestReviews(trx, repositoryId, [removed.digest], untaggedDelay(gcPolicy(this.deps)), 'tag-deleted');
         await recordEvents(trx, context, [
           { subject: Subjects.tagDelete, action: 'delete', target: { repository, tag: ref.tag, digest: removed.digest, mediaType: removed.mediaType } },
         ]);
         return;
       }
-      const removed = await manifests.deleteManifest(trx, repositoryId, ref.digest);
+      const removed = await manifests.deleteManifest(trx, repositoryId, ref.digest, (row) => reviewWhatManifestKept(trx, gcPolicy(this.deps), repositoryId, row));
       if (!removed) throw unknownManifest(reference);
       await recordEvents(trx, context, [
         { subject: Subjects.manifestDelete, action: 'delete', target: { repository, digest: removed.digest, mediaType: removed.media_type, size: removed.size } },

@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Subjects } from '../events/index.js';
-import { blobs, repositories, uploads, type Executor, type UploadRow } from '../metadata/index.js';
+import { blobs, gc, repositories, uploads, type Executor, type UploadRow } from '../metadata/index.js';
 import { RegistryError, checkName, parseDigest, type ParsedDigest } from '../oci/index.js';
 import type { UploadState } from '../storage/index.js';
 import type { RequestContext } from './context.js';
-import type { RegistryDeps } from './deps.js';
+import { gcPolicy, type RegistryDeps } from './deps.js';
 import { blobUrl, recordEvents } from './event-log.js';
 import { openHash, type HashSession } from './hash-pool.js';
 import { BodyAbortedError, BodyTooLongError, HashingCounter } from './hash-state.js';
@@ -111,18 +111,22 @@ export class UploadService {
       if (actual !== expected.digest) {
         // A wrong digest ends the session: nothing of it stays behind.
         await uploads.deleteUpload(trx, id);
-        return { ok: false as const, key: row.storage_key, state, actual };
+        const deletion = await gc.queueStorageDeletion(trx, { storage_key: row.storage_key, storage_state: state, size, reason: 'digest-invalid' });
+        return { ok: false as const, key: row.storage_key, state, actual, deletion };
       }
       // Sealing the object (fsync, or S3's CompleteMultipartUpload) runs beside the statements below;
       // the transaction commits only once it has succeeded.
       const sealing = sealed ? undefined : this.deps.store.completeUpload(row.storage_key, state, size);
       sealing?.catch(() => {}); // handled here, awaited below: a rejection before then is not "unhandled"
-      let created: boolean;
+      let deletion: Awaited<ReturnType<typeof gc.queueStorageDeletion>> | undefined;
       try {
-        created = await blobs.insertBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
+        // Review row first, then the blob row: the order garbage collection's locking relies on (docs/gc.md).
+        await gc.enqueueBlobReviews(trx, [expected.digest], gcPolicy(this.deps).uploadGraceSeconds, 'uploaded');
+        const { created } = await blobs.insertOrLockBlob(trx, { digest: expected.digest, size, storage_key: row.storage_key });
         const repositoryId = await repositories.ensureRepository(trx, repository);
         await blobs.linkBlob(trx, repositoryId, expected.digest);
         await uploads.deleteUpload(trx, id);
+        deletion = created ? undefined : await gc.queueStorageDeletion(trx, { storage_key: row.storage_key, size, reason: 'redundant-upload' });
         await recordEvents(trx, context, [
           {
             subject: Subjects.blobPush,
@@ -135,17 +139,17 @@ export class UploadService {
         throw err;
       }
       await sealing;
-      return { ok: true as const, key: row.storage_key, created };
+      return { ok: true as const, key: row.storage_key, deletion };
     });
     if (!outcome.ok) {
-      await this.discard(outcome.key, outcome.state);
+      await this.discard(outcome.key, outcome.state, outcome.deletion);
       throw new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
         detail: { expected: expected.digest, actual: outcome.actual },
       });
     }
     this.deps.outboxWritten();
     // The registry already had these bytes under another key: this copy is redundant.
-    if (!outcome.created) await this.discard(outcome.key, {});
+    if (outcome.deletion !== undefined) await this.discard(outcome.key, {}, outcome.deletion);
     return expected.digest;
   }
 
@@ -164,9 +168,14 @@ export class UploadService {
   async cancel(repository: string, id: string): Promise<void> {
     checkName(repository);
     if (!UUID.test(id)) throw unknownUpload(id);
-    const row = await uploads.removeUpload(this.deps.db, id, repository);
-    if (!row) throw unknownUpload(id);
-    await this.discard(row.storage_key, row.storage_state);
+    const removed = await this.deps.db.transaction().execute(async (trx) => {
+      const row = await uploads.removeUpload(trx, id, repository);
+      if (!row) return undefined;
+      const deletion = await gc.queueStorageDeletion(trx, { storage_key: row.storage_key, storage_state: row.storage_state, reason: 'upload-cancelled' });
+      return { ...row, deletion };
+    });
+    if (!removed) throw unknownUpload(id);
+    await this.discard(removed.storage_key, removed.storage_state, removed.deletion);
   }
 
   /**
@@ -194,9 +203,11 @@ export class UploadService {
       }
     }
     if (source === undefined) return false;
-    const blob = await blobs.findBlob(this.deps.db, digest);
-    if (!blob) return false;
-    await this.deps.db.transaction().execute(async (trx) => {
+    const mounted = await this.deps.db.transaction().execute(async (trx) => {
+      // The new link gets a full grace period; the share lock keeps a collection from deleting the blob under it.
+      await gc.enqueueBlobReviews(trx, [digest], gcPolicy(this.deps).uploadGraceSeconds, 'mounted');
+      const blob = await blobs.lockBlobShared(trx, digest);
+      if (!blob) return false;
       const repositoryId = await repositories.ensureRepository(trx, repository);
       await blobs.linkBlob(trx, repositoryId, digest);
       await recordEvents(trx, context, [
@@ -213,7 +224,9 @@ export class UploadService {
           },
         },
       ]);
+      return true;
     });
+    if (!mounted) return false;
     this.deps.outboxWritten();
     return true;
   }
@@ -289,7 +302,13 @@ export class UploadService {
     return `${expected.algorithm}:${hash.digest('hex')}`;
   }
 
-  private async discard(key: string, state: UploadState): Promise<void> {
-    await this.deps.store.abortUpload(key, state).catch((err) => this.deps.warn(`storage object ${key} not removed`, err));
+  /** Deletes the object now; when that fails, the queued deletion stays for the gc worker to retry. */
+  private async discard(key: string, state: UploadState, deletion: number): Promise<void> {
+    try {
+      await this.deps.store.abortUpload(key, state);
+      await gc.finishStorageDeletion(this.deps.db, deletion);
+    } catch (err) {
+      this.deps.warn(`storage object ${key} not removed now; the gc worker will retry`, err);
+    }
   }
 }

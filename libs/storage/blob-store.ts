@@ -10,6 +10,19 @@ export interface ByteRange {
   end: number;
 }
 
+/** One object as a listing of the store sees it. */
+export interface StoredObject {
+  /** The key, as the registry names it (without any store prefix). */
+  key: string;
+  /**
+   * The storage key this object serves: the key itself, or for a driver's side object of an upload
+   * in progress (an S3 tail), the upload's key.
+   */
+  belongsTo: string;
+  size: number;
+  modified: Date;
+}
+
 /**
  * Where blob bytes live. An upload writes straight to the object that will hold the finished blob
  * (`key`), so completing it never copies bytes.
@@ -34,6 +47,8 @@ export interface BlobStore {
    * Rejects when it does not, or when `signal` aborts first (readiness checks have a deadline).
    */
   ping(signal?: AbortSignal): Promise<void>;
+  /** Every object of the store, in no particular order (wharf gc compares it with metadata). */
+  list(): AsyncIterable<StoredObject>;
   /** A URL clients can GET the object from directly for a while, where the store has one (S3). */
   presignedGetUrl?(key: string, expiresSeconds: number): Promise<string>;
 }

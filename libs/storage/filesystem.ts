@@ -1,9 +1,9 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, constants, mkdir, open, rm, truncate } from 'node:fs/promises';
+import { access, constants, mkdir, open, opendir, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore, ByteRange, UploadState } from './blob-store.js';
+import type { BlobStore, ByteRange, StoredObject, UploadState } from './blob-store.js';
 
 /** Blob bytes as files under one directory; keys are relative paths. */
 export class FilesystemBlobStore implements BlobStore {
@@ -64,5 +64,27 @@ export class FilesystemBlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     await rm(this.path(key), { force: true });
+  }
+
+  async *list(): AsyncIterable<StoredObject> {
+    const walk = async function* (dir: string, prefix: string): AsyncGenerator<StoredObject> {
+      let entries;
+      try {
+        entries = await opendir(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
+      for await (const entry of entries) {
+        const key = prefix + entry.name;
+        if (entry.isDirectory()) {
+          yield* walk(join(dir, entry.name), `${key}/`);
+        } else if (entry.isFile()) {
+          const info = await stat(join(dir, entry.name)).catch(() => undefined);
+          if (info) yield { key, belongsTo: key, size: info.size, modified: info.mtime };
+        }
+      }
+    };
+    yield* walk(this.root, '');
   }
 }

@@ -5,13 +5,14 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
-import type { BlobStore, ByteRange, UploadState } from './blob-store.js';
+import type { BlobStore, ByteRange, StoredObject, UploadState } from './blob-store.js';
 
 export interface S3BlobStoreOptions {
   /** Endpoint URL (MinIO, s3rver); absent: AWS for the region. */
@@ -265,6 +266,20 @@ export class S3BlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+  }
+
+  async *list(): AsyncIterable<StoredObject> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix || undefined, ContinuationToken: token }));
+      for (const object of page.Contents ?? []) {
+        if (!object.Key) continue;
+        const key = object.Key.slice(this.prefix.length);
+        const tail = /^(.*)\.tail\.\d+$/.exec(key);
+        yield { key, belongsTo: tail ? tail[1]! : key, size: object.Size ?? 0, modified: object.LastModified ?? new Date(0) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
   }
 
   /** A URL that GETs the object without credentials until it expires. */

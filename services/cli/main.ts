@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
+import { runFsck, runGc } from './admin.js';
 import { startServe, startWharf, startWorker } from './start.js';
 
 const USAGE = `usage: wharf <command> [--config FILE]
@@ -10,24 +11,39 @@ commands:
   all       the API with every worker in one process, migrating first (what npm start runs;
             embedded storage unless database.url, storage.driver and nats.url say otherwise)
   serve     one stateless API node of a cluster (needs database.url; run migrate first)
-  worker    the event workers of a cluster: outbox relay and worker roles (needs database.url);
-            /healthz, /readyz and /metrics on worker.httpaddr when set
+  worker    the workers of a cluster: outbox relay and the worker roles (gc: online garbage
+            collection, docs/gc.md); needs database.url; /healthz, /readyz and /metrics on
+            worker.httpaddr when set
   migrate   apply database migrations to database.url and exit
+  gc --dry-run | --apply [--min-age SECONDS]
+            compare storage with metadata: list objects no metadata names (orphans, older than
+            --min-age, default 3600), blobs whose object is missing, and manifests naming a
+            blob that is not stored (dangling references); --apply deletes the
+            orphans and forgets the missing blobs so clients push them again. Exit 1 when a
+            discrepancy is left. Safe while the registry runs.
+  fsck [--sample N]
+            re-read every blob (or N picked at random) and check its digest and size; exit 1
+            on a corrupt or unreadable blob
 
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
 
-function parseArgs(argv: string[]): { command: string | undefined; configFile: string | undefined } {
+/** Commands that take arguments of their own after the command name. */
+const WITH_ARGS = new Set(['gc', 'fsck']);
+
+function parseArgs(argv: string[]): { command: string | undefined; configFile: string | undefined; rest: string[] } {
   let command: string | undefined;
   let configFile: string | undefined;
+  const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--config') configFile = argv[++i];
     else if (arg.startsWith('--config=')) configFile = arg.slice('--config='.length);
     else if (arg === '-h' || arg === '--help') command = 'help';
     else if (command === undefined) command = arg;
+    else if (WITH_ARGS.has(command)) rest.push(arg);
     else throw new ConfigError(`unexpected argument ${arg}`);
   }
-  return { command, configFile };
+  return { command, configFile, rest };
 }
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
@@ -76,7 +92,7 @@ async function runMigrate(config: Config): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { command, configFile } = parseArgs(process.argv.slice(2));
+  const { command, configFile, rest } = parseArgs(process.argv.slice(2));
   if (command === undefined || command === 'help') {
     console.log(USAGE);
     process.exitCode = command === undefined ? 2 : 0;
@@ -94,6 +110,12 @@ async function main(): Promise<void> {
       return runUntilSignal(config, 'worker', (logger) => startWorker(config, logger));
     case 'migrate':
       return runMigrate(config);
+    case 'gc':
+      process.exitCode = await runGc(config, rest);
+      return;
+    case 'fsck':
+      process.exitCode = await runFsck(config, rest);
+      return;
     default:
       throw new ConfigError(`unknown command ${command}\n${USAGE}`);
   }

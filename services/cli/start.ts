@@ -8,6 +8,7 @@ import { migrate, outbox, pendingMigrations, type Database } from '../../libs/me
 import { Registry, warmHashPool, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { healthChecker, observeProcess, startOpsServer } from './observe.js';
+import { gcPolicyFromConfig } from '../worker/gc.js';
 import { openParts, type Parts } from './parts.js';
 
 export interface RunningWharf {
@@ -90,6 +91,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       foreignUrlDeny: config['validation.manifests.urls.deny'].map((p) => new RegExp(p)),
       source,
       blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
+      gc: gcPolicyFromConfig(config),
     },
   });
   const app = buildApi({

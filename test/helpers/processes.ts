@@ -46,3 +46,15 @@ export async function spawnWharf(role: 'serve' | 'worker', config: Config): Prom
   }
   return { url, child, stderr: () => stderr, exited };
 }
+
+/** Runs a short `wharf <args>` command to completion; resolves with its exit code and output. */
+export function runWharfCommand(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  for (const name of Object.keys(childEnv)) if (name.startsWith('WHARF_TEST_')) delete childEnv[name];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+}
