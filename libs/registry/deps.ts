@@ -12,6 +12,8 @@ export interface RegistryOptions {
   source: EventSource;
   /** Seconds a blob GET may be answered with a redirect to the store's presigned URL; 0 streams every blob through the node. */
   blobRedirectSeconds: number;
+  /** Configured webhook endpoints (URLs redacted), listed by the admin view even before they have deliveries. */
+  webhookEndpoints?: Array<{ name: string; url: string; disabled: boolean }>;
 }
 
 export interface RegistryDeps {

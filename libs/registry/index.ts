@@ -6,3 +6,4 @@ export { tooLarge, type StoredManifest, type PutResult } from './manifest-servic
 export type { BlobHandle } from './blob-service.js';
 export type { Page, ImageIndex } from './discovery.js';
 export { warmHashPool } from './hash-pool.js';
+export type { WebhookEndpointStatus } from './webhook-status.js';

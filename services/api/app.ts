@@ -200,6 +200,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.route({ method: [...METHODS], url: `${v2}/`, handler: dispatch, exposeHeadRoute: false });
   app.route({ method: [...METHODS], url: `${v2}/*`, handler: dispatch, exposeHeadRoute: false });
   app.get(`${options.prefix}/healthz`, async () => ({ status: 'ok' }));
+  // Queue counts and last error per webhook endpoint (docs/events.md).
+  app.get(`${options.prefix}/_wharf/admin/webhooks`, async (_request, reply) => reply.type('application/json').send(await options.registry.webhooks.status()));
   app.get(`${options.prefix}/metrics`, async (_request, reply) => {
     const { contentType, body } = await metricsText();
     return reply.type(contentType).send(body);

@@ -3,6 +3,7 @@ import { ConfigError, loadConfig, type Config } from '../../libs/config/index.js
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { startServe, startWharf, startWorker } from './start.js';
+import { runWebhooks } from './webhooks.js';
 
 const USAGE = `usage: wharf <command> [--config FILE]
 
@@ -10,23 +11,27 @@ commands:
   all       the API with every worker in one process, migrating first (what npm start runs;
             embedded storage unless database.url, storage.driver and nats.url say otherwise)
   serve     one stateless API node of a cluster (needs database.url; run migrate first)
-  worker    the event workers of a cluster: outbox relay (needs database.url)
+  worker    the event workers of a cluster: outbox relay and webhooks (needs database.url)
   migrate   apply database migrations to database.url and exit
+  webhooks redrive [--endpoint NAME] [--event ID]
+            move dead-lettered webhook deliveries back to pending (needs database.url)
 
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
 
-function parseArgs(argv: string[]): { command: string | undefined; configFile: string | undefined } {
+function parseArgs(argv: string[]): { command: string | undefined; configFile: string | undefined; rest: string[] } {
   let command: string | undefined;
   let configFile: string | undefined;
+  const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--config') configFile = argv[++i];
     else if (arg.startsWith('--config=')) configFile = arg.slice('--config='.length);
     else if (arg === '-h' || arg === '--help') command = 'help';
     else if (command === undefined) command = arg;
+    else if (command === 'webhooks') rest.push(arg);
     else throw new ConfigError(`unexpected argument ${arg}`);
   }
-  return { command, configFile };
+  return { command, configFile, rest };
 }
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
@@ -63,7 +68,7 @@ async function runMigrate(config: Config): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { command, configFile } = parseArgs(process.argv.slice(2));
+  const { command, configFile, rest } = parseArgs(process.argv.slice(2));
   if (command === undefined || command === 'help') {
     console.log(USAGE);
     process.exitCode = command === undefined ? 2 : 0;
@@ -81,6 +86,8 @@ async function main(): Promise<void> {
       return runUntilSignal(config, 'worker', (logger) => startWorker(config, logger));
     case 'migrate':
       return runMigrate(config);
+    case 'webhooks':
+      return runWebhooks(config, rest);
     default:
       throw new ConfigError(`unknown command ${command}\n${USAGE}`);
   }
