@@ -59,7 +59,8 @@ export function webhooksRole(options: WebhooksRoleOptions = {}): WorkerRole {
           // Queueing fails only while PostgreSQL does: keep retrying (about three days at the last delay).
           maxDeliver: 10_000,
           backoffMs: [500, 2_000, 5_000, 30_000],
-          ackWaitMs: 30_000,
+          // The handler is one INSERT: a replica that died holding messages hands them back quickly.
+          ackWaitMs: 5_000,
           onDeadLetter: (subject, event, err) => {
             logger.error({ err, subject, eventId: event?.id }, 'event could not be queued for webhooks');
           },
