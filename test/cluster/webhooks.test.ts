@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { configToEnv, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase, type Database } from '../../libs/metadata/index.js';
@@ -31,8 +31,13 @@ before(async () => {
   await migrate(admin.db);
 });
 
+// Every test's nodes stop when it ends: the database is shared by the tests of this file, and a
+// relay left running would publish the next test's outbox rows to its own stream.
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
 after(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {});
   await admin?.close();
   await nats?.dispose();
   await services?.close();
@@ -93,7 +98,9 @@ describe('a receiver that is down while 100 images are pushed', () => {
     await receiver.down();
     const worker = await startInProcessWorker(config);
     const api = await startApi(config);
-    for (let i = 0; i < 100; i++) await pushImage(api.url, `outage/app${i % 10}`, `v${i}`);
+    await Promise.all([0, 1, 2, 3].map(async (lane) => {
+      for (let i = lane; i < 100; i += 4) await pushImage(api.url, `outage/app${i % 10}`, `v${i}`);
+    }));
     // Meanwhile the deliveries fail with "connection refused", and the admin view says so.
     const status = await eventually(async () => {
       const body = (await (await fetch(`${api.url}/_wharf/admin/webhooks`)).json()) as { endpoints: Array<Record<string, any>> };
@@ -127,7 +134,10 @@ describe('a worker killed mid-burst', () => {
     const config = configWith({ name: 'killed', url: receiver.url, timeout: '1s' });
     const api = await startApi(config);
     const first: WharfProcess = await spawnWharf('worker', config);
-    cleanups.push(async () => first.child.kill('SIGKILL'));
+    cleanups.push(async () => {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    });
     const pushes = (async () => {
       for (let i = 0; i < 40; i++) await pushImage(api.url, `burst/app${i % 4}`, `v${i}`);
     })();
@@ -136,7 +146,10 @@ describe('a worker killed mid-burst', () => {
     await first.exited;
     await pushes;
     const second = await spawnWharf('worker', config);
-    cleanups.push(async () => second.child.kill('SIGKILL'));
+    cleanups.push(async () => {
+      second.child.kill('SIGKILL');
+      await second.exited;
+    });
     await allArrive(receiver, 'burst/', 120);
   });
 });
@@ -199,3 +212,4 @@ describe('wharf webhooks redrive', () => {
     assert.equal(await admin!.db.selectFrom('webhook_dead_letters').select('id').where('endpoint', '=', 'redrive-me').executeTakeFirst(), undefined);
   });
 });
+
