@@ -61,6 +61,10 @@ export function webhooksRole(options: WebhooksRoleOptions = {}): WorkerRole {
           backoffMs: [500, 2_000, 5_000, 30_000],
           // The handler is one INSERT: a replica that died holding messages hands them back quickly.
           ackWaitMs: 5_000,
+          // Queueing is one INSERT per event; several at once keep the fan-out ahead of a burst.
+          // Webhooks promise no order (Distribution's neither), so nothing is lost by it.
+          batch: 64,
+          concurrency: 16,
           onDeadLetter: (subject, event, err) => {
             logger.error({ err, subject, eventId: event?.id }, 'event could not be queued for webhooks');
           },
