@@ -75,35 +75,28 @@ async function recordAttempt(db: Executor, d: ClaimedDelivery, result: AttemptRe
     .execute();
 }
 
-export async function markDelivered(db: Kysely<Schema>, d: ClaimedDelivery, result: AttemptResult): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    // Delivered is delivered, whoever holds the claim now.
-    await trx
-      .updateTable('webhook_deliveries')
-      .set({ state: 'delivered', delivered_at: new Date(), claim_token: null, last_status: result.status })
-      .where('id', '=', d.id)
-      .execute();
-    await recordAttempt(trx, d, result);
-  });
+// The outcome and its attempt row in one statement: one round trip, and atomic like a transaction.
+
+export async function markDelivered(db: Executor, d: ClaimedDelivery, result: AttemptResult): Promise<void> {
+  // Delivered is delivered, whoever holds the claim now.
+  await sql`
+    with done as (
+      update webhook_deliveries set state = 'delivered', delivered_at = now(), claim_token = null, last_status = ${result.status}::integer
+      where id = ${d.id})
+    insert into webhook_attempts (endpoint, event_id, attempt, status, latency_ms, error)
+    values (${d.endpoint}, ${d.eventId}::uuid, ${d.attempt}, ${result.status}::integer, ${Math.round(result.latencyMs)}, null)`.execute(db);
 }
 
 /** Schedules the next attempt; ignored for the row if a newer claim took it over after our lease ran out. */
-export async function markFailed(db: Kysely<Schema>, d: ClaimedDelivery, result: AttemptResult, retryInMs: number): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    await trx
-      .updateTable('webhook_deliveries')
-      .set({
-        next_attempt_at: sql<Date>`now() + make_interval(secs => ${retryInMs / 1000})`,
-        claim_token: null,
-        last_error: result.error,
-        last_status: result.status,
-      })
-      .where('id', '=', d.id)
-      .where('claim_token', '=', d.claimToken)
-      .where('state', '=', 'pending')
-      .execute();
-    await recordAttempt(trx, d, result);
-  });
+export async function markFailed(db: Executor, d: ClaimedDelivery, result: AttemptResult, retryInMs: number): Promise<void> {
+  await sql`
+    with failed as (
+      update webhook_deliveries
+      set next_attempt_at = now() + make_interval(secs => ${retryInMs / 1000}), claim_token = null,
+          last_error = ${result.error}, last_status = ${result.status}::integer
+      where id = ${d.id} and claim_token = ${d.claimToken}::uuid and state = 'pending')
+    insert into webhook_attempts (endpoint, event_id, attempt, status, latency_ms, error)
+    values (${d.endpoint}, ${d.eventId}::uuid, ${d.attempt}, ${result.status}::integer, ${Math.round(result.latencyMs)}, ${result.error})`.execute(db);
 }
 
 /** Moves the delivery to the dead-letter table with its last error, in one transaction. Returns false if another claim owns it now. */

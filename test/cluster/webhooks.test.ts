@@ -105,12 +105,12 @@ describe('a receiver that is down while 100 images are pushed', () => {
     const status = await eventually(async () => {
       const body = (await (await fetch(`${api.url}/_wharf/admin/webhooks`)).json()) as { endpoints: Array<Record<string, any>> };
       const e = body.endpoints.find((x) => x.name === 'down-then-up')!;
-      assert.ok(e.failing > 0);
+      assert.ok(e.failing > 0, 'failing deliveries shown');
       return e;
     });
     assert.equal(status.delivered, 0);
     assert.match(status.lastError.message, /ECONNREFUSED/);
-    assert.ok(status.pending > 0);
+    assert.ok(status.pending > 0, 'pending deliveries shown');
 
     await receiver.up();
     await allArrive(receiver, 'outage/', 300);
@@ -208,7 +208,7 @@ describe('wharf webhooks redrive', () => {
     const ok = await wharfCli(config, ['webhooks', 'redrive', '--endpoint', 'redrive-me']);
     assert.equal(ok.code, 0, ok.out);
     assert.match(ok.out, /redriven: 1 dead-lettered delivery back to pending/);
-    await eventually(() => assert.ok(receiver.deliveredIds().has(id!)), 30_000, 100);
+    await eventually(() => assert.ok(receiver.deliveredIds().has(id!), 'redriven event delivered'), 30_000, 100);
     assert.equal(await admin!.db.selectFrom('webhook_dead_letters').select('id').where('endpoint', '=', 'redrive-me').executeTakeFirst(), undefined);
   });
 });
