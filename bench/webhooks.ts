@@ -21,7 +21,7 @@ function arg(name: string, fallback: number): number {
   return i === -1 ? fallback : Number(process.argv[i + 1]);
 }
 const BURST = arg('events', 3000);
-const RATE = arg('rate', 200);
+const RATE = arg('rate', 100);
 const SECONDS = arg('seconds', 10);
 
 /** Commit time of each event (set just before its transaction commits) and its receipt time. */
