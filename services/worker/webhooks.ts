@@ -42,34 +42,34 @@ export function webhooksRole(options: WebhooksRoleOptions = {}): WorkerRole {
       for (const loop of loops.values()) loop.start();
       for (const e of endpoints) logger.info({ endpoint: e.name, url: redactUrl(e.url), timeoutMs: e.timeoutMs, disabled: e.disabled }, 'webhook endpoint configured');
 
-      let stopConsumer: (() => Promise<void>) | undefined;
-      if (active.length > 0) {
-        stopConsumer = await bus.consumeDurable({
-          durable: WEBHOOKS_DURABLE,
-          filterSubject: 'wharf.events.>',
-          handler: async (subject, event) => {
-            const names = endpointsFor(active, event);
-            if (names.length === 0) return;
-            const queued = await webhooks.enqueue(database.db, names, { eventId: event.id, subject, payload: event });
-            for (const name of queued) {
-              queuedTotal.inc({ endpoint: name });
-              loops.get(name)?.wake();
-            }
-          },
-          // Queueing fails only while PostgreSQL does: keep retrying (about three days at the last delay).
-          maxDeliver: 10_000,
-          backoffMs: [500, 2_000, 5_000, 30_000],
-          // The handler is one INSERT: a replica that died holding messages hands them back quickly.
-          ackWaitMs: 5_000,
-          // Queueing is one INSERT per event; several at once keep the fan-out ahead of a burst.
-          // Webhooks promise no order (Distribution's neither), so nothing is lost by it.
-          batch: 64,
-          concurrency: 16,
-          onDeadLetter: (subject, event, err) => {
-            logger.error({ err, subject, eventId: event?.id }, 'event could not be queued for webhooks');
-          },
-        });
-      }
+      // The consumer runs even with no endpoint configured: it then only moves its position
+      // along the stream, so an endpoint configured later starts from that day's events
+      // instead of being sent everything the stream still retains.
+      const stopConsumer = await bus.consumeDurable({
+        durable: WEBHOOKS_DURABLE,
+        filterSubject: 'wharf.events.>',
+        handler: async (subject, event) => {
+          const names = endpointsFor(active, event);
+          if (names.length === 0) return;
+          const queued = await webhooks.enqueue(database.db, names, { eventId: event.id, subject, payload: event });
+          for (const name of queued) {
+            queuedTotal.inc({ endpoint: name });
+            loops.get(name)?.wake();
+          }
+        },
+        // Queueing fails only while PostgreSQL does: keep retrying (about three days at the last delay).
+        maxDeliver: 10_000,
+        backoffMs: [500, 2_000, 5_000, 30_000],
+        // The handler is one INSERT: a replica that died holding messages hands them back quickly.
+        ackWaitMs: 5_000,
+        // Queueing is one INSERT per event; several at once keep the fan-out ahead of a burst.
+        // Webhooks promise no order (Distribution's neither), so nothing is lost by it.
+        batch: 64,
+        concurrency: 16,
+        onDeadLetter: (subject, event, err) => {
+          logger.error({ err, subject, eventId: event?.id }, 'event could not be queued for webhooks');
+        },
+      });
 
       const refresh = async () => {
         const counts = await webhooks.endpointCounts(database.db);
@@ -89,7 +89,7 @@ export function webhooksRole(options: WebhooksRoleOptions = {}): WorkerRole {
       return async () => {
         clearInterval(stats);
         clearInterval(prune);
-        await stopConsumer?.();
+        await stopConsumer();
         await Promise.all([...loops.values()].map((l) => l.stop()));
       };
     },

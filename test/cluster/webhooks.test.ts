@@ -150,7 +150,9 @@ describe('a worker killed mid-burst', () => {
       second.child.kill('SIGKILL');
       await second.exited;
     });
-    await allArrive(receiver, 'burst/', 120);
+    // Up to the ack wait (5 s), a lease (timeout + 5 s) and the dead process's pull request
+    // expiring on the server before everything the killed worker held is handed out again.
+    await allArrive(receiver, 'burst/', 120, 120_000);
   });
 });
 
