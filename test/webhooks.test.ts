@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../libs/config/index.js';
@@ -140,8 +141,17 @@ describe('webhook delivery', () => {
     assert.equal(off.pending + off.delivered + off.deadLettered, 0, 'a disabled endpoint gets nothing');
 
     deadOpen = true;
-    const moved = await webhooks.redrive(wharf.database.db, { endpoint: 'dead', eventId: id });
-    assert.equal(moved, 1);
+    // The CLI finds the running embedded PostgreSQL through the data directory.
+    const cli = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, WHARF_DATA_DIR: wharf.dataDir };
+      const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'webhooks', 'redrive', '--endpoint', 'dead', '--event', id!], { env });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('exit', (code) => resolve({ code, out }));
+    });
+    assert.equal(cli.code, 0, cli.out);
+    assert.match(cli.out, /redriven: 1 dead-lettered delivery back to pending/);
     wharf.relay.wake();
     await eventually(() => assert.ok(r.dead!.deliveredIds().has(id!), 'redriven event delivered'), 15_000);
     await eventually(async () => {

@@ -14,7 +14,8 @@ commands:
   worker    the event workers of a cluster: outbox relay and webhooks (needs database.url)
   migrate   apply database migrations to database.url and exit
   webhooks redrive [--endpoint NAME] [--event ID]
-            move dead-lettered webhook deliveries back to pending (needs database.url)
+            move dead-lettered webhook deliveries back to pending (database.url, or the
+            embedded PostgreSQL of a running wharf all on the same data.dir)
 
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
 

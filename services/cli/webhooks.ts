@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ConfigError, type Config } from '../../libs/config/index.js';
 import { openDatabase, webhooks } from '../../libs/metadata/index.js';
 
@@ -21,12 +23,26 @@ export async function runWebhooks(config: Config, args: string[]): Promise<void>
       filter.eventId = value.toLowerCase();
     } else throw new ConfigError(`unknown option ${flag}\nusage: ${WEBHOOKS_USAGE}`);
   }
-  if (config['database.url'] === '') throw new ConfigError('webhooks redrive needs database.url (WHARF_DATABASE_URL)');
-  const database = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
+  const url = config['database.url'] || (await runningEmbeddedUrl(config['data.dir']));
+  const database = openDatabase({ url, poolSize: 1, uploadPoolSize: 1 });
   try {
     const moved = await webhooks.redrive(database.db, filter);
     console.log(`redriven: ${moved} dead-lettered deliver${moved === 1 ? 'y' : 'ies'} back to pending`);
   } finally {
     await database.close();
+  }
+}
+
+/** Embedded mode: the URL of the PostgreSQL that a running `wharf all` started under data.dir. */
+async function runningEmbeddedUrl(dataDir: string): Promise<string> {
+  const pgDir = join(dataDir, 'postgres');
+  try {
+    // postmaster.pid: line 4 is the port the running server listens on.
+    const port = Number((await readFile(join(pgDir, 'postmaster.pid'), 'utf8')).split('\n')[3]);
+    const { user, password } = JSON.parse(await readFile(`${pgDir}.credentials.json`, 'utf8')) as { user: string; password: string };
+    if (!Number.isInteger(port) || port <= 0) throw new Error('no port');
+    return `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/wharf`;
+  } catch {
+    throw new ConfigError(`webhooks redrive needs database.url (WHARF_DATABASE_URL), or a running embedded Wharf under data.dir (${dataDir})`);
   }
 }
