@@ -1,2 +1,3 @@
 export * from './keys.js';
 export * from './config.js';
+export * from './notifications.js';

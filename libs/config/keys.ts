@@ -1,3 +1,5 @@
+import { checkEndpoints } from './notifications.js';
+
 /** Every configuration key: its type, default, environment variable and meaning. docs/configuration.md mirrors this table. */
 export type KeyType = 'string' | 'integer' | 'boolean' | 'strings' | 'json';
 
@@ -125,6 +127,20 @@ export const KEYS = {
     env: 'WHARF_UPLOADS_MAXIDLE',
     min: 1,
     doc: 'seconds an upload session may go without a request before the gc worker cancels it and frees its storage',
+  },
+  'notifications.endpoints': {
+    type: 'json',
+    default: [],
+    env: 'WHARF_NOTIFICATIONS_ENDPOINTS',
+    doc: 'webhook endpoints (list), with Distribution\'s keys name, url, headers, timeout, threshold, backoff, disabled, ignoredmediatypes, ignore.mediatypes, ignore.actions, plus maxattempts, maxbackoff, concurrency, secret; see docs/events.md',
+    check: checkEndpoints,
+  },
+  'notifications.retention': {
+    type: 'integer',
+    default: 86400,
+    env: 'WHARF_NOTIFICATIONS_RETENTION',
+    min: 60,
+    doc: 'seconds delivered webhook deliveries and recorded attempts are kept (the window in which a re-delivered event is recognised) before they are pruned',
   },
   'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
   'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },

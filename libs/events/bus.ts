@@ -26,6 +26,8 @@ export interface DurableConsumerOptions {
   deliverPolicy?: 'all' | 'new';
   /** Messages pulled per request; small keeps work spread across replicas. */
   batch?: number;
+  /** Handlers running at once in this replica (default 1: in stream order). Above 1, order is not kept. */
+  concurrency?: number;
 }
 
 /** Stops pulling, lets the running handler finish, releases buffered messages, and resolves. */

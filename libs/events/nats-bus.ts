@@ -233,12 +233,22 @@ export class NatsBus implements EventBus {
       await m.ackAck().catch(() => m.ack());
     };
 
+    const concurrency = Math.max(1, options.concurrency ?? 1);
     const loop = (async () => {
+      const running = new Set<Promise<void>>();
       for await (const m of messages) {
         // Pulled but not started when stop() came: hand it straight back for another replica.
-        if (stopping) m.nak();
-        else await handle(m);
+        if (stopping) {
+          m.nak();
+          continue;
+        }
+        const run: Promise<void> = handle(m)
+          .catch((err) => this.onError(err))
+          .finally(() => running.delete(run));
+        running.add(run);
+        if (running.size >= concurrency) await Promise.race(running);
       }
+      await Promise.all(running);
     })().catch((err) => this.onError(err));
 
     const stop = async () => {

@@ -8,5 +8,6 @@ export * as manifests from './manifests.js';
 export * as tags from './tags.js';
 export * as uploads from './uploads.js';
 export * as outbox from './outbox.js';
+export * as webhooks from './webhooks.js';
 export type { ManifestLookup } from './manifests.js';
 export * as gc from './gc.js';

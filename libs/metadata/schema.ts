@@ -118,6 +118,9 @@ export interface Schema {
   gc_blob_reviews: GcBlobReviewsTable;
   gc_manifest_reviews: GcManifestReviewsTable;
   gc_storage_deletions: GcStorageDeletionsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
+  webhook_dead_letters: WebhookDeadLettersTable;
 }
 
 /** Either the database or a transaction on it: every store function takes one. */
@@ -126,3 +129,43 @@ export type Executor = Kysely<Schema> | Transaction<Schema>;
 export type ManifestRow = Selectable<ManifestsTable>;
 export type UploadRow = Selectable<UploadsTable>;
 export type NewManifest = Insertable<ManifestsTable>;
+
+export interface WebhookDeliveriesTable {
+  id: Generated<number>;
+  endpoint: string;
+  event_id: string;
+  subject: string;
+  payload: ColumnType<unknown, string, string>;
+  state: ColumnType<'pending' | 'delivered', 'pending' | 'delivered' | undefined, 'pending' | 'delivered'>;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Timestamp;
+  claim_token: string | null;
+  last_error: string | null;
+  last_status: number | null;
+  created_at: Timestamp;
+  delivered_at: Timestamp | null;
+}
+
+export interface WebhookAttemptsTable {
+  id: Generated<number>;
+  endpoint: string;
+  event_id: string;
+  attempt: number;
+  status: number | null;
+  latency_ms: number;
+  error: string | null;
+  created_at: Timestamp;
+}
+
+export interface WebhookDeadLettersTable {
+  id: Generated<number>;
+  endpoint: string;
+  event_id: string;
+  subject: string;
+  payload: ColumnType<unknown, string, string>;
+  attempts: number;
+  last_error: string | null;
+  last_status: number | null;
+  created_at: Timestamp;
+  dead_at: Timestamp;
+}

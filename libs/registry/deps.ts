@@ -15,6 +15,8 @@ export interface RegistryOptions {
   blobRedirectSeconds: number;
   /** Garbage collection grace and untagged policy; DEFAULT_GC_POLICY when absent. */
   gc?: GcPolicy;
+  /** Configured webhook endpoints (URLs redacted), listed by the admin view even before they have deliveries. */
+  webhookEndpoints?: Array<{ name: string; url: string; disabled: boolean }>;
 }
 
 export interface RegistryDeps {

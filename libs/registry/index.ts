@@ -10,3 +10,4 @@ export * from './health.js';
 export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } from './garbage-collector.js';
 export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';
 export { reconcile, fsck, type ReconcileReport, type FsckReport } from './reconcile.js';
+export type { WebhookEndpointStatus } from './webhook-status.js';

@@ -3,6 +3,7 @@ import type { RegistryDeps } from './deps.js';
 import { DiscoveryService } from './discovery.js';
 import { ManifestService } from './manifest-service.js';
 import { UploadService } from './upload-service.js';
+import { WebhookStatusService } from './webhook-status.js';
 
 /** The domain behind the HTTP API: routes call this, never SQL or storage. */
 export class Registry {
@@ -10,11 +11,13 @@ export class Registry {
   readonly uploads: UploadService;
   readonly manifests: ManifestService;
   readonly discovery: DiscoveryService;
+  readonly webhooks: WebhookStatusService;
 
   constructor(readonly deps: RegistryDeps) {
     this.blobs = new BlobService(deps);
     this.uploads = new UploadService(deps);
     this.manifests = new ManifestService(deps);
     this.discovery = new DiscoveryService(deps.db);
+    this.webhooks = new WebhookStatusService(deps.db, deps.options.webhookEndpoints ?? []);
   }
 }

@@ -237,6 +237,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       ...(down.some((c) => c.name === 'nats') ? { note: 'NATS does not make a node unready: events wait in the outbox and are published when it is back' } : {}),
     });
   });
+  // Queue counts and last error per webhook endpoint (docs/events.md).
+  app.get(`${options.prefix}/_wharf/admin/webhooks`, async (_request, reply) => reply.type('application/json').send(await options.registry.webhooks.status()));
   app.get(`${options.prefix}/metrics`, async (_request, reply) => {
     const { contentType, body } = await metricsText();
     return reply.type(contentType).send(body);

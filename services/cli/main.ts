@@ -4,6 +4,7 @@ import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { runFsck, runGc } from './admin.js';
 import { startServe, startWharf, startWorker } from './start.js';
+import { runWebhooks } from './webhooks.js';
 
 const USAGE = `usage: wharf <command> [--config FILE]
 
@@ -11,9 +12,9 @@ commands:
   all       the API with every worker in one process, migrating first (what npm start runs;
             embedded storage unless database.url, storage.driver and nats.url say otherwise)
   serve     one stateless API node of a cluster (needs database.url; run migrate first)
-  worker    the workers of a cluster: outbox relay and the worker roles (gc: online garbage
-            collection, docs/gc.md); needs database.url; /healthz, /readyz and /metrics on
-            worker.httpaddr when set
+  worker    the workers of a cluster: outbox relay and the worker roles (webhooks: docs/events.md;
+            gc: online garbage collection, docs/gc.md); needs database.url; /healthz, /readyz
+            and /metrics on worker.httpaddr when set
   migrate   apply database migrations to database.url and exit
   gc --dry-run | --apply [--min-age SECONDS]
             compare storage with metadata: list objects no metadata names (orphans, older than
@@ -21,6 +22,9 @@ commands:
             blob that is not stored (dangling references); --apply deletes the
             orphans and forgets the missing blobs so clients push them again. Exit 1 when a
             discrepancy is left. Safe while the registry runs.
+  webhooks redrive [--endpoint NAME] [--event ID]
+            move dead-lettered webhook deliveries back to pending (database.url, or the
+            embedded PostgreSQL of a running wharf all on the same data.dir)
   fsck [--sample N]
             re-read every blob (or N picked at random) and check its digest and size; exit 1
             on a corrupt or unreadable blob
@@ -28,7 +32,7 @@ commands:
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
 
 /** Commands that take arguments of their own after the command name. */
-const WITH_ARGS = new Set(['gc', 'fsck']);
+const WITH_ARGS = new Set(['gc', 'fsck', 'webhooks']);
 
 function parseArgs(argv: string[]): { command: string | undefined; configFile: string | undefined; rest: string[] } {
   let command: string | undefined;
@@ -116,6 +120,8 @@ async function main(): Promise<void> {
     case 'fsck':
       process.exitCode = await runFsck(config, rest);
       return;
+    case 'webhooks':
+      return runWebhooks(config, rest);
     default:
       throw new ConfigError(`unknown command ${command}\n${USAGE}`);
   }

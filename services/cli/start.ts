@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/app.js';
-import { splitAddr, type Config } from '../../libs/config/index.js';
+import { parseEndpoints, redactUrl, splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
@@ -92,6 +92,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       source,
       blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
       gc: gcPolicyFromConfig(config),
+      webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),
     },
   });
   const app = buildApi({

@@ -4,6 +4,7 @@ import type { Logger } from '../../libs/log/index.js';
 import type { Database } from '../../libs/metadata/index.js';
 import type { BlobStore } from '../../libs/storage/index.js';
 import { gcRole } from './gc.js';
+import { webhooksRole } from './webhooks.js';
 
 /** What a worker role gets: the process's drivers, its config and a logger named after the role. */
 export interface WorkerContext {
@@ -25,7 +26,7 @@ export interface WorkerRole {
 }
 
 /** Every role, in start order. `worker.roles` picks a subset for a process. */
-export const ROLES: WorkerRole[] = [gcRole];
+export const ROLES: WorkerRole[] = [webhooksRole(), gcRole];
 
 export interface RunningWorkers {
   roles: string[];
