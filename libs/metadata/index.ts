@@ -9,3 +9,7 @@ export * as tags from './tags.js';
 export * as uploads from './uploads.js';
 export * as outbox from './outbox.js';
 export type { ManifestLookup } from './manifests.js';
+export * as listings from './listings.js';
+export * as readModels from './read-models.js';
+export type { ManifestFilter } from './listings.js';
+export type { ListingChange } from './read-models.js';

@@ -6,3 +6,5 @@ export { tooLarge, type StoredManifest, type PutResult } from './manifest-servic
 export type { BlobHandle } from './blob-service.js';
 export type { Page, ImageIndex } from './discovery.js';
 export { warmHashPool } from './hash-pool.js';
+export { parseManifestFilter, type ListedRepository, type ManifestDescriptor, type TagDetail, type HistoryEntry } from './listing-service.js';
+export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';

@@ -1,6 +1,7 @@
 import { BlobService } from './blob-service.js';
 import type { RegistryDeps } from './deps.js';
 import { DiscoveryService } from './discovery.js';
+import { ListingService } from './listing-service.js';
 import { ManifestService } from './manifest-service.js';
 import { UploadService } from './upload-service.js';
 
@@ -10,11 +11,13 @@ export class Registry {
   readonly uploads: UploadService;
   readonly manifests: ManifestService;
   readonly discovery: DiscoveryService;
+  readonly listings: ListingService;
 
   constructor(readonly deps: RegistryDeps) {
     this.blobs = new BlobService(deps);
     this.uploads = new UploadService(deps);
     this.manifests = new ManifestService(deps);
     this.discovery = new DiscoveryService(deps.db);
+    this.listings = new ListingService(deps.db);
   }
 }

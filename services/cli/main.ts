@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
+import { runReindex } from './reindex.js';
 import { startServe, startWharf, startWorker } from './start.js';
 
 const USAGE = `usage: wharf <command> [--config FILE]
@@ -10,8 +11,11 @@ commands:
   all       the API with every worker in one process, migrating first (what npm start runs;
             embedded storage unless database.url, storage.driver and nats.url say otherwise)
   serve     one stateless API node of a cluster (needs database.url; run migrate first)
-  worker    the event workers of a cluster: outbox relay (needs database.url)
+  worker    the event workers of a cluster: outbox relay, catalog-indexer, manifest-lister
+            (needs database.url; worker.roles picks a subset)
   migrate   apply database migrations to database.url and exit
+  reindex   rebuild the listing read models (catalog, namespace tree, manifest listing) from
+            the source tables and exit; embedded mode: only while Wharf is stopped
 
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
 
@@ -81,6 +85,8 @@ async function main(): Promise<void> {
       return runUntilSignal(config, 'worker', (logger) => startWorker(config, logger));
     case 'migrate':
       return runMigrate(config);
+    case 'reindex':
+      return runReindex(config);
     default:
       throw new ConfigError(`unknown command ${command}\n${USAGE}`);
   }

@@ -3,6 +3,7 @@ import type { EventBus } from '../../libs/events/index.js';
 import type { Logger } from '../../libs/log/index.js';
 import type { Database } from '../../libs/metadata/index.js';
 import type { BlobStore } from '../../libs/storage/index.js';
+import { catalogIndexer, manifestLister } from './read-model-roles.js';
 
 /** What a worker role gets: the process's drivers, its config and a logger named after the role. */
 export interface WorkerContext {
@@ -24,7 +25,7 @@ export interface WorkerRole {
 }
 
 /** Every role, in start order. `worker.roles` picks a subset for a process. */
-export const ROLES: WorkerRole[] = [];
+export const ROLES: WorkerRole[] = [catalogIndexer, manifestLister];
 
 export interface RunningWorkers {
   roles: string[];
