@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { migrate, openDatabase, readModels } from '../libs/metadata/index.js';
 import { startDistribution } from './registries.js';
@@ -78,6 +78,8 @@ async function seed(label: string, repositories: number, bigManifests: number): 
                 select m.repository_id, case when r.name = 'big/repo' then 'v' || m.id else 'latest' end, m.id
                   from manifests m join repositories r on r.id = m.repository_id
                  where r.name <> 'big/repo' or m.id % 2 = 0`.execute(conn);
+      await sql`insert into tag_history (repository_id, tag, digest)
+                select t.repository_id, t.name, m.digest from tags t join manifests m on m.id = t.manifest_id`.execute(conn);
       await sql`set session_replication_role = origin`.execute(conn);
       await sql`analyze`.execute(conn);
     });
@@ -95,7 +97,7 @@ async function seed(label: string, repositories: number, bigManifests: number): 
       const t0 = performance.now();
       await readModels.refreshCatalogEntry(db, 'big/repo');
       const t1 = performance.now();
-      await readModels.refreshManifestListing(db, 'big/repo', { digests: [], tags: ['v2'] });
+      await readModels.refreshManifestListing(db, 'big/repo', { digests: [], tags: [await firstTag(db)] });
       costs.push(t1 - t0, performance.now() - t1);
     }
     indexerCosts[label] = {
@@ -109,6 +111,11 @@ async function seed(label: string, repositories: number, bigManifests: number): 
 }
 
 const reindexTimes: Record<string, number> = {};
+
+async function firstTag(db: import('kysely').Kysely<import('../libs/metadata/index.js').Schema>): Promise<string> {
+  const row = await sql<{ name: string }>`select t.name from tags t join repositories r on r.id = t.repository_id where r.name = 'big/repo' limit 1`.execute(db);
+  return row.rows[0]!.name;
+}
 const indexerCosts: Record<string, { catalog: number; listing: number }> = {};
 
 function median(xs: number[]): number {
@@ -153,48 +160,76 @@ interface Result {
   items: number;
 }
 
-/** Sequential GETs on one keep-alive connection: `requests` timed after 40 thrown away. */
-async function measure(url: string, itemsOf: (body: Record<string, unknown[]>) => unknown[]): Promise<Result> {
+/** Checks the page once, then times `count` sequential GETs on one keep-alive connection after `warmup` thrown away. */
+async function timeRequests(url: string, itemsOf: (body: Record<string, unknown[]>) => unknown[], count: number, warmup: number): Promise<{ times: number[]; items: number }> {
   const check = await fetch(url);
   if (check.status !== 200) throw new Error(`${url}: ${check.status} ${await check.text()}`);
   const items = itemsOf((await check.json()) as Record<string, unknown[]>).length;
   if (items === 0) throw new Error(`${url}: empty page`);
   const times: number[] = [];
-  for (let i = 0; i < requests + 40; i++) {
+  for (let i = 0; i < count + warmup; i++) {
     const t0 = performance.now();
     const res = await fetch(url);
     await res.arrayBuffer();
-    if (i >= 40) times.push(performance.now() - t0);
+    if (i >= warmup) times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  return { p50: percentile(times, 50), p99: percentile(times, 99), items };
+  return { times, items };
+}
+
+function summarize(times: number[], items: number): Result {
+  const sorted = [...times].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), items };
+}
+
+/**
+ * The same case on two servers in halves ordered A, B, B, A, so that a slow moment of the shared
+ * machine lands on both.
+ */
+async function measurePair(a: string, b: string, itemsOf: (body: Record<string, unknown[]>) => unknown[]): Promise<[Result, Result]> {
+  const half = Math.ceil(requests / 2);
+  const a1 = await timeRequests(a, itemsOf, half, 100);
+  const b1 = await timeRequests(b, itemsOf, half, 100);
+  const b2 = await timeRequests(b, itemsOf, half, 20);
+  const a2 = await timeRequests(a, itemsOf, half, 20);
+  return [summarize([...a1.times, ...a2.times], a1.items), summarize([...b1.times, ...b2.times], b1.items)];
+}
+
+async function measure(url: string, itemsOf: (body: Record<string, unknown[]>) => unknown[]): Promise<Result> {
+  const r = await timeRequests(url, itemsOf, requests, 100);
+  return summarize(r.times, r.items);
 }
 
 type Position = 'start' | 'middle' | 'end';
 const POSITIONS: Position[] = ['start', 'middle', 'end'];
 
-function cases(dataset: Dataset): Array<{ name: string; position: Position; path: string; items: (b: Record<string, unknown[]>) => unknown[] }> {
-  const n = dataset.repositories;
-  const bigDigests = (i: number) => `sha256:${createHashHex(`big${i}`)}`;
-  // Digest order is not push order: pick the keyset positions from the sorted digests.
-  const sorted = Array.from({ length: dataset.bigManifests }, (_, i) => bigDigests(i)).sort();
-  const out: ReturnType<typeof cases> = [];
-  for (const position of POSITIONS) {
-    const catalogLast = position === 'start' ? undefined : position === 'middle' ? repoName(Math.floor(n / 2)) : repoName(n - PAGE - 1);
-    out.push({ name: 'catalog page', position, path: `/v2/_catalog?n=${PAGE}${catalogLast ? `&last=${encodeURIComponent(catalogLast)}` : ''}`, items: (b) => b.repositories! });
-    const child = position === 'start' ? undefined : position === 'middle' ? 'app500' : 'app899';
-    out.push({ name: 'nested page (team000, 1,000 children)', position, path: `/v2/team000/_wharf/repositories?n=${PAGE}${child ? `&last=${child}` : ''}`, items: (b) => b.repositories! });
-    const m = dataset.bigManifests;
-    const last = position === 'start' ? undefined : position === 'middle' ? sorted[Math.floor(m / 2)] : sorted[m - PAGE - 1];
-    const lastParam = last ? `&last=${encodeURIComponent(last)}` : '';
-    out.push({ name: `manifest listing page (big/repo)`, position, path: `/v2/big/repo/_wharf/manifests?n=${PAGE}${lastParam}`, items: (b) => b.manifests! });
-    out.push({ name: `manifest listing page, tagged=false`, position, path: `/v2/big/repo/_wharf/manifests?n=${PAGE}&tagged=false${lastParam}`, items: (b) => b.manifests! });
+type Case = { name: string; position: Position; path: string; items: (b: Record<string, unknown[]>) => unknown[] };
+
+/** The `last` of a page at the start, middle and end of a keyset, read from the database. */
+async function keysetPositions(url: string, query: string): Promise<Record<Position, string | undefined>> {
+  const database = openDatabase({ url, poolSize: 1, uploadPoolSize: 1 });
+  try {
+    const keys = (await sql.raw<{ k: string }>(query).execute(database.db)).rows.map((r) => r.k);
+    return { start: undefined, middle: keys[Math.floor(keys.length / 2)], end: keys[keys.length - PAGE - 1] };
+  } finally {
+    await database.close();
   }
-  return out;
 }
 
-function createHashHex(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
+async function cases(dataset: Dataset): Promise<Case[]> {
+  const big = `(select id from repositories where name = 'big/repo')`;
+  const catalog = await keysetPositions(dataset.url, 'select name as k from catalog_entries order by name');
+  const nested = await keysetPositions(dataset.url, "select child as k from namespace_children where parent = 'team000' order by child");
+  const manifests = await keysetPositions(dataset.url, `select digest as k from manifest_listing where repository_id = ${big} order by digest`);
+  const untagged = await keysetPositions(dataset.url, `select digest as k from manifest_listing where repository_id = ${big} and not tagged order by digest`);
+  const last = (k: string | undefined) => (k === undefined ? '' : `&last=${encodeURIComponent(k)}`);
+  const out: Case[] = [];
+  for (const position of POSITIONS) {
+    out.push({ name: 'catalog page', position, path: `/v2/_catalog?n=${PAGE}${last(catalog[position])}`, items: (b) => b.repositories! });
+    out.push({ name: 'nested page (team000: 1,000 children)', position, path: `/v2/team000/_wharf/repositories?n=${PAGE}${last(nested[position])}`, items: (b) => b.repositories! });
+    out.push({ name: 'manifest listing page (big/repo)', position, path: `/v2/big/repo/_wharf/manifests?n=${PAGE}${last(manifests[position])}`, items: (b) => b.manifests! });
+    out.push({ name: 'manifest listing page, tagged=false', position, path: `/v2/big/repo/_wharf/manifests?n=${PAGE}&tagged=false${last(untagged[position])}`, items: (b) => b.manifests! });
+  }
+  return out;
 }
 
 async function dropDatabase(name: string): Promise<void> {
@@ -210,17 +245,22 @@ async function main(): Promise<void> {
   try {
     datasets.push(await seed('large', 100_000, 50_000));
     datasets.push(await seed('small', 1_000, 1_000));
-    for (const dataset of datasets) {
-      const wharf = await startWharf(dataset, dataset.label === 'large' ? PORTS.large : PORTS.small);
-      stops.push(wharf.stop);
-      for (const c of cases(dataset)) {
-        const r = await measure(`${wharf.base}${c.path}`, c.items);
-        results.set(`${dataset.label}|${c.name}|${c.position}`, r);
-        log(`${dataset.label} ${c.name} ${c.position}: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.items} items)`);
-      }
-      await wharf.stop();
-      stops.pop();
+    const [large, small] = datasets as [Dataset, Dataset];
+    const wharfLarge = await startWharf(large, PORTS.large);
+    stops.push(wharfLarge.stop);
+    const wharfSmall = await startWharf(small, PORTS.small);
+    stops.push(wharfSmall.stop);
+    const smallCases = await cases(small);
+    for (const [i, c] of (await cases(large)).entries()) {
+      const s = smallCases[i]!;
+      const [rl, rs] = await measurePair(`${wharfLarge.base}${c.path}`, `${wharfSmall.base}${s.path}`, c.items);
+      results.set(`large|${c.name}|${c.position}`, rl);
+      results.set(`small|${c.name}|${c.position}`, rs);
+      log(`${c.name} ${c.position}: large p50 ${rl.p50.toFixed(2)} / p99 ${rl.p99.toFixed(2)} ms (${rl.items} items); small p50 ${rs.p50.toFixed(2)} / p99 ${rs.p99.toFixed(2)} ms (${rs.items} items)`);
     }
+    await wharfSmall.stop();
+    await wharfLarge.stop();
+    stops.length = 0;
 
     // Distribution: its catalog walks the storage tree; a repository is a directory holding _layers.
     const distribution = await startDistribution(PORTS.distribution);
@@ -243,7 +283,7 @@ async function main(): Promise<void> {
 
     // Report.
     const lines: string[] = [];
-    lines.push(`Sequential GETs on one keep-alive connection, ${requests} timed per case after 40 warm-up; pages of n=${PAGE}; times in ms.`);
+    lines.push(`Sequential GETs on one keep-alive connection, ${requests} timed per case and server (two halves, ordered large, small, small, large, each after a warm-up); pages of n=${PAGE}; times in ms.`);
     lines.push('');
     lines.push('| case | position | 100k repos p50 | p99 | 1k repos p50 | p99 | ratio p50 large/small |');
     lines.push('|---|---|---|---|---|---|---|');

@@ -110,8 +110,13 @@ export async function refreshManifestListing(db: Kysely<Schema>, name: string, c
     } else {
       const digests = new Set(change.digests);
       if (change.tags.length > 0) {
+        // The row still showing a tag is one the tag pointed to once: its history (never pruned)
+        // bounds the search, so a tag event costs O(tag history), not O(repository).
         const tagged = await sql<{ digest: string }>`
-          select digest from manifest_listing where repository_id = ${repo.id} and tags && ${change.tags}::text[]
+          select ml.digest
+            from (select distinct digest from tag_history where repository_id = ${repo.id} and tag = any(${change.tags}::text[])) h
+            join manifest_listing ml on ml.repository_id = ${repo.id} and ml.digest = h.digest
+           where ml.tags && ${change.tags}::text[]
           union
           select m.digest from tags t join manifests m on m.id = t.manifest_id
            where t.repository_id = ${repo.id} and t.name = any(${change.tags}::text[])`.execute(trx);
