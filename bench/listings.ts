@@ -309,6 +309,7 @@ async function main(): Promise<void> {
       lines.push(`Worker cost of one event in big/repo (${label}): catalog entry recompute ${c.catalog.toFixed(1)} ms, listing refresh of one tag ${c.listing.toFixed(1)} ms (median of 5).`);
     }
     console.log(lines.join('\n'));
+    await writeFile(join(import.meta.dirname, 'results', 'listings-latest.md'), `${lines.join('\n')}\n`);
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => {});
     for (const d of datasets) await dropDatabase(d.dbName);
