@@ -42,7 +42,8 @@ async function serverStatus(method: string, url: string): Promise<number | undef
   const find = () => [...seen].reverse().find((s) => s.method === method && s.url === path);
   try {
     // The default 200 stays until the handler (or error handler) sets a status.
-    await eventually(() => assert.ok(find() && find()!.res.statusCode !== 200), 5_000);
+    // With a message: without one, a failing assert.ok reads the source to build it, slowly enough to starve the server in this process.
+    await eventually(() => assert.ok(find() && find()!.res.statusCode !== 200, 'status settled'), 5_000);
   } catch {
     /* still 200 (or never seen): reported as such */
   }
