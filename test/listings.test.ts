@@ -288,6 +288,12 @@ describe('tags with times and history', () => {
     const missing = await fetch(`${base}/v2/${name}/_wharf/tags/nope/history`);
     assert.equal(missing.status, 404);
     assert.equal(await errorCode(missing), 'MANIFEST_UNKNOWN');
+    assert.equal((await fetch(`${base}/v2/${name}/_wharf/tags/nope/history`, { method: 'HEAD' })).status, 404);
+    const etag = all.res.headers.get('etag')!;
+    assert.equal((await fetch(`${base}/v2/${name}/_wharf/tags/latest/history`, { headers: { 'if-none-match': etag } })).status, 304);
+    const badTag = await fetch(`${base}/v2/${name}/_wharf/tags/-bad/history`);
+    assert.equal(badTag.status, 400);
+    assert.equal(await errorCode(badTag), 'TAG_INVALID');
     const badCursor = await fetch(`${base}/v2/${name}/_wharf/tags/latest/history?last=abc`);
     assert.equal(badCursor.status, 400);
   });

@@ -42,8 +42,11 @@ async function versioned(
   name: string,
   etagOf: (repo: ListedRepository) => string,
   page: (repo: ListedRepository) => Promise<unknown>,
+  exists?: (repo: ListedRepository) => Promise<unknown>,
 ) {
   const repo = await call.registry.listings.repository(name);
+  // A HEAD or a 304 must not answer for what a GET would refuse with 404.
+  if (exists && (call.request.method === 'HEAD' || call.request.headers['if-none-match'] !== undefined)) await exists(repo);
   const etag = etagOf(repo);
   call.reply.header('etag', etag).header('cache-control', 'no-cache');
   if (ifNoneMatchHits(call.request.headers['if-none-match'], etag)) return call.reply.code(304).send();
@@ -115,9 +118,15 @@ export const tagDetails: MethodTable<TagDetailsEndpoint> = getAndHead(async (cal
 export const tagHistory: MethodTable<TagHistoryEndpoint> = getAndHead(async (call) => {
   const { name, tag } = call.endpoint;
   const { n, last } = parsePage(call.query, call.pageSize);
-  return versioned(call, name, (repo) => repo.tagsEtag, async (repo) => {
-    const page = await call.registry.listings.tagHistory(repo, tag, n, last);
-    withLink(call, `${call.v2}/${name}/_wharf/tags/${tag}/history`, n, page.next);
-    return { name, tag, history: page.items };
-  });
+  return versioned(
+    call,
+    name,
+    (repo) => repo.tagsEtag,
+    async (repo) => {
+      const page = await call.registry.listings.tagHistory(repo, tag, n, last);
+      withLink(call, `${call.v2}/${name}/_wharf/tags/${tag}/history`, n, page.next);
+      return { name, tag, history: page.items };
+    },
+    (repo) => call.registry.listings.tagHistory(repo, tag, 1, undefined),
+  );
 });
