@@ -42,8 +42,9 @@ async function serverStatus(method: string, url: string): Promise<number | undef
   const find = () => [...seen].reverse().find((s) => s.method === method && s.url === path);
   try {
     // The default 200 stays until the handler (or error handler) sets a status; on a loaded
-    // machine the rollback before that can take seconds.
-    await eventually(() => assert.ok(find() && find()!.res.statusCode !== 200), 30_000);
+    // machine the rollback before that can take seconds. With a message: without one, a failing
+    // assert.ok reads the source to build it, slowly enough to starve the server in this process.
+    await eventually(() => assert.ok(find() && find()!.res.statusCode !== 200, 'status settled'), 30_000);
   } catch {
     /* still 200 (or never seen): reported as such */
   }

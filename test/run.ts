@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { dockerAvailable } from './helpers/services.js';
 
-const SPEC_SUITES = ['push-pull', 'manifests', 'bad-input', 'skopeo', 'prefix-and-config'];
+const SPEC_SUITES = ['push-pull', 'manifests', 'bad-input', 'skopeo', 'prefix-and-config', 'listings'];
 
 function runNodeTest(files: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {

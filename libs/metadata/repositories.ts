@@ -16,15 +16,3 @@ export async function ensureRepository(db: Executor, name: string): Promise<numb
   if (inserted) return inserted.id;
   return (await db.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirstOrThrow()).id;
 }
-
-/** Up to `n` repository names after `last` that hold at least one manifest, in byte order. */
-export async function listRepositoriesWithContent(db: Executor, n: number, last: string | undefined): Promise<string[]> {
-  let query = db
-    .selectFrom('repositories as r')
-    .select('r.name')
-    .where(({ exists, selectFrom }) => exists(selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')))
-    .orderBy('r.name')
-    .limit(n);
-  if (last !== undefined) query = query.where('r.name', '>', last);
-  return (await query.execute()).map((r) => r.name);
-}

@@ -6,6 +6,8 @@ export interface RepositoriesTable {
   id: Generated<number>;
   name: string;
   created_at: Timestamp;
+  /** Bumped by triggers at commit whenever the repository's manifests, tags or blob links change (0003). */
+  change_seq: Generated<number>;
 }
 
 export interface BlobsTable {
@@ -121,6 +123,44 @@ export interface Schema {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
   webhook_dead_letters: WebhookDeadLettersTable;
+  catalog_entries: CatalogEntriesTable;
+  namespace_children: NamespaceChildrenTable;
+  manifest_listing: ManifestListingTable;
+  manifest_listing_state: ManifestListingStateTable;
+}
+
+// Read models (migrations/0003_listings.sql), written by the catalog-indexer and manifest-lister.
+
+export interface CatalogEntriesTable {
+  repository_id: number;
+  name: string;
+  manifest_count: number;
+  tag_count: number;
+  blob_bytes: number;
+  last_push_at: Date | null;
+  change_seq: number;
+}
+
+export interface NamespaceChildrenTable {
+  parent: string;
+  child: string;
+}
+
+export interface ManifestListingTable {
+  repository_id: number;
+  digest: string;
+  media_type: string;
+  size: number;
+  artifact_type: string | null;
+  annotations: Record<string, string> | null;
+  tags: string[];
+  tagged: boolean;
+  pushed_at: Date;
+}
+
+export interface ManifestListingStateTable {
+  repository_id: number;
+  version: number;
 }
 
 /** Either the database or a transaction on it: every store function takes one. */

@@ -1,4 +1,4 @@
-import { manifests, repositories, tags } from '../metadata/index.js';
+import { listings, manifests, tags } from '../metadata/index.js';
 import { MediaTypes, RegistryError, checkName, parseDigest, type Descriptor } from '../oci/index.js';
 
 export interface Page<T> {
@@ -48,9 +48,9 @@ export class DiscoveryService {
     };
   }
 
-  /** Repositories that hold at least one manifest. */
+  /** Repositories that hold at least one manifest: the catalog read model, O(page) (see ListingService). */
   async catalog(n: number, last: string | undefined): Promise<Page<string>> {
     if (n === 0) return { items: [] };
-    return page(await repositories.listRepositoriesWithContent(this.db, n + 1, last), n);
+    return page(await listings.catalogPage(this.db, n + 1, last), n);
   }
 }

@@ -11,3 +11,5 @@ export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } fro
 export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';
 export { reconcile, fsck, type ReconcileReport, type FsckReport } from './reconcile.js';
 export type { WebhookEndpointStatus } from './webhook-status.js';
+export { parseManifestFilter, type ListedRepository, type ManifestDescriptor, type TagDetail, type HistoryEntry } from './listing-service.js';
+export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';

@@ -1,6 +1,7 @@
 import { BlobService } from './blob-service.js';
 import type { RegistryDeps } from './deps.js';
 import { DiscoveryService } from './discovery.js';
+import { ListingService } from './listing-service.js';
 import { ManifestService } from './manifest-service.js';
 import { UploadService } from './upload-service.js';
 import { WebhookStatusService } from './webhook-status.js';
@@ -12,6 +13,7 @@ export class Registry {
   readonly manifests: ManifestService;
   readonly discovery: DiscoveryService;
   readonly webhooks: WebhookStatusService;
+  readonly listings: ListingService;
 
   constructor(readonly deps: RegistryDeps) {
     this.blobs = new BlobService(deps);
@@ -19,5 +21,6 @@ export class Registry {
     this.manifests = new ManifestService(deps);
     this.discovery = new DiscoveryService(deps.db);
     this.webhooks = new WebhookStatusService(deps.db, deps.options.webhookEndpoints ?? []);
+    this.listings = new ListingService(deps.db);
   }
 }

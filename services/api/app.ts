@@ -15,6 +15,7 @@ import { blobs } from './routes/blobs.js';
 import { catalog, referrers, tags } from './routes/listings.js';
 import { manifests } from './routes/manifests.js';
 import { upload, uploadStart } from './routes/uploads.js';
+import { extensions, manifestListing, namespace, tagDetails, tagHistory } from './routes/wharf.js';
 
 export interface ApiOptions {
   registry: Registry;
@@ -39,6 +40,11 @@ const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K
   upload,
   blob: blobs,
   referrers,
+  extensions,
+  namespace,
+  manifestListing,
+  tagDetails,
+  tagHistory,
 };
 
 const METHODS = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'] as const;

@@ -10,11 +10,24 @@ export type Endpoint =
   | { kind: 'uploads'; name: string }
   | { kind: 'upload'; name: string; id: string }
   | { kind: 'blob'; name: string; digest: string }
-  | { kind: 'referrers'; name: string; digest: string };
+  | { kind: 'referrers'; name: string; digest: string }
+  | { kind: 'extensions'; name?: string }
+  | { kind: 'namespace'; prefix: string }
+  | { kind: 'manifestListing'; name: string }
+  | { kind: 'tagDetails'; name: string }
+  | { kind: 'tagHistory'; name: string; tag: string };
 
 const PATTERNS: Array<[RegExp, (m: RegExpExecArray) => Endpoint]> = [
   [/^$/, () => ({ kind: 'base' })],
   [/^_catalog$/, () => ({ kind: 'catalog' })],
+  // Extensions: `_wharf` and `_oci` are segments no repository name can contain.
+  [/^_oci\/ext\/discover$/, () => ({ kind: 'extensions' })],
+  [/^(.+)\/_oci\/ext\/discover$/, (m) => ({ kind: 'extensions', name: m[1]! })],
+  [/^_wharf\/repositories$/, () => ({ kind: 'namespace', prefix: '' })],
+  [/^(.+)\/_wharf\/repositories$/, (m) => ({ kind: 'namespace', prefix: m[1]! })],
+  [/^(.+)\/_wharf\/manifests$/, (m) => ({ kind: 'manifestListing', name: m[1]! })],
+  [/^(.+)\/_wharf\/tags$/, (m) => ({ kind: 'tagDetails', name: m[1]! })],
+  [/^(.+)\/_wharf\/tags\/([^/]+)\/history$/, (m) => ({ kind: 'tagHistory', name: m[1]!, tag: m[2]! })],
   [/^(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1]! })],
   [/^(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1]!, reference: m[2]! })],
   [/^(.+)\/blobs\/uploads\/?$/, (m) => ({ kind: 'uploads', name: m[1]! })],
@@ -41,4 +54,9 @@ export const ROUTE_TEMPLATES: Record<Endpoint['kind'], string> = {
   upload: '/v2/<name>/blobs/uploads/<uuid>',
   blob: '/v2/<name>/blobs/<digest>',
   referrers: '/v2/<name>/referrers/<digest>',
+  extensions: '/v2/_oci/ext/discover',
+  namespace: '/v2/<prefix>/_wharf/repositories',
+  manifestListing: '/v2/<name>/_wharf/manifests',
+  tagDetails: '/v2/<name>/_wharf/tags',
+  tagHistory: '/v2/<name>/_wharf/tags/<tag>/history',
 };

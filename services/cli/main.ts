@@ -3,6 +3,7 @@ import { ConfigError, loadConfig, type Config } from '../../libs/config/index.js
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { runFsck, runGc } from './admin.js';
+import { runReindex } from './reindex.js';
 import { startServe, startWharf, startWorker } from './start.js';
 import { runWebhooks } from './webhooks.js';
 
@@ -13,9 +14,12 @@ commands:
             embedded storage unless database.url, storage.driver and nats.url say otherwise)
   serve     one stateless API node of a cluster (needs database.url; run migrate first)
   worker    the workers of a cluster: outbox relay and the worker roles (webhooks: docs/events.md;
-            gc: online garbage collection, docs/gc.md); needs database.url; /healthz, /readyz
-            and /metrics on worker.httpaddr when set
+            catalog-indexer and manifest-lister: docs/api.md; gc: docs/gc.md); needs
+            database.url; worker.roles picks a subset; /healthz, /readyz and /metrics on
+            worker.httpaddr when set
   migrate   apply database migrations to database.url and exit
+  reindex   rebuild the listing read models (catalog, namespace tree, manifest listing) from
+            the source tables and exit; embedded mode: only while Wharf is stopped
   gc --dry-run | --apply [--min-age SECONDS]
             compare storage with metadata: list objects no metadata names (orphans, older than
             --min-age, default 3600), blobs whose object is missing, and manifests naming a
@@ -122,6 +126,8 @@ async function main(): Promise<void> {
       return;
     case 'webhooks':
       return runWebhooks(config, rest);
+    case 'reindex':
+      return runReindex(config);
     default:
       throw new ConfigError(`unknown command ${command}\n${USAGE}`);
   }

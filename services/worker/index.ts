@@ -5,6 +5,7 @@ import type { Database } from '../../libs/metadata/index.js';
 import type { BlobStore } from '../../libs/storage/index.js';
 import { gcRole } from './gc.js';
 import { webhooksRole } from './webhooks.js';
+import { catalogIndexer, manifestLister } from './read-model-roles.js';
 
 /** What a worker role gets: the process's drivers, its config and a logger named after the role. */
 export interface WorkerContext {
@@ -26,7 +27,7 @@ export interface WorkerRole {
 }
 
 /** Every role, in start order. `worker.roles` picks a subset for a process. */
-export const ROLES: WorkerRole[] = [webhooksRole(), gcRole];
+export const ROLES: WorkerRole[] = [webhooksRole(), catalogIndexer, manifestLister, gcRole];
 
 export interface RunningWorkers {
   roles: string[];

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
-import { startServe, type RunningWharf } from '../../services/cli/start.js';
+import { startServe, startWorker, type RunningWharf } from '../../services/cli/start.js';
 import { startRoundRobin } from './round-robin.js';
 import { clusterServices, type ClusterServices } from './services.js';
 
@@ -47,10 +47,13 @@ export async function startTestCluster(overrides: Partial<Config> = {}, nodes = 
   const config = clusterConfig(services, overrides);
   const logger = createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? config['log.level']);
   const started: RunningWharf[] = [];
+  let worker: { close(): Promise<void> } | undefined;
   try {
     const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
     await migrate(admin.db).finally(() => admin.close());
     for (let i = 0; i < nodes; i++) started.push(await startServe(config, logger.child({ node: i })));
+    // API nodes run no workers: one worker process-part keeps the read models (catalog, listings) current.
+    worker = await startWorker(config, logger.child({ node: 'worker' }));
     const proxy = await startRoundRobin(started.map((n) => n.url));
     return {
       url: proxy.url,
@@ -60,11 +63,13 @@ export async function startTestCluster(overrides: Partial<Config> = {}, nodes = 
       async close() {
         await proxy.close();
         for (const n of started) await n.close();
+        await worker?.close();
         await services.close();
       },
     };
   } catch (err) {
     for (const n of started) await n.close().catch(() => {});
+    await worker?.close().catch(() => {});
     await services.close();
     throw err;
   }

@@ -1,0 +1,64 @@
+import type { RegistryEvent } from '../../libs/events/index.js';
+import { counter, histogram } from '../../libs/metrics/index.js';
+import { CatalogIndexer, ManifestLister } from '../../libs/registry/index.js';
+import type { WorkerContext, WorkerRole } from './index.js';
+
+/*
+ * catalog-indexer and manifest-lister: one durable consumer each on every event. Their handlers
+ * recompute the rows an event affects from the source tables (libs/registry/read-model-indexers),
+ * so at-least-once delivery and any order are safe. An event that keeps failing is logged and
+ * dropped: the next event of that repository, or `wharf reindex`, brings its rows right again.
+ */
+
+const lag = histogram<'model'>({
+  name: 'wharf_read_model_lag_seconds',
+  help: 'Seconds from an event (its timestamp, taken just before the change committed) to its change being applied to a read model',
+  labelNames: ['model'],
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+});
+
+const applied = counter<'model' | 'outcome'>({
+  name: 'wharf_read_model_events_total',
+  help: 'Events handled by the read-model workers, by outcome: applied, ignored (pulls), failed (will be retried), dropped (gave up)',
+  labelNames: ['model', 'outcome'],
+});
+
+interface Applier {
+  apply(subject: string, event: RegistryEvent): Promise<boolean>;
+}
+
+function readModelRole(name: 'catalog-indexer' | 'manifest-lister', model: string, make: (context: WorkerContext) => Applier): WorkerRole {
+  return {
+    name,
+    async start(context) {
+      const applier = make(context);
+      return context.bus.consumeDurable({
+        durable: name,
+        filterSubject: 'wharf.events.>',
+        maxDeliver: 8,
+        backoffMs: [200, 1_000, 5_000, 15_000],
+        handler: async (subject, event) => {
+          try {
+            if (!(await applier.apply(subject, event))) {
+              applied.inc({ model, outcome: 'ignored' });
+              return;
+            }
+          } catch (err) {
+            applied.inc({ model, outcome: 'failed' });
+            throw err;
+          }
+          applied.inc({ model, outcome: 'applied' });
+          const at = Date.parse(event.timestamp);
+          if (Number.isFinite(at)) lag.observe({ model }, Math.max(0, (Date.now() - at) / 1000));
+        },
+        onDeadLetter: (subject, event, err) => {
+          applied.inc({ model, outcome: 'dropped' });
+          context.logger.error({ err, subject, eventId: event?.id, repository: event?.target?.repository }, `${name} gave up on an event; run wharf reindex if its repository's listing looks wrong`);
+        },
+      });
+    },
+  };
+}
+
+export const catalogIndexer = readModelRole('catalog-indexer', 'catalog', (context) => new CatalogIndexer(context.database.db));
+export const manifestLister = readModelRole('manifest-lister', 'manifests', (context) => new ManifestLister(context.database.db));
