@@ -8,62 +8,60 @@ export interface Subjects {
   anonymous?: boolean;
 }
 
+/**
+ * One rule of `auth.policy`: who (users, groups, every authenticated user, anonymous requests) may
+ * do what: actions on repositories matching a pattern, listing the catalog, or everything (admin).
+ */
 export interface PolicyRule extends Subjects {
   /** Repository name patterns: `*` within one path segment, `**` across segments, `${user}` the user's own name. */
-  repositories: string[];
+  repositories?: string[];
   /** pull, push, delete, or * for all three. */
-  actions: string[];
+  actions?: string[];
+  /** `registry:catalog:*`: GET /v2/_catalog and the repository listings. */
+  catalog?: boolean;
+  /** Every action everywhere, the catalog, and the admin endpoints. */
+  admin?: boolean;
 }
 
-/** The access policy as configured (`auth.policy`). */
-export interface PolicyDocument {
-  groups?: Record<string, string[]>;
-  /** Every action everywhere, the catalog, and the admin endpoints. */
-  admins?: Subjects;
-  /** Who may list every repository (`registry:catalog:*`). */
-  catalog?: Subjects;
-  rules?: PolicyRule[];
+/** `auth.groups`: named lists of users that rules can name. */
+export interface GroupDefinition {
+  name: string;
+  users: string[];
 }
 
 export const REPOSITORY_ACTIONS = ['pull', 'push', 'delete'];
 
-/** Returns what is wrong with a policy document, or undefined; used by the config key's check. */
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const stringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
+
+/** What is wrong with an `auth.policy` value, or undefined. */
 export function checkPolicy(value: unknown): string | undefined {
-  if (value === null || value === undefined) return undefined;
-  if (typeof value !== 'object' || Array.isArray(value)) return 'must be a mapping with groups, admins, catalog and rules';
-  const doc = value as Record<string, unknown>;
-  for (const key of Object.keys(doc)) if (!['groups', 'admins', 'catalog', 'rules'].includes(key)) return `unknown policy key "${key}"`;
-  const stringList = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
-  if (doc.groups !== undefined) {
-    if (typeof doc.groups !== 'object' || doc.groups === null || Array.isArray(doc.groups)) return 'groups must map group names to lists of users';
-    for (const [g, members] of Object.entries(doc.groups)) if (!stringList(members)) return `groups.${g} must be a list of user names`;
-  }
-  const subjects = (v: unknown, where: string, extra: string[] = []): string | undefined => {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return `${where} must be a mapping`;
-    for (const [k, x] of Object.entries(v)) {
-      if (k === 'users' || k === 'groups') {
-        if (!stringList(x)) return `${where}.${k} must be a list of names`;
-      } else if (k === 'authenticated' || k === 'anonymous') {
-        if (typeof x !== 'boolean') return `${where}.${k} must be true or false`;
-      } else if (!extra.includes(k)) return `unknown key "${k}" in ${where}`;
+  if (!Array.isArray(value)) return 'must be a list of rules';
+  for (const [i, rule] of value.entries()) {
+    const where = `rule ${i + 1}`;
+    if (!isObject(rule)) return `${where} must be a mapping`;
+    for (const [k, x] of Object.entries(rule)) {
+      if (k === 'users' || k === 'groups' || k === 'repositories' || k === 'actions') {
+        if (!stringList(x)) return `${where}: ${k} must be a list of strings`;
+      } else if (['authenticated', 'anonymous', 'catalog', 'admin'].includes(k)) {
+        if (typeof x !== 'boolean') return `${where}: ${k} must be true or false`;
+      } else return `${where}: unknown key "${k}"`;
     }
-    return undefined;
-  };
-  for (const key of ['admins', 'catalog'] as const) {
-    if (doc[key] === undefined) continue;
-    const problem = subjects(doc[key], key);
-    if (problem) return problem;
+    if (!rule.users && !rule.groups && !rule.authenticated && !rule.anonymous) return `${where} names nobody (users, groups, authenticated or anonymous)`;
+    if ((rule.repositories === undefined) !== (rule.actions === undefined)) return `${where}: repositories and actions go together`;
+    if (!rule.repositories && !rule.catalog && !rule.admin) return `${where} grants nothing (repositories with actions, catalog or admin)`;
+    for (const a of (rule.actions as string[] | undefined) ?? []) if (![...REPOSITORY_ACTIONS, '*'].includes(a)) return `${where}: unknown action "${a}" (pull, push, delete or *)`;
+    if (rule.admin && rule.anonymous) return `${where}: anonymous requests cannot be admin`;
   }
-  if (doc.rules !== undefined) {
-    if (!Array.isArray(doc.rules)) return 'rules must be a list';
-    for (const [i, rule] of doc.rules.entries()) {
-      const where = `rules[${i}]`;
-      const problem = subjects(rule, where, ['repositories', 'actions']);
-      if (problem) return problem;
-      const r = rule as Record<string, unknown>;
-      if (!stringList(r.repositories) || (r.repositories as string[]).length === 0) return `${where}.repositories must be a non-empty list of name patterns`;
-      if (!stringList(r.actions) || (r.actions as string[]).length === 0) return `${where}.actions must be a non-empty list`;
-      for (const a of r.actions as string[]) if (![...REPOSITORY_ACTIONS, '*'].includes(a)) return `${where}.actions: unknown action "${a}" (pull, push, delete or *)`;
+  return undefined;
+}
+
+/** What is wrong with an `auth.groups` value, or undefined. */
+export function checkGroups(value: unknown): string | undefined {
+  if (!Array.isArray(value)) return 'must be a list of {name, users}';
+  for (const [i, g] of value.entries()) {
+    if (!isObject(g) || typeof g.name !== 'string' || !stringList(g.users) || Object.keys(g).some((k) => k !== 'name' && k !== 'users')) {
+      return `group ${i + 1} must be {name: string, users: [names]}`;
     }
   }
   return undefined;
@@ -85,38 +83,37 @@ export type Principal = string | undefined;
 
 /** Decides what a user may do; `grant` is the intersection of a request with that. */
 export class Policy {
-  private readonly doc: PolicyDocument;
+  private readonly rules: PolicyRule[];
+  private readonly groups: Map<string, Set<string>>;
 
-  /** Without a document: every authenticated user may do everything but the admin endpoints, as with CNCF Distribution's htpasswd. */
-  constructor(doc: PolicyDocument | undefined) {
-    this.doc = doc ?? {
-      catalog: { authenticated: true },
-      rules: [{ authenticated: true, repositories: ['**'], actions: ['*'] }],
-    };
+  /** Without rules: every authenticated user may do everything but the admin endpoints, as with CNCF Distribution's htpasswd. */
+  constructor(rules: PolicyRule[], groups: GroupDefinition[] = []) {
+    this.rules = rules.length > 0 ? rules : [{ authenticated: true, repositories: ['**'], actions: ['*'], catalog: true }];
+    this.groups = new Map(groups.map((g) => [g.name, new Set(g.users)]));
   }
 
-  private matches(subjects: Subjects | undefined, user: Principal): boolean {
-    if (!subjects) return false;
-    if (user === undefined) return subjects.anonymous === true;
-    if (subjects.authenticated) return true;
-    if (subjects.users?.includes(user)) return true;
-    return (subjects.groups ?? []).some((g) => this.doc.groups?.[g]?.includes(user));
+  private matches(rule: PolicyRule, user: Principal): boolean {
+    if (user === undefined) return rule.anonymous === true;
+    if (rule.authenticated) return true;
+    if (rule.users?.includes(user)) return true;
+    return (rule.groups ?? []).some((g) => this.groups.get(g)?.has(user));
   }
 
   isAdmin(user: Principal): boolean {
-    return user !== undefined && this.matches(this.doc.admins, user);
+    return user !== undefined && this.rules.some((r) => r.admin && this.matches(r, user));
   }
 
   /** Whether `user` may take `action` on the resource. */
   allows(user: Principal, type: string, name: string, action: string): boolean {
     if (this.isAdmin(user)) return true;
-    if (type === 'registry') return name === 'catalog' && this.matches(this.doc.catalog, user);
+    if (type === 'registry') return name === 'catalog' && this.rules.some((r) => r.catalog && this.matches(r, user));
     if (type !== 'repository') return false;
-    return (this.doc.rules ?? []).some(
+    return this.rules.some(
       (rule) =>
+        rule.actions !== undefined &&
         this.matches(rule, user) &&
-        (rule.actions.includes('*') ? REPOSITORY_ACTIONS.includes(action) || action === '*' : rule.actions.includes(action)) &&
-        rule.repositories.some((p) => globToRegExp(p, user)?.test(name)),
+        (rule.actions.includes(action) || (rule.actions.includes('*') && REPOSITORY_ACTIONS.includes(action))) &&
+        rule.repositories!.some((p) => globToRegExp(p, user)?.test(name)),
     );
   }
 
@@ -124,7 +121,7 @@ export class Policy {
   grant(user: Principal, requested: Access[]): Access[] {
     const out: Access[] = [];
     for (const a of requested) {
-      const wanted = a.actions.includes('*') && a.type === 'repository' ? [...REPOSITORY_ACTIONS, ...a.actions.filter((x) => x !== '*')] : a.actions;
+      const wanted = a.type === 'repository' && a.actions.includes('*') ? [...REPOSITORY_ACTIONS, ...a.actions.filter((x) => x !== '*')] : a.actions;
       const actions = [...new Set(wanted)].filter((action) => this.allows(user, a.type, a.name, action));
       if (actions.length > 0) out.push({ type: a.type, name: a.name, actions });
     }

@@ -132,6 +132,13 @@ function validate(config: Config): void {
   if ((config['storage.s3.accesskeyid'] === '') !== (config['storage.s3.secretaccesskey'] === '')) {
     throw new ConfigError('storage.s3.accesskeyid and storage.s3.secretaccesskey go together');
   }
+  if (!['none', 'htpasswd', 'token'].includes(config['auth.mode'])) throw new ConfigError(`auth.mode must be none, htpasswd or token, got ${JSON.stringify(config['auth.mode'])}`);
+  if (config['auth.mode'] === 'htpasswd' && config['auth.htpasswd.path'] === '') throw new ConfigError('auth.mode htpasswd needs auth.htpasswd.path');
+  if (config['auth.mode'] === 'token' && !config['auth.token.rootcertbundle'] && !config['auth.token.jwks'] && !config['auth.token.signingkey']) {
+    throw new ConfigError('auth.mode token needs a key to trust: auth.token.rootcertbundle, auth.token.jwks or auth.token.signingkey');
+  }
+  if (config['auth.token.signingkey'] !== '' && config['auth.htpasswd.path'] === '') throw new ConfigError('the built-in token issuer (auth.token.signingkey) checks users against auth.htpasswd.path');
+  if ((config['http.tls.certificate'] === '') !== (config['http.tls.key'] === '')) throw new ConfigError('http.tls.certificate and http.tls.key go together');
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(config['log.level'])) throw new ConfigError(`log.level must be one of ${levels.join(', ')}`);
   for (const key of ['validation.manifests.urls.allow', 'validation.manifests.urls.deny'] as const) {

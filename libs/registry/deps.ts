@@ -12,6 +12,8 @@ export interface RegistryOptions {
   source: EventSource;
   /** Seconds a blob GET may be answered with a redirect to the store's presigned URL; 0 streams every blob through the node. */
   blobRedirectSeconds: number;
+  /** Largest blob an upload may grow to, counted while the body streams; 0: no limit. */
+  blobMaxBytes?: number;
 }
 
 export interface RegistryDeps {

@@ -42,3 +42,15 @@ export const ROUTE_TEMPLATES: Record<Endpoint['kind'], string> = {
   blob: '/v2/<name>/blobs/<digest>',
   referrers: '/v2/<name>/referrers/<digest>',
 };
+
+/** Splits a request URL under `v2` (the /v2 root with any prefix) into the decoded path after /v2/ and the query; undefined when the path does not decode. */
+export function splitV2Url(url: string, v2: string): { path: string; query: URLSearchParams } | undefined {
+  const q = url.indexOf('?');
+  const raw = (q === -1 ? url : url.slice(0, q)).slice(v2.length + 1);
+  const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+  try {
+    return { path: decodeURIComponent(raw), query };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { readFileSync } from 'node:fs';
 import { buildApi } from '../api/app.js';
+import { authFromConfig, isLoopback } from '../api/auth-config.js';
 import { splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
@@ -69,8 +71,11 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       foreignUrlDeny: config['validation.manifests.urls.deny'].map((p) => new RegExp(p)),
       source,
       blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
+      blobMaxBytes: config['limits.blobbytes'],
     },
   });
+  const auth = authFromConfig(config);
+  const tls = config['http.tls.certificate'] ? { cert: readFileSync(config['http.tls.certificate'], 'utf8'), key: readFileSync(config['http.tls.key'], 'utf8') } : undefined;
   const app = buildApi({
     registry,
     logger,
@@ -79,14 +84,20 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     manifestMaxBytes: config['limits.manifestbytes'],
     source,
     bodyTimeoutMs: config['http.bodytimeout'] * 1000,
+    auth,
+    ...(tls ? { tls } : {}),
+    maxHeaderBytes: config['limits.headerbytes'],
   });
   await warmHashPool();
   const { host, port } = splitAddr(config['http.addr']);
+  if (auth.mode === 'none' && !isLoopback(host)) {
+    logger.warn({ addr: config['http.addr'] }, 'auth.mode is none on an address other hosts can reach: anyone who can connect may read, push and delete');
+  }
   await app.listen({ host, port });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
   source.addr = `${host}:${boundPort}`;
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`, app, registry, close: () => app.close() };
+  return { url: `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`, app, registry, close: () => app.close() };
 }
 
 function workersFor(config: Config, parts: Parts, logger: Logger): Promise<RunningWorkers> {

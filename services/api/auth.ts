@@ -1,0 +1,154 @@
+import type { KeyObject } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AccessSet, TokenError, formatScope, mergeAccess, verifyToken, type Access, type Htpasswd, type Policy, type TrustStore } from '../../libs/auth/index.js';
+import { RegistryError } from '../../libs/oci/index.js';
+import { ADMIN, requiredAccess, type Requirement } from './access.js';
+import { splitV2Url } from './dispatch.js';
+import { RateLimiter } from './rate-limit.js';
+
+export interface TokenAuthOptions {
+  /** Token service URL for the challenge; empty: this registry's /auth/token. */
+  realm: string;
+  service: string;
+  issuer: string;
+  trust: TrustStore;
+  /** The built-in issuer's key; with it, the policy tells whether a missing scope could be granted. */
+  signingKey?: KeyObject;
+  expirySeconds: number;
+}
+
+export interface AuthOptions {
+  mode: 'none' | 'htpasswd' | 'token';
+  htpasswd?: Htpasswd;
+  basicRealm: string;
+  token?: TokenAuthOptions;
+  policy: Policy;
+  rateLimit?: { rate: number; burst: number };
+}
+
+/** Who a request acts as, once its credentials are checked. */
+export interface Identity {
+  /** The user name (`sub` of a token); undefined when anonymous. */
+  user?: string;
+  /** Valid credentials were presented (an anonymous token counts). */
+  authenticated: boolean;
+  may(type: string, name: string, action: string): boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    identity?: Identity;
+  }
+}
+
+/** user:password of a Basic Authorization header, or undefined when the header is not Basic. */
+export function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
+  const m = header === undefined ? null : /^Basic +([A-Za-z0-9+/=]+) *$/i.exec(header);
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+const quote = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
+
+function externalUrl(request: FastifyRequest, path: string): string {
+  return `${request.protocol}://${request.headers.host ?? 'localhost'}${path}`;
+}
+
+/**
+ * Access control as an onRequest hook, so a request is refused before its body is read. Every
+ * path under /v2 (and the admin endpoints under /_wharf/admin) needs a grant for the access its
+ * endpoint implies; the rest (/healthz, /metrics, /auth/token) is open. Rate limiting, by client
+ * address, comes first, so password guessing and bcrypt's cost are bounded too.
+ */
+export function installAuth(app: FastifyInstance, options: AuthOptions, prefix: string): void {
+  const v2 = `${prefix}/v2`;
+  const adminRoot = `${prefix}/_wharf/admin`;
+  const tokenRealm = options.token?.realm || undefined;
+  const limiter = options.rateLimit && options.rateLimit.rate > 0 ? new RateLimiter(options.rateLimit.rate, options.rateLimit.burst) : undefined;
+
+  const challenge = (request: FastifyRequest, requirement: Requirement, error?: 'invalid_token' | 'insufficient_scope'): string => {
+    if (options.mode === 'htpasswd') return `Basic realm=${quote(options.basicRealm)}`;
+    const token = options.token!;
+    let value = `Bearer realm=${quote(tokenRealm ?? externalUrl(request, `${prefix}/auth/token`))},service=${quote(token.service)}`;
+    const scope = formatScope(mergeAccess([...requirement.access, ...requirement.alsoAsk]));
+    if (scope) value += `,scope=${quote(scope)}`;
+    if (error) value += `,error=${quote(error)}`;
+    return value;
+  };
+
+  const unauthorized = (request: FastifyRequest, requirement: Requirement, message: string, error?: 'invalid_token' | 'insufficient_scope') =>
+    new RegistryError('UNAUTHORIZED', message, {
+      detail: requirement.access.flatMap((a) => a.actions.map((action) => ({ type: a.type, name: a.name, action }))),
+      headers: { 'WWW-Authenticate': challenge(request, requirement, error) },
+    });
+
+  const anonymous = (): Identity => ({
+    authenticated: false,
+    may: (type, name, action) => options.mode === 'htpasswd' && options.policy.allows(undefined, type, name, action),
+  });
+
+  /** Checks the credentials; bad ones are a 401 whatever made them bad (unknown user or wrong password alike). */
+  const identify = async (request: FastifyRequest, requirement: Requirement): Promise<Identity> => {
+    const header = request.headers.authorization;
+    if (options.mode === 'htpasswd') {
+      if (header === undefined) return anonymous();
+      const credentials = basicCredentials(header);
+      if (!credentials || !(await options.htpasswd!.verify(credentials.user, credentials.password))) {
+        throw unauthorized(request, requirement, 'authentication required');
+      }
+      const user = credentials.user;
+      return { user, authenticated: true, may: (type, name, action) => options.policy.allows(user, type, name, action) };
+    }
+    const m = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header);
+    if (!m) return anonymous();
+    const token = options.token!;
+    try {
+      const claims = verifyToken(m[1]!, { trust: token.trust, issuer: token.issuer, audience: token.service });
+      const grant = new AccessSet(claims.access);
+      return { user: claims.sub || undefined, authenticated: true, may: (type, name, action) => grant.allows(type, name, action) };
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      request.log.debug({ reason: err.message }, 'token refused');
+      throw unauthorized(request, requirement, 'invalid token', 'invalid_token');
+    }
+  };
+
+  const granted = (identity: Identity, access: Access[]) => access.every((a) => a.actions.every((action) => identity.may(a.type, a.name, action)));
+
+  app.addHook('onRequest', async (request) => {
+    if (limiter && !limiter.take(request.ip)) {
+      throw new RegistryError('TOOMANYREQUESTS', 'too many requests', { headers: { 'Retry-After': String(limiter.retryAfter(request.ip)) } });
+    }
+    if (options.mode === 'none') return;
+    const url = request.raw.url ?? '';
+    let requirement: Requirement;
+    if (url === adminRoot || url.startsWith(`${adminRoot}/`) || url.startsWith(`${adminRoot}?`)) {
+      requirement = { access: [ADMIN], alsoAsk: [] };
+    } else if (url.startsWith(`${v2}/`)) {
+      const parts = splitV2Url(url, v2);
+      requirement = parts ? requiredAccess(request.method, parts.path, parts.query) : { access: [], alsoAsk: [] };
+    } else {
+      return;
+    }
+    const identity = await identify(request, requirement);
+    request.identity = identity;
+    if (granted(identity, requirement.access) && (identity.authenticated || requirement.access.length > 0)) return;
+    if (!identity.authenticated || (options.mode === 'token' && identity.user === undefined)) {
+      throw unauthorized(request, requirement, 'authentication required');
+    }
+    const user = identity.user;
+    // A token that lacks a scope its user could be given: ask the client to fetch one (Distribution's insufficient_scope).
+    // With the built-in issuer we know the policy, so a scope the user can never have is a plain 403.
+    const couldGet =
+      options.mode === 'token' &&
+      (!options.token!.signingKey || requirement.access.every((a) => a.actions.every((action) => options.policy.allows(user, a.type, a.name, action))));
+    if (couldGet) throw unauthorized(request, requirement, 'insufficient scope', 'insufficient_scope');
+    request.log.debug({ user, access: formatScope(requirement.access) }, 'access denied');
+    throw new RegistryError('DENIED', 'requested access to the resource is denied', {
+      detail: requirement.access.flatMap((a) => a.actions.filter((action) => !identity.may(a.type, a.name, action)).map((action) => ({ type: a.type, name: a.name, action }))),
+    });
+  });
+}
