@@ -80,7 +80,7 @@ for (const mode of ['token', 'htpasswd'] as const) {
     it('refuses a push without credentials, with a wrong password, and by a user who may only pull', async () => {
       await assert.rejects(push('team/app:v1'), /unauthorized|authentication required/i);
       await assert.rejects(push('team/app:v1', '--dest-creds', creds('alice', 'wrong')), /unauthorized|authentication required|invalid username\/password/i);
-      await assert.rejects(push('team/app:v1', '--dest-creds', creds('bob')), (e: Error) => (console.log('BOBPUSH', e.message.slice(-300)), true));
+      await assert.rejects(push('team/app:v1', '--dest-creds', creds('bob')), /denied: requested access to the resource is denied/);
     });
 
     it('pushes, pulls, lists tags and deletes with the grant', async () => {
@@ -96,7 +96,7 @@ for (const mode of ['token', 'htpasswd'] as const) {
       const tags = JSON.parse(await skopeo('list-tags', '--tls-verify=false', '--creds', creds('bob'), `docker://${host}/team/app`)) as { Tags: string[] };
       assert.deepEqual(tags.Tags.sort(), ['v1', 'v2']);
 
-      await assert.rejects(skopeo('delete', '--tls-verify=false', '--creds', creds('bob'), `docker://${host}/team/app:v2`), /denied: requested access to the resource is denied/);
+      await assert.rejects(skopeo('delete', '--tls-verify=false', '--creds', creds('bob'), `docker://${host}/team/app:v2`), /DENIED.*403 Forbidden/);
       await skopeo('delete', '--tls-verify=false', '--creds', creds('alice'), `docker://${host}/team/app:v1`);
       const gone = await fetch(`${wharf.base}/v2/team/app/manifests/${image.digest}`, {
         headers: mode === 'htpasswd' ? { authorization: basic('alice', USERS.alice) } : {},
