@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AccessSet, TokenError, formatScope, mergeAccess, verifyToken, type Access, type Htpasswd, type Policy, type TrustStore } from '../../libs/auth/index.js';
-import { RegistryError } from '../../libs/oci/index.js';
+import { RegistryError, checkName } from '../../libs/oci/index.js';
 import { ADMIN, requiredAccess, type Requirement } from './access.js';
 import { splitV2Url } from './dispatch.js';
 import { RateLimiter } from './rate-limit.js';
@@ -133,6 +133,8 @@ export function installAuth(app: FastifyInstance, options: AuthOptions, prefix: 
     } else {
       return;
     }
+    // A name outside the grammar can be granted nothing and names nothing: 400, as the handler would say.
+    for (const a of requirement.access) if (a.type === 'repository') checkName(a.name);
     const identity = await identify(request, requirement);
     request.identity = identity;
     if (granted(identity, requirement.access) && (identity.authenticated || requirement.access.length > 0)) return;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseScope, signToken } from '../../libs/auth/index.js';
-import { RegistryError } from '../../libs/oci/index.js';
+import { RegistryError, checkName } from '../../libs/oci/index.js';
 import { basicCredentials, type AuthOptions } from './auth.js';
 import { readLimited } from './http.js';
 
@@ -25,7 +25,9 @@ export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, p
       throw new RegistryError('DENIED', `this issuer signs tokens for service ${JSON.stringify(token.service)}`, { detail: { service } });
     }
     const user = credentials?.user;
-    const access = options.policy.grant(user, scopes.flatMap(parseScope));
+    // Only names a repository can have: a token never carries a name the registry would refuse.
+    const requested = scopes.flatMap(parseScope).filter((a) => a.type !== 'repository' || isValidName(a.name));
+    const access = options.policy.grant(user, requested);
     const now = Math.floor(Date.now() / 1000);
     const jwt = signToken(
       { iss: token.issuer, ...(user !== undefined ? { sub: user } : {}), aud: token.service, exp: now + token.expirySeconds, nbf: now, iat: now, jti: randomUUID(), access },
@@ -57,4 +59,13 @@ export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, p
     if (user === null || password === null) throw refuse();
     return issue(reply, { user, password }, form.get('service'), (form.get('scope') ?? '').split(' ').filter(Boolean), true);
   });
+}
+
+function isValidName(name: string): boolean {
+  try {
+    checkName(name);
+    return true;
+  } catch {
+    return false;
+  }
 }

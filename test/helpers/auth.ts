@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
-import { jwkThumbprint, signToken, type TokenClaims } from '../../libs/auth/index.js';
+import { formatScope, jwkThumbprint, mergeAccess, signToken, type TokenClaims } from '../../libs/auth/index.js';
+import { requiredAccess } from '../../services/api/access.js';
+import { splitV2Url } from '../../services/api/dispatch.js';
+import { startRoundRobin } from './round-robin.js';
 
 const run = promisify(execFile);
 
@@ -112,4 +115,34 @@ export async function fetchToken(base: string, scopes: string[], credentials?: {
   const res = await fetch(url, { headers: credentials ? { authorization: basic(credentials.user, credentials.password) } : {} });
   if (res.status !== 200) throw new Error(`token: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { token: string }).token;
+}
+
+/**
+ * A proxy that adds credentials to every request, so suites written for an open registry run
+ * with auth on: Basic, or Bearer with a token from the registry's issuer for exactly the scope
+ * the request's endpoint needs (services/api/access.ts), as a client would fetch it.
+ */
+export async function startCredentialProxy(
+  target: string,
+  prefix: string,
+  scheme: 'basic' | 'bearer',
+  credentials: { user: string; password: string },
+): Promise<{ url: string; close(): Promise<void> }> {
+  const v2 = `${prefix}/v2`;
+  const tokens = new Map<string, string>();
+  return startRoundRobin([target], {
+    addHeaders: (req) => {
+      if (scheme === 'basic') return { authorization: basic(credentials.user, credentials.password) };
+      const url = req.url ?? '';
+      const parts = url.startsWith(`${v2}/`) ? splitV2Url(url, v2) : undefined;
+      const needs = parts ? requiredAccess(req.method ?? 'GET', parts.path, parts.query) : undefined;
+      const scope = needs ? formatScope(mergeAccess([...needs.access, ...needs.alsoAsk])) : '';
+      const cached = tokens.get(scope);
+      if (cached) return { authorization: `Bearer ${cached}` };
+      return fetchToken(`${target}${prefix}`, scope ? [scope] : [], credentials).then((token) => {
+        tokens.set(scope, token);
+        return { authorization: `Bearer ${token}` };
+      });
+    },
+  });
 }
