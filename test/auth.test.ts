@@ -107,6 +107,21 @@ describe('token mode with the built-in issuer', () => {
     assert.deepEqual(await catalog.json(), { repositories: [] });
   });
 
+  it('checks a path however it is spelt: percent-encoded prefixes and segments need the same grant', async () => {
+    for (const [path, scope] of [
+      ['/v%32/a/app/tags/list', 'repository:a/app:pull'],
+      ['/%762/_catalog', 'registry:catalog:*'],
+      ['/v2/%5Fcatalog', 'registry:catalog:*'],
+      ['/v2/a%2Fapp/tags/list', 'repository:a/app:pull'],
+      ['/v2/a/app/tags%2Flist', 'repository:a/app:pull'],
+      ['/%5Fwharf/%61dmin/gc', 'registry:admin:*'],
+    ] as const) {
+      const res = await fetch(`${base}${path}`);
+      assert.equal(res.status, 401, path);
+      assert.match(res.headers.get('www-authenticate')!, new RegExp(`scope="${scope.replace(/[*]/g, '\\*')}"`), path);
+    }
+  });
+
   it('lets a token for repository A push and pull A', async () => {
     const token = await fetchToken(base, ['repository:a/app:pull,push'], alice);
     const image = await as(bearer(token), () => pushImage(base, 'a/app', 'v1'));

@@ -51,6 +51,16 @@ export function basicCredentials(header: string | undefined): { user: string; pa
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+function decodedPath(url: string): string {
+  const q = url.indexOf('?');
+  const raw = q === -1 ? url : url.slice(0, q);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
 const quote = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
 
 function externalUrl(request: FastifyRequest, path: string): string {
@@ -59,8 +69,8 @@ function externalUrl(request: FastifyRequest, path: string): string {
 
 /**
  * Access control as an onRequest hook, so a request is refused before its body is read. Every
- * path under /v2 (and the admin endpoints under /_wharf/admin) needs a grant for the access its
- * endpoint implies; the rest (/healthz, /metrics, /auth/token) is open. Rate limiting, by client
+ * route under /v2/ (and the admin routes under /_wharf/admin) needs a grant for the access its
+ * endpoint implies; the rest (/healthz, /metrics, /auth/token, unknown paths) is open. Rate limiting, by client
  * address, comes first, so password guessing and bcrypt's cost are bounded too.
  */
 export function installAuth(app: FastifyInstance, options: AuthOptions, prefix: string): void {
@@ -123,13 +133,18 @@ export function installAuth(app: FastifyInstance, options: AuthOptions, prefix: 
       throw new RegistryError('TOOMANYREQUESTS', 'too many requests', { headers: { 'Retry-After': String(limiter.retryAfter(request.ip)) } });
     }
     if (options.mode === 'none') return;
-    const url = request.raw.url ?? '';
+    // Which route the router picked, not how the raw URL is spelt: it decodes (/v%32/ is /v2/).
+    const route = request.routeOptions.url ?? '';
+    const path = decodedPath(request.raw.url ?? '');
+    const underAdmin = (p: string) => p === adminRoot || p.startsWith(`${adminRoot}/`);
     let requirement: Requirement;
-    if (url === adminRoot || url.startsWith(`${adminRoot}/`) || url.startsWith(`${adminRoot}?`)) {
+    // Admin paths need the grant even where no route answers them: a 404 there tells nothing either.
+    if (underAdmin(route) || underAdmin(path)) {
       requirement = { access: [ADMIN], alsoAsk: [] };
-    } else if (url.startsWith(`${v2}/`)) {
-      const parts = splitV2Url(url, v2);
-      requirement = parts ? requiredAccess(request.method, parts.path, parts.query) : { access: [], alsoAsk: [] };
+    } else if (route === `${v2}/` || route === `${v2}/*`) {
+      const parts = splitV2Url(request.raw.url ?? '', v2);
+      if (!parts) throw new RegistryError('NAME_INVALID', 'malformed path');
+      requirement = requiredAccess(request.method, parts.path, parts.query);
     } else {
       return;
     }
