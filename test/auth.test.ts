@@ -447,3 +447,68 @@ describe('htpasswd file', () => {
     }
   });
 });
+
+describe('token mode with an external issuer only', () => {
+  let fx: AuthFixture;
+  let wharf: TestWharf;
+  let base: string;
+  const logLines: string[] = [];
+
+  before(async () => {
+    fx = await makeAuthFixture({});
+    wharf = await startTestWharf(
+      {
+        'http.addr': '0.0.0.0:0',
+        'auth.mode': 'token',
+        'auth.token.realm': 'https://auth.example.com/token',
+        'auth.token.service': 'registry.example.com',
+        'auth.token.issuer': 'example-issuer',
+        'auth.token.rootcertbundle': fx.caCertPath,
+      },
+      { logger: createLogger('info', {}, { write: (line: string) => void logLines.push(line) }) },
+    );
+    base = wharf.base.replace('0.0.0.0', '127.0.0.1');
+  });
+  after(async () => {
+    await wharf?.close();
+    await fx?.close();
+  });
+
+  it('names the configured realm and service in the challenge and serves no token endpoint', async () => {
+    const res = await fetch(`${base}/v2/a/app/tags/list`);
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/app:pull"');
+    assert.equal((await fetch(`${base}/auth/token?service=registry.example.com`)).status, 404);
+  });
+
+  it('accepts its tokens and, not knowing its policy, asks for a token with the missing scope (401 insufficient_scope) rather than 403', async () => {
+    const kid = jwkThumbprint(createPublicKey(fx.caKey));
+    const token = mint(
+      { alg: 'ES256', typ: 'JWT', kid },
+      claims([{ type: 'repository', name: 'a/app', actions: ['pull'] }], { iss: 'example-issuer', aud: ['registry.example.com', 'other'] }),
+      signWith.es256(fx.caKey),
+    );
+    const ok = await fetch(`${base}/v2/a/app/tags/list`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(ok.status, 404); // allowed: the repository does not exist
+    const more = await fetch(`${base}/v2/a/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(more.status, 401);
+    assert.match(more.headers.get('www-authenticate')!, /scope="repository:a\/app:pull,push",error="insufficient_scope"$/);
+  });
+
+  it('does not warn about an open registry when auth is on, even on a non-loopback address', () => {
+    assert.ok(!logLines.some((l) => l.includes('auth.mode is none')), 'no warning with auth on');
+  });
+});
+
+describe('auth.mode none on a non-loopback address', () => {
+  it('logs a warning at start-up', async () => {
+    const lines: string[] = [];
+    const wharf = await startTestWharf({ 'http.addr': '0.0.0.0:0' }, { logger: createLogger('info', {}, { write: (line: string) => void lines.push(line) }) });
+    try {
+      const warning = lines.map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => l.msg.includes('auth.mode is none'));
+      assert.ok(warning, 'a warning was logged');
+      assert.equal(warning.level, 40);
+    } finally {
+      await wharf.close();
+    }
+  });
+});
