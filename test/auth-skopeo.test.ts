@@ -83,6 +83,16 @@ for (const mode of ['token', 'htpasswd'] as const) {
       await assert.rejects(push('team/app:v1', '--dest-creds', creds('bob')), /denied: requested access to the resource is denied/);
     });
 
+    it('logs in as docker login does (GET /v2/, challenge, credentials), and works from the stored login', async () => {
+      await assert.rejects(skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', 'wrong', host), /unauthorized|invalid username\/password|authentication required/i);
+      await skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', USERS.alice, host);
+      await push('team/login:v1');
+      const tags = JSON.parse(await skopeo('list-tags', '--tls-verify=false', `docker://${host}/team/login`)) as { Tags: string[] };
+      assert.deepEqual(tags.Tags, ['v1']);
+      await skopeo('logout', host);
+      await assert.rejects(skopeo('list-tags', '--tls-verify=false', `docker://${host}/team/login`), /unauthorized|authentication required/i);
+    });
+
     it('pushes, pulls, lists tags and deletes with the grant', async () => {
       await push('team/app:v1', '--dest-creds', creds('alice'));
       await push('team/app:v2', '--dest-creds', creds('alice'));

@@ -5,7 +5,11 @@
 import assert from 'node:assert/strict';
 import { createHmac, createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { Htpasswd, parseHtpasswd, type TokenClaims } from '../libs/auth/index.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Htpasswd, Policy, parseHtpasswd, type PolicyRule, type TokenClaims } from '../libs/auth/index.js';
+import { loadConfig, type Config } from '../libs/config/index.js';
+import { authFromConfig } from '../services/api/auth-config.js';
 import { createLogger } from '../libs/log/index.js';
 import type { RegistryEvent } from '../libs/events/index.js';
 import { basic, claims, fetchToken, jwkThumbprint, makeAuthFixture, mint, signToken, signWith, type AuthFixture } from './helpers/auth.js';
@@ -510,5 +514,65 @@ describe('auth.mode none on a non-loopback address', () => {
     } finally {
       await wharf.close();
     }
+  });
+});
+
+describe('auth configuration', () => {
+  const load = (overrides: Record<string, unknown>, env: Record<string, string> = {}) => () => loadConfig({ env, overrides: overrides as Partial<Config> });
+
+  it('refuses an unknown mode, a mode without what it needs, and TLS without its key', () => {
+    assert.throws(load({ 'auth.mode': 'ldap' }), /auth.mode must be none, htpasswd or token/);
+    assert.throws(load({ 'auth.mode': 'htpasswd' }), /needs auth.htpasswd.path/);
+    assert.throws(load({ 'auth.mode': 'token' }), /needs a key to trust/);
+    assert.throws(load({ 'auth.token.signingkey': '/k.pem' }), /checks users against auth.htpasswd.path/);
+    assert.throws(load({ 'http.tls.certificate': '/c.pem' }), /go together/);
+  });
+
+  it('checks the policy and groups and names what is wrong', () => {
+    assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"users":["a"],"repositories":["x/*"],"actions":["pull","fly"]}]' }), /WHARF_AUTH_POLICY: auth.policy: rule 1: unknown action "fly"/);
+    assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"repositories":["x/*"],"actions":["pull"]}]' }), /rule 1 names nobody/);
+    assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"users":["a"],"repository":["x/*"]}]' }), /rule 1: unknown key "repository"/);
+    assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"anonymous":true,"admin":true}]' }), /anonymous requests cannot be admin/);
+    assert.throws(load({}, { WHARF_AUTH_GROUPS: '[{"name":"g"}]' }), /group 1 must be/);
+    assert.throws(load({}, { WHARF_AUTH_POLICY: '{' }), /JSON text/);
+    assert.doesNotThrow(load({}, { WHARF_AUTH_POLICY: JSON.stringify(POLICY), WHARF_AUTH_GROUPS: JSON.stringify(GROUPS) }));
+  });
+
+  it('stops start-up on an htpasswd entry that is not bcrypt, or a signing key it cannot read', async () => {
+    const fx = await makeAuthFixture({ alice: 'pw' });
+    try {
+      await writeFile(fx.htpasswdPath, 'alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n');
+      assert.throws(() => authFromConfig(loadConfig({ env: {}, overrides: { 'auth.mode': 'htpasswd', 'auth.htpasswd.path': fx.htpasswdPath } })), /auth.htpasswd.path: .*:1: .*not a bcrypt hash/);
+      await writeFile(fx.htpasswdPath, '');
+      assert.throws(
+        () => authFromConfig(loadConfig({ env: {}, overrides: { 'auth.mode': 'token', 'auth.htpasswd.path': fx.htpasswdPath, 'auth.token.signingkey': join(fx.dir, 'missing.pem') } })),
+        /auth.token.signingkey: cannot read/,
+      );
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('access policy', () => {
+  const policy = new Policy(POLICY as PolicyRule[], GROUPS);
+  it('matches * within a segment, ** across segments, ${user} as the user', () => {
+    assert.equal(policy.allows('alice', 'repository', 'a/x/y', 'delete'), true);
+    assert.equal(policy.allows('alice', 'repository', 'alice/tools', 'push'), true);
+    assert.equal(policy.allows('bob', 'repository', 'alice/tools', 'pull'), false);
+    assert.equal(policy.allows('alice', 'repository', 'shared/lib', 'pull'), true);
+    assert.equal(policy.allows('alice', 'repository', 'shared/lib', 'push'), false);
+    assert.equal(policy.allows(undefined, 'repository', 'public/x', 'pull'), true);
+    assert.equal(policy.allows(undefined, 'repository', 'public/x/y', 'pull'), true);
+    assert.equal(policy.allows('alice', 'registry', 'catalog', '*'), false);
+    assert.equal(policy.allows('root', 'registry', 'admin', '*'), true);
+    const single = new Policy([{ users: ['u'], repositories: ['lib/*'], actions: ['pull'] }]);
+    assert.equal(single.allows('u', 'repository', 'lib/x', 'pull'), true);
+    assert.equal(single.allows('u', 'repository', 'lib/x/y', 'pull'), false);
+    assert.equal(single.allows('u', 'repository', 'libx', 'pull'), false);
+  });
+  it('grants the intersection, expanding * to the repository actions', () => {
+    assert.deepEqual(policy.grant('bob', [{ type: 'repository', name: 'a/x', actions: ['*'] }]), [{ type: 'repository', name: 'a/x', actions: ['pull'] }]);
+    assert.deepEqual(policy.grant('bob', [{ type: 'repository', name: 'b/x', actions: ['pull'] }]), []);
   });
 });
