@@ -141,6 +141,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         method: request.method,
         route: request.routeTemplate ?? 'unmatched',
         repository: request.repository,
+        user: request.identity?.user,
         status: reply.statusCode,
         bytesIn: request.raw.socket?.bytesRead,
         bytesOut: reply.getHeader('content-length'),
