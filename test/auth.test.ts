@@ -7,7 +7,7 @@ import { createHmac, createPublicKey, generateKeyPairSync, randomUUID } from 'no
 import { after, before, describe, it } from 'node:test';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Htpasswd, Policy, parseHtpasswd, type PolicyRule, type TokenClaims } from '../libs/auth/index.js';
+import { Htpasswd, Policy, TokenError, TokenVerifier, buildTrustStore, parseHtpasswd, type PolicyRule, type TokenClaims } from '../libs/auth/index.js';
 import { loadConfig, type Config } from '../libs/config/index.js';
 import { authFromConfig } from '../services/api/auth-config.js';
 import { createLogger } from '../libs/log/index.js';
@@ -574,5 +574,21 @@ describe('access policy', () => {
   it('grants the intersection, expanding * to the repository actions', () => {
     assert.deepEqual(policy.grant('bob', [{ type: 'repository', name: 'a/x', actions: ['*'] }]), [{ type: 'repository', name: 'a/x', actions: ['pull'] }]);
     assert.deepEqual(policy.grant('bob', [{ type: 'repository', name: 'b/x', actions: ['pull'] }]), []);
+  });
+});
+
+describe('token verifier memory', () => {
+  it('remembers a verified token until it expires, and never a refused one', () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { privateKey: stranger } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const verifier = new TokenVerifier({ trust: buildTrustStore({ extraKeys: [createPublicKey(privateKey)] }), issuer: 'wharf', audience: 'wharf' });
+    const now = Math.floor(Date.now() / 1000);
+    const token = signToken(claims([], { exp: now + 100 }), privateKey);
+    assert.equal(verifier.verify(token, now).iss, 'wharf');
+    assert.equal(verifier.verify(token, now + 150).iss, 'wharf', 'within the leeway');
+    assert.throws(() => verifier.verify(token, now + 161), /expired/);
+    const forged = signToken(claims([]), stranger);
+    assert.throws(() => verifier.verify(forged, now), TokenError);
+    assert.throws(() => verifier.verify(forged, now), TokenError);
   });
 });

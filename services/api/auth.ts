@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AccessSet, TokenError, formatScope, mergeAccess, verifyToken, type Access, type Htpasswd, type Policy, type TrustStore } from '../../libs/auth/index.js';
+import { AccessSet, TokenError, TokenVerifier, formatScope, mergeAccess, type Access, type Htpasswd, type Policy, type TrustStore } from '../../libs/auth/index.js';
 import { RegistryError, checkName } from '../../libs/oci/index.js';
 import { ADMIN, requiredAccess, type Requirement } from './access.js';
 import { splitV2Url } from './dispatch.js';
@@ -77,6 +77,7 @@ export function installAuth(app: FastifyInstance, options: AuthOptions, prefix: 
   const v2 = `${prefix}/v2`;
   const adminRoot = `${prefix}/_wharf/admin`;
   const tokenRealm = options.token?.realm || undefined;
+  const verifier = options.token ? new TokenVerifier({ trust: options.token.trust, issuer: options.token.issuer, audience: options.token.service }) : undefined;
   const limiter = options.rateLimit && options.rateLimit.rate > 0 ? new RateLimiter(options.rateLimit.rate, options.rateLimit.burst) : undefined;
 
   const challenge = (request: FastifyRequest, requirement: Requirement, error?: 'invalid_token' | 'insufficient_scope'): string => {
@@ -114,9 +115,8 @@ export function installAuth(app: FastifyInstance, options: AuthOptions, prefix: 
     }
     const m = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header);
     if (!m) return anonymous();
-    const token = options.token!;
     try {
-      const claims = verifyToken(m[1]!, { trust: token.trust, issuer: token.issuer, audience: token.service });
+      const claims = verifier!.verify(m[1]!);
       const grant = new AccessSet(claims.access);
       return { user: claims.sub || undefined, authenticated: true, may: (type, name, action) => grant.allows(type, name, action) };
     } catch (err) {
