@@ -85,6 +85,8 @@ export type Principal = string | undefined;
 export class Policy {
   private readonly rules: PolicyRule[];
   private readonly groups: Map<string, Set<string>>;
+  /** Compiled name patterns, by pattern and (for `${user}` patterns) user; bounded. */
+  private readonly patterns = new Map<string, RegExp | undefined>();
 
   /** Without rules: every authenticated user may do everything but the admin endpoints, as with CNCF Distribution's htpasswd. */
   constructor(rules: PolicyRule[], groups: GroupDefinition[] = []) {
@@ -113,8 +115,17 @@ export class Policy {
         rule.actions !== undefined &&
         this.matches(rule, user) &&
         (rule.actions.includes(action) || (rule.actions.includes('*') && REPOSITORY_ACTIONS.includes(action))) &&
-        rule.repositories!.some((p) => globToRegExp(p, user)?.test(name)),
+        rule.repositories!.some((p) => this.pattern(p, user)?.test(name)),
     );
+  }
+
+  private pattern(pattern: string, user: Principal): RegExp | undefined {
+    const key = pattern.includes('${user}') ? `${pattern}\u0000${user ?? ''}` : pattern;
+    if (!this.patterns.has(key)) {
+      if (this.patterns.size >= 10_000) this.patterns.clear();
+      this.patterns.set(key, globToRegExp(pattern, user));
+    }
+    return this.patterns.get(key);
   }
 
   /** The part of `requested` that `user` is allowed: what the token issuer puts in a token. */
