@@ -66,6 +66,7 @@ const ENDPOINTS: Array<{ method: string; path: string; scope: string | undefined
   { method: 'GET', path: '/v2/_wharf/repositories', scope: 'registry:catalog:*' },
   { method: 'GET', path: '/v2/team/_wharf/repositories', scope: 'registry:catalog:*' },
   { method: 'GET', path: '/_wharf/admin/gc', scope: 'registry:admin:*' },
+  { method: 'GET', path: '/v2/_wharf/admin/gc', scope: 'registry:admin:*' },
   { method: 'GET', path: '/v2/no/such/endpoint', scope: undefined },
 ];
 
@@ -221,6 +222,10 @@ describe('token mode with the built-in issuer', () => {
     assert.equal(unknown.status, 401);
     assert.equal(wrong.headers.get('www-authenticate'), unknown.headers.get('www-authenticate'));
     assert.equal(await wrong.text(), await unknown.text());
+
+    const many = new URLSearchParams({ service: 'wharf' });
+    for (let i = 0; i < 101; i++) many.append('scope', `repository:r${i}:pull`);
+    assert.equal((await fetch(`${base}/auth/token?${many}`)).status, 400);
 
     const otherService = await fetch(`${base}/auth/token?service=elsewhere`, { headers: { authorization: basic('alice', PASSWORDS.alice) } });
     assert.equal(otherService.status, 403);

@@ -23,6 +23,7 @@ export function requiredAccess(method: string, path: string, query: URLSearchPar
   const listing = /^(?:(.+)\/)?_wharf\/(.+)$/.exec(path);
   if (listing) {
     const [, name, rest] = listing;
+    if (name === undefined && (rest === 'admin' || rest!.startsWith('admin/'))) return { access: [ADMIN], alsoAsk: [] };
     return { access: [name === undefined || rest!.startsWith('repositories') ? CATALOG : repo(name, 'pull')], alsoAsk: [] };
   }
   const endpoint = matchEndpoint(path);
