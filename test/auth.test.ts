@@ -422,6 +422,20 @@ describe('htpasswd file', () => {
     assert.equal(parseHtpasswd('# comment\n\nbob:$2y$05$' + 'a'.repeat(53) + '\n').size, 1);
   });
 
+  it('re-reads the file when it changes: a user added later can log in, a removed one cannot', async () => {
+    const fx = await makeAuthFixture({ alice: 'pw' });
+    try {
+      const file = new Htpasswd(fx.htpasswdPath);
+      assert.equal(await file.verify('alice', 'pw'), true);
+      const bcrypt = (await import('bcryptjs')).default;
+      await writeFile(fx.htpasswdPath, `carol:${bcrypt.hashSync('pw2', 4)}\n`);
+      await eventually(async () => assert.equal(await file.verify('carol', 'pw2'), true), 10_000, 250);
+      assert.equal(await file.verify('alice', 'pw'), false, 'a verified password is forgotten when the file changes');
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('checks an unknown user against a hash of the same cost as the real ones, so both take as long as a wrong password', async (t) => {
     const fx = await makeAuthFixture({ alice: 'pw', bob: 'pw2' }, 8);
     try {
