@@ -31,7 +31,8 @@ async function waitReady(base: string, child: ChildProcess, timeoutMs: number, l
     try {
       const res = await fetch(`${base}/v2/`, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
-      if (res.status === 200) return;
+      // 401: up, with access control on.
+      if (res.status === 200 || res.status === 401) return;
     } catch {
       // not listening yet
     }
@@ -136,12 +137,12 @@ export async function startDistribution(port: number): Promise<RunningRegistry> 
 }
 
 /** Wharf in embedded mode (`wharf all`, with its own PostgreSQL) as a child process, data in a fresh temp dir. */
-export async function startWharfProcess(port: number): Promise<RunningRegistry> {
+export async function startWharfProcess(port: number, extraEnv: Record<string, string> = {}): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-wharf-'));
   // Run as root, the embedded PostgreSQL runs as user postgres and must be able to enter the data dir.
   await chmod(dir, 0o755);
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
-  const env = { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_DATA_DIR: join(dir, 'data'), WHARF_LOG_LEVEL: 'warn' };
+  const env = { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_DATA_DIR: join(dir, 'data'), WHARF_LOG_LEVEL: 'warn', ...extraEnv };
   try {
     return await launch('Wharf', dir, `http://127.0.0.1:${port}`, process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'all'], {
       cwd: WHARF_ROOT,

@@ -9,7 +9,7 @@ import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
-import { startTestWharf, testMode, type TestWharf } from './helpers/server.js';
+import { behindTestProxy, startTestWharf, type TestWharf } from './helpers/server.js';
 import { OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, blobOf, pushBlob, pushImage, putManifest, randomBlob, sha256, type Blob } from './helpers/oci.js';
 import { rawErrorCode, rawRequest, type RawResult } from './helpers/raw-http.js';
 import { eventually } from './helpers/wait.js';
@@ -36,7 +36,7 @@ after(async () => wharf?.close());
  * answered had the client stayed (the client that hung up never sees it). Undefined in cluster mode.
  */
 async function serverStatus(method: string, url: string): Promise<number | undefined> {
-  if (wharf.mode !== 'embedded') return undefined;
+  if (behindTestProxy()) return undefined;
   const target = new URL(url);
   const path = `${target.pathname}${target.search}`;
   const find = () => [...seen].reverse().find((s) => s.method === method && s.url === path);
@@ -706,7 +706,7 @@ describe('Content-Length and Content-Range', () => {
   });
 
   // Through the cluster's test proxy the proxy's own HTTP parser would answer; the node's parser is the same code as embedded mode's.
-  it('a malformed Content-Length header: 400 SIZE_INVALID in OCI error JSON, session untouched', { skip: testMode() === 'cluster' && 'the test proxy parses headers before any node sees them' }, async () => {
+  it('a malformed Content-Length header: 400 SIZE_INVALID in OCI error JSON, session untouched', { skip: behindTestProxy() && 'the test proxy parses headers before any node sees them' }, async () => {
     const name = repo('bad-cl');
     const blob = randomBlob(300);
     const url = await openSession(name, blob.bytes.subarray(0, 100));
@@ -911,7 +911,7 @@ describe('oversize manifests', () => {
     return Buffer.from(skeleton.replace('"pad":""', `"pad":"${'x'.repeat(size - skeleton.length)}"`));
   }
 
-  it('more than 4 MiB with a truthful Content-Length: 413 MANIFEST_INVALID, nothing stored', { skip: testMode() === 'cluster' && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding' }, async () => {
+  it('more than 4 MiB with a truthful Content-Length: 413 MANIFEST_INVALID, nothing stored', { skip: behindTestProxy() && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding' }, async () => {
     const { name, config, layer } = await repoWithBlobs('big-cl');
     const body = manifestOfSize(config, layer, MANIFEST_LIMIT + 1);
     assert.equal(body.length, MANIFEST_LIMIT + 1);
@@ -927,7 +927,7 @@ describe('oversize manifests', () => {
     await assertNoManifest(name, 'big');
   });
 
-  it('more than 4 MiB with chunked transfer-encoding: 413 MANIFEST_INVALID, nothing stored', { skip: testMode() === 'cluster' && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding' }, async () => {
+  it('more than 4 MiB with chunked transfer-encoding: 413 MANIFEST_INVALID, nothing stored', { skip: behindTestProxy() && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding' }, async () => {
     const { name, config, layer } = await repoWithBlobs('big-chunked');
     const body = manifestOfSize(config, layer, MANIFEST_LIMIT + 64 * 1024);
     const pieces: Buffer[] = [];

@@ -9,6 +9,13 @@ import { readdir } from 'node:fs/promises';
 import { dockerAvailable } from './helpers/services.js';
 
 const SPEC_SUITES = ['push-pull', 'manifests', 'bad-input', 'skopeo', 'prefix-and-config', 'listings'];
+/**
+ * Spec suites run once more per auth scheme (embedded mode), behind a proxy that adds a user's
+ * credentials: Basic against htpasswd, Bearer tokens from the built-in issuer for exactly the
+ * scope each request needs. A representative subset, to keep the run short; the other spec suites
+ * pass too (WHARF_TEST_AUTH=basic|bearer on node --test runs them so).
+ */
+const AUTH_SUITES = ['push-pull', 'manifests', 'skopeo'];
 
 function runNodeTest(files: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
@@ -30,11 +37,18 @@ const selected = (files: string[]) => (only.length ? files.filter((f) => only.so
 const topLevel = (await readdir('test')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`).sort();
 const clusterOnly = (await readdir('test/cluster')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/cluster/${f}`).sort();
 
+const { WHARF_TEST_AUTH: _auth, ...baseEnv } = process.env;
 let failed = false;
 const embedded = selected(topLevel);
 if (embedded.length) {
   console.log(`\n== embedded mode: ${embedded.length} suites ==`);
-  failed = (await runNodeTest(embedded, { ...process.env, WHARF_TEST_MODE: 'embedded' })) !== 0 || failed;
+  failed = (await runNodeTest(embedded, { ...baseEnv, WHARF_TEST_MODE: 'embedded' })) !== 0 || failed;
+}
+const authFiles = selected(topLevel.filter((f) => AUTH_SUITES.some((s) => f === `test/${s}.test.ts`)));
+for (const scheme of ['basic', 'bearer']) {
+  if (!authFiles.length) break;
+  console.log(`\n== embedded mode with auth on (${scheme}): ${authFiles.length} suites ==`);
+  failed = (await runNodeTest(authFiles, { ...baseEnv, WHARF_TEST_MODE: 'embedded', WHARF_TEST_AUTH: scheme })) !== 0 || failed;
 }
 const clusterFiles = selected([...topLevel.filter((f) => SPEC_SUITES.some((s) => f === `test/${s}.test.ts`)), ...clusterOnly]);
 if (clusterFiles.length) {
@@ -43,7 +57,7 @@ if (clusterFiles.length) {
     console.log(`\n== cluster mode: SKIPPED: ${skip} ==`);
   } else {
     console.log(`\n== cluster mode: ${clusterFiles.length} suites ==`);
-    failed = (await runNodeTest(clusterFiles, { ...process.env, WHARF_TEST_MODE: 'cluster' })) !== 0 || failed;
+    failed = (await runNodeTest(clusterFiles, { ...baseEnv, WHARF_TEST_MODE: 'cluster' })) !== 0 || failed;
   }
 }
 process.exit(failed ? 1 : 0);

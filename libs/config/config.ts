@@ -135,6 +135,13 @@ function validate(config: Config): void {
   if (!/^\s*(keep|delete-after\s+\d+\s*[smhd]?)\s*$/.test(config['gc.untagged'])) {
     throw new ConfigError(`gc.untagged must be keep or "delete-after <duration>" (e.g. delete-after 7d; units s, m, h, d), got ${JSON.stringify(config['gc.untagged'])}`);
   }
+  if (!['none', 'htpasswd', 'token'].includes(config['auth.mode'])) throw new ConfigError(`auth.mode must be none, htpasswd or token, got ${JSON.stringify(config['auth.mode'])}`);
+  if (config['auth.mode'] === 'htpasswd' && config['auth.htpasswd.path'] === '') throw new ConfigError('auth.mode htpasswd needs auth.htpasswd.path');
+  if (config['auth.mode'] === 'token' && !config['auth.token.rootcertbundle'] && !config['auth.token.jwks'] && !config['auth.token.signingkey']) {
+    throw new ConfigError('auth.mode token needs a key to trust: auth.token.rootcertbundle, auth.token.jwks or auth.token.signingkey');
+  }
+  if (config['auth.token.signingkey'] !== '' && config['auth.htpasswd.path'] === '') throw new ConfigError('the built-in token issuer (auth.token.signingkey) checks users against auth.htpasswd.path');
+  if ((config['http.tls.certificate'] === '') !== (config['http.tls.key'] === '')) throw new ConfigError('http.tls.certificate and http.tls.key go together');
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(config['log.level'])) throw new ConfigError(`log.level must be one of ${levels.join(', ')}`);
   for (const key of ['validation.manifests.urls.allow', 'validation.manifests.urls.deny'] as const) {

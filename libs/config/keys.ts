@@ -1,4 +1,5 @@
 import { checkEndpoints } from './notifications.js';
+import { checkGroups, checkPolicy } from '../auth/policy.js';
 
 /** Every configuration key: its type, default, environment variable and meaning. docs/configuration.md mirrors this table. */
 export type KeyType = 'string' | 'integer' | 'boolean' | 'strings' | 'json';
@@ -151,6 +152,30 @@ export const KEYS = {
     min: 1,
     doc: 'largest page of tags/list and _catalog; a larger n is clamped to it, and it is the page size when n is absent',
   },
+  'http.tls.certificate': { type: 'string', default: '', env: 'WHARF_HTTP_TLS_CERTIFICATE', doc: 'PEM certificate (chain) file; with http.tls.key, the API speaks HTTPS' },
+  'http.tls.key': { type: 'string', default: '', env: 'WHARF_HTTP_TLS_KEY', doc: 'PEM private key file of http.tls.certificate' },
+  'auth.mode': { type: 'string', default: 'none', env: 'WHARF_AUTH_MODE', doc: 'none (no access control: keep it on loopback), htpasswd (Basic) or token (Bearer, Docker token specification)' },
+  'auth.htpasswd.path': { type: 'string', default: '', env: 'WHARF_AUTH_HTPASSWD_PATH', doc: 'Apache htpasswd file with bcrypt entries (htpasswd -B); re-read when it changes; also what the built-in token issuer checks' },
+  'auth.htpasswd.realm': { type: 'string', default: 'wharf', env: 'WHARF_AUTH_HTPASSWD_REALM', doc: 'realm of the Basic challenge' },
+  'auth.token.realm': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_REALM', doc: "token service URL in the Bearer challenge; empty: this registry's own GET /auth/token" },
+  'auth.token.service': { type: 'string', default: 'wharf', env: 'WHARF_AUTH_TOKEN_SERVICE', doc: 'service name in the challenge; a token must carry it in aud' },
+  'auth.token.issuer': { type: 'string', default: 'wharf', env: 'WHARF_AUTH_TOKEN_ISSUER', doc: 'iss a token must carry (and the one the built-in issuer writes)' },
+  'auth.token.rootcertbundle': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_ROOTCERTBUNDLE', doc: 'PEM certificates: their keys sign tokens (kid = RFC 7638 thumbprint or libtrust id), and they root x5c chains' },
+  'auth.token.jwks': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_JWKS', doc: 'JWKS file of keys that sign tokens, looked up by kid' },
+  'auth.token.signingkey': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_SIGNINGKEY', doc: 'PEM private key (RSA, EC P-256/384/521 or Ed25519) of the built-in issuer; set, GET /auth/token issues tokens and its key is trusted' },
+  'auth.token.expiry': { type: 'integer', default: 300, env: 'WHARF_AUTH_TOKEN_EXPIRY', min: 60, doc: 'seconds a token from the built-in issuer stays valid' },
+  'auth.policy': {
+    type: 'json',
+    default: [],
+    env: 'WHARF_AUTH_POLICY',
+    check: checkPolicy,
+    doc: 'access rules (see docs/auth.md): who (users, groups, authenticated, anonymous) may do what (repositories + actions, catalog, admin); empty: every authenticated user may do everything but admin',
+  },
+  'auth.groups': { type: 'json', default: [], env: 'WHARF_AUTH_GROUPS', check: checkGroups, doc: 'groups the policy names: a list of {name, users}' },
+  'limits.blobbytes': { type: 'integer', default: 0, env: 'WHARF_LIMITS_BLOBBYTES', min: 0, doc: 'largest blob accepted, counted while the body streams (413 SIZE_INVALID past it, nothing kept); 0: no limit' },
+  'limits.headerbytes': { type: 'integer', default: 16384, env: 'WHARF_LIMITS_HEADERBYTES', min: 1024, doc: 'largest request head (request line and headers); 431 above' },
+  'limits.ratelimit.rate': { type: 'integer', default: 0, env: 'WHARF_LIMITS_RATELIMIT_RATE', min: 0, doc: 'requests per second each client address may make on one node (a token bucket); 429 TOOMANYREQUESTS beyond; 0: no limit' },
+  'limits.ratelimit.burst': { type: 'integer', default: 200, env: 'WHARF_LIMITS_RATELIMIT_BURST', min: 1, doc: 'requests a client address may make at once before limits.ratelimit.rate applies' },
   'validation.manifests.urls.allow': {
     type: 'strings',
     default: ['^https?://'],

@@ -3,10 +3,11 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 export type { Logger };
 
 /**
- * Where credentials could show up in a log object: request headers (Authorization, cookies,
- * registry tokens), and secrets of configuration or driver objects logged with an error.
+ * Paths pino blanks wherever they appear, so credentials, tokens and secrets never reach a log
+ * line: request headers (Authorization, cookies, registry tokens), and secrets of configuration
+ * or driver objects logged with an error.
  */
-const REDACT = [
+export const REDACTED_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["proxy-authorization"]',
@@ -22,8 +23,13 @@ const REDACT = [
   'url.password',
   'token',
   '*.token',
+  'access_token',
+  '*.access_token',
+  'refresh_token',
+  '*.refresh_token',
   'secretAccessKey',
   '*.secretAccessKey',
+  'secretaccesskey',
   '*.secretaccesskey',
   'credentials',
   '*.credentials',
@@ -31,6 +37,6 @@ const REDACT = [
 
 /** The process logger: pino JSON on stdout (or `destination`), credentials redacted wherever they appear. */
 export function createLogger(level: string, bindings: Record<string, unknown> = {}, destination?: DestinationStream): Logger {
-  const options = { level, base: { pid: process.pid, ...bindings }, redact: { paths: REDACT, censor: '[redacted]' } };
+  const options = { level, base: { pid: process.pid, ...bindings }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
   return destination ? pino(options, destination) : pino(options);
 }

@@ -4,4 +4,6 @@ import type { EventContext } from '../events/index.js';
 export interface RequestContext extends EventContext {
   /** e.g. http://registry.example:5000/prefix — where /v2/... of this registry lives. */
   urlBase: string;
+  /** Whether the caller may read (pull from) a repository: decides cross-repository mounts. Absent: anyone may. */
+  mayRead?: (repository: string) => boolean;
 }

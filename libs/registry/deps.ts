@@ -17,6 +17,8 @@ export interface RegistryOptions {
   gc?: GcPolicy;
   /** Configured webhook endpoints (URLs redacted), listed by the admin view even before they have deliveries. */
   webhookEndpoints?: Array<{ name: string; url: string; disabled: boolean }>;
+  /** Largest blob an upload may grow to, counted while the body streams; 0: no limit. */
+  blobMaxBytes?: number;
 }
 
 export interface RegistryDeps {

@@ -8,12 +8,18 @@ export class HashingCounter extends Transform {
   constructor(
     private readonly hash: HashSession,
     private readonly limit: number | undefined,
+    /** Bytes the blob may still grow by (limits.blobbytes less what the session holds). */
+    private readonly room?: number,
   ) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
+    if (this.room !== undefined && this.bytes > this.room) {
+      callback(new BlobTooLargeError());
+      return;
+    }
     if (this.limit !== undefined && this.bytes > this.limit) {
       callback(new BodyTooLongError(this.limit));
       return;
@@ -33,5 +39,11 @@ export class BodyTooLongError extends Error {
 export class BodyAbortedError extends Error {
   constructor(cause?: Error) {
     super('request body ended before it was complete', { cause });
+  }
+}
+
+export class BlobTooLargeError extends Error {
+  constructor() {
+    super('blob is larger than this registry accepts');
   }
 }

@@ -8,7 +8,7 @@ import type { RequestContext } from './context.js';
 import { gcPolicy, type RegistryDeps } from './deps.js';
 import { blobUrl, recordEvents } from './event-log.js';
 import { openHash, type HashSession } from './hash-pool.js';
-import { BodyAbortedError, BodyTooLongError, HashingCounter } from './hash-state.js';
+import { BlobTooLargeError, BodyAbortedError, BodyTooLongError, HashingCounter } from './hash-state.js';
 import { HashStateError, initialHashState } from './sha256-state.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -30,6 +30,10 @@ export interface UploadSession {
 /** The Range header value for a session at `offset` bytes: Distribution's `0-<last byte>`. */
 export function uploadRange(offset: number): string {
   return `0-${Math.max(offset - 1, 0)}`;
+}
+
+function blobTooLarge(limit: number): RegistryError {
+  return new RegistryError('SIZE_INVALID', `blob is larger than the ${limit} bytes this registry accepts`, { status: 413, detail: { limit } });
 }
 
 function unknownUpload(id: string): RegistryError {
@@ -192,11 +196,11 @@ export class UploadService {
       } catch {
         return false;
       }
-      if (!(await this.readable(from))) return false;
+      if (!(await this.readable(from, context))) return false;
       if (await blobs.findLinkedBlob(this.deps.db, from, digest)) source = from;
     } else {
       for (const candidate of await blobs.repositoriesLinking(this.deps.db, digest, 20)) {
-        if (await this.readable(candidate)) {
+        if (await this.readable(candidate, context)) {
           source = candidate;
           break;
         }
@@ -231,7 +235,8 @@ export class UploadService {
     return true;
   }
 
-  private async readable(repository: string): Promise<boolean> {
+  private async readable(repository: string, context: RequestContext): Promise<boolean> {
+    if (context.mayRead && !context.mayRead(repository)) return false;
     return this.deps.canRead ? await this.deps.canRead(repository) : true;
   }
 
@@ -270,7 +275,11 @@ export class UploadService {
       }
     }
     const declared = chunk.range ? chunk.range.end - chunk.range.start + 1 : chunk.length;
-    const counter = new HashingCounter(hash, declared);
+    const max = this.deps.options.blobMaxBytes || undefined;
+    const room = max === undefined ? undefined : max - offset;
+    // Refused before a byte is read when the client says how much is coming; else counted as it streams.
+    if (room !== undefined && declared !== undefined && declared > room) throw blobTooLarge(max!);
+    const counter = new HashingCounter(hash, declared, room);
     // pipe() does not forward the source's failure: a client that hangs up mid-body must fail the write.
     const hangUp = (err?: Error) => counter.destroy(new BodyAbortedError(err));
     const onClose = () => body.readableEnded || hangUp();
@@ -280,6 +289,7 @@ export class UploadService {
     try {
       result = await this.deps.store.append(row.storage_key, row.storage_state, offset, body.pipe(counter));
     } catch (err) {
+      if (err instanceof BlobTooLargeError) throw blobTooLarge(max!);
       if (err instanceof BodyTooLongError || err instanceof BodyAbortedError) {
         throw new RegistryError('BLOB_UPLOAD_INVALID', err.message, { detail: { declared: declared ?? null, received: counter.bytes } });
       }

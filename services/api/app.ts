@@ -8,7 +8,7 @@ import { RegistryError } from '../../libs/oci/index.js';
 import { unavailableDependency, unavailableError, type HealthChecker, type Registry, type RequestContext } from '../../libs/registry/index.js';
 import type { EventSource } from '../../libs/events/index.js';
 import type { Call, Handler, MethodTable } from './call.js';
-import { matchEndpoint, ROUTE_TEMPLATES, type Endpoint } from './dispatch.js';
+import { matchEndpoint, ROUTE_TEMPLATES, splitV2Url, type Endpoint } from './dispatch.js';
 import { httpMetrics, requestId, routeLabel } from './observe.js';
 import { base } from './routes/base.js';
 import { blobs } from './routes/blobs.js';
@@ -16,6 +16,8 @@ import { catalog, referrers, tags } from './routes/listings.js';
 import { manifests } from './routes/manifests.js';
 import { upload, uploadStart } from './routes/uploads.js';
 import { extensions, manifestListing, namespace, tagDetails, tagHistory } from './routes/wharf.js';
+import { installAuth, type AuthOptions } from './auth.js';
+import { installTokenIssuer } from './token-issuer.js';
 
 export interface ApiOptions {
   registry: Registry;
@@ -29,6 +31,12 @@ export interface ApiOptions {
   bodyTimeoutMs: number;
   /** Answers /readyz, and tells a failing request whether a dependency is down (503) or not (500). */
   health: HealthChecker;
+  /** Access control, rate limiting and the built-in token issuer; absent: none of them. */
+  auth?: AuthOptions;
+  /** PEM certificate and key: serve HTTPS. */
+  tls?: { cert: string; key: string };
+  /** Largest request head Node's parser accepts (431 above); Node's default when absent. */
+  maxHeaderBytes?: number;
 }
 
 const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K }>> } = {
@@ -99,7 +107,9 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
 }
 
 export function buildApi(options: ApiOptions): FastifyInstance {
+  const serverOptions = options.maxHeaderBytes ? { maxHeaderSize: options.maxHeaderBytes } : {};
   const app = Fastify({
+    ...(options.tls ? { https: { ...options.tls, ...serverOptions } } : { http: serverOptions }),
     loggerInstance: options.logger as FastifyBaseLogger,
     // One log line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
@@ -121,7 +131,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const error = err.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_INVALID', 'malformed URL path', { detail: { reason: err.message } }) : toRegistryError(err);
       void sendError(reply, error);
     },
-  });
+  }) as unknown as FastifyInstance;
   app.server.headersTimeout = 60_000;
 
   app.removeAllContentTypeParsers();
@@ -136,6 +146,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     request.raw.setTimeout(options.bodyTimeoutMs);
     metrics.started(reply);
   });
+  if (options.auth) {
+    installAuth(app, options.auth, options.prefix);
+    if (options.auth.token?.signingKey && options.auth.htpasswd) installTokenIssuer(app, options.auth, options.prefix);
+  }
 
   app.addHook('onResponse', async (request, reply) => {
     const route = routeLabel(request, options.prefix);
@@ -145,6 +159,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         method: request.method,
         route,
         repository: request.repository,
+        user: request.identity?.user,
         status: reply.statusCode,
         bytesIn,
         bytesOut,
@@ -175,15 +190,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.setNotFoundHandler((request, reply) => sendError(reply, new RegistryError('UNSUPPORTED', 'no such endpoint', { status: 404 })));
 
   const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
-    const url = request.raw.url ?? '';
-    const q = url.indexOf('?');
-    let path = q === -1 ? url : url.slice(0, q);
-    path = path.slice(v2.length + 1);
-    try {
-      path = decodeURIComponent(path);
-    } catch {
-      throw new RegistryError('NAME_INVALID', 'malformed path');
-    }
+    // The same split the access check made: the name authorized is the name served.
+    const parts = splitV2Url(request.raw.url ?? '', v2);
+    if (!parts) throw new RegistryError('NAME_INVALID', 'malformed path');
+    const { path, query } = parts;
     const endpoint = matchEndpoint(path);
     if (!endpoint) throw new RegistryError('UNSUPPORTED', 'no such endpoint', { status: 404 });
     request.routeTemplate = ROUTE_TEMPLATES[endpoint.kind];
@@ -203,14 +213,16 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         method: request.method,
         useragent: headers['user-agent'] ?? '',
       },
-      actor: {},
+      actor: request.identity?.user !== undefined ? { name: request.identity.user } : {},
       source: options.source,
     };
+    const identity = request.identity;
+    if (identity) context.mayRead = (repository) => identity.may('repository', repository, 'pull');
     const call: Call = {
       request,
       reply,
       endpoint,
-      query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
+      query,
       registry: options.registry,
       context,
       v2,

@@ -60,3 +60,22 @@ export const ROUTE_TEMPLATES: Record<Endpoint['kind'], string> = {
   tagDetails: '/v2/<name>/_wharf/tags',
   tagHistory: '/v2/<name>/_wharf/tags/<tag>/history',
 };
+
+/**
+ * Splits a request URL into the decoded path after `v2`/ (the /v2 root with any prefix) and the
+ * query; undefined when the path does not decode or is not under `v2`. The whole path is decoded
+ * before the prefix is removed, as the router decodes it when it picks the route: `/v%32/x` is
+ * served as /v2/x, so it must be checked as /v2/x.
+ */
+export function splitV2Url(url: string, v2: string): { path: string; query: URLSearchParams } | undefined {
+  const q = url.indexOf('?');
+  const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+  let path: string;
+  try {
+    path = decodeURIComponent(q === -1 ? url : url.slice(0, q));
+  } catch {
+    return undefined;
+  }
+  if (!path.startsWith(`${v2}/`)) return undefined;
+  return { path: path.slice(v2.length + 1), query };
+}

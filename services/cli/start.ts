@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { readFileSync } from 'node:fs';
 import { buildApi } from '../api/app.js';
+import { authFromConfig, isLoopback } from '../api/auth-config.js';
 import { parseEndpoints, redactUrl, splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
@@ -93,8 +95,11 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
       gc: gcPolicyFromConfig(config),
       webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),
+      blobMaxBytes: config['limits.blobbytes'],
     },
   });
+  const auth = authFromConfig(config);
+  const tls = config['http.tls.certificate'] ? { cert: readFileSync(config['http.tls.certificate'], 'utf8'), key: readFileSync(config['http.tls.key'], 'utf8') } : undefined;
   const app = buildApi({
     registry,
     logger,
@@ -104,16 +109,22 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     source,
     bodyTimeoutMs: config['http.bodytimeout'] * 1000,
     health,
+    auth,
+    ...(tls ? { tls } : {}),
+    maxHeaderBytes: config['limits.headerbytes'],
   });
   const hashing = await warmHashPool();
   if (hashing.nativeError) logger.info({ reason: hashing.nativeError }, 'native SHA-256 addon not loaded: uploads are hashed with hash-wasm');
   const { host, port } = splitAddr(config['http.addr']);
+  if (auth.mode === 'none' && !isLoopback(host)) {
+    logger.warn({ addr: config['http.addr'] }, 'auth.mode is none on an address other hosts can reach: anyone who can connect may read, push and delete');
+  }
   await app.listen({ host, port });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
   source.addr = `${host}:${boundPort}`;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
+    url: `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
     app,
     registry,
     close: () => closeGracefully(app, config['http.shutdowntimeout'], logger),

@@ -1,4 +1,4 @@
-import { Agent, createServer, request, type ClientRequest, type IncomingMessage, type Server } from 'node:http';
+import { Agent, createServer, request, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 
@@ -8,13 +8,19 @@ import { pipeline } from 'node:stream/promises';
  * ways. A client that hangs up makes the proxy hang up on the node; one that half-closes mid-body
  * is half-closed towards the node too, so the node's own answer comes back.
  */
-export async function startRoundRobin(targets: string[]): Promise<{ url: string; close(): Promise<void> }> {
+export async function startRoundRobin(
+  targets: string[],
+  options: {
+    /** Headers to add to each request (credentials, when the suites run with auth on); a promise only when they must be fetched. */
+    addHeaders?: (req: IncomingMessage) => Record<string, string> | Promise<Record<string, string>>;
+  } = {},
+): Promise<{ url: string; close(): Promise<void> }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const inFlight = new WeakMap<IncomingMessage, ClientRequest>();
   let next = 0;
-  const server: Server = createServer((req, res) => {
+  const forward = (req: IncomingMessage, res: ServerResponse, extra: Record<string, string>) => {
     const target = new URL(targets[next++ % targets.length]!);
-    const upstream = request({ agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+    const upstream = request({ agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, ...extra } }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       pipeline(answer, res).catch(() => res.destroy());
     });
@@ -27,6 +33,11 @@ export async function startRoundRobin(targets: string[]): Promise<{ url: string;
       if (!req.complete && !req.socket.writable) upstream.destroy();
     });
     req.pipe(upstream);
+  };
+  const server: Server = createServer((req, res) => {
+    const extra = options.addHeaders?.(req) ?? {};
+    if (extra instanceof Promise) extra.then((h) => forward(req, res, h), () => res.destroy());
+    else forward(req, res, extra);
   });
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     const req = (socket as Socket & { _httpMessage?: { req?: IncomingMessage } | null })._httpMessage?.req;
