@@ -68,12 +68,22 @@ export async function startLocalS3(options: { bucket: string; dataDir?: string; 
     },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  let stopping = false;
   const cleanup = async () => {
+    stopping = true;
     await stopChild(child);
     await rm(dir, { recursive: true, force: true }).catch(() => {});
   };
   try {
     const port = await readPort(child);
+    // A server that dies under its user is otherwise only an ECONNREFUSED somewhere later: say why.
+    let stderrTail = '';
+    child.stderr?.on('data', (data: Buffer) => {
+      stderrTail = (stderrTail + data.toString()).slice(-4_000);
+    });
+    child.once('exit', (code, signal) => {
+      if (!stopping) process.stderr.write(`s3rver (pid ${child.pid}) exited unexpectedly (${code ?? signal}): ${stderrTail}\n`);
+    });
     const endpoint = `http://127.0.0.1:${port}`;
     await waitReady(endpoint);
     let closed: Promise<void> | undefined;
