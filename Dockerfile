@@ -10,9 +10,11 @@ COPY tsconfig.json ./
 COPY libs ./libs
 COPY services ./services
 COPY migrations ./migrations
+# Plain JavaScript under dist/: no TypeScript loader thread in the running processes.
+RUN node scripts/build-js.mjs
 ENV WHARF_HTTP_ADDR=0.0.0.0:5000
 EXPOSE 5000
 # Embedded mode runs PostgreSQL as this unprivileged user.
 USER node
-ENTRYPOINT ["node", "--import", "tsx", "services/cli/main.ts"]
+ENTRYPOINT ["node", "dist/services/cli/main.js"]
 CMD ["all"]

@@ -13,6 +13,7 @@ import { writeLayout } from './oci-layout.js';
 import { startDistribution, startWharfNode, WHARF_ROOT, type RunningRegistry } from './registries.js';
 import { cpuSecondsOf, RssSampler } from './rss.js';
 import { APP_REPO, drain, makeDataset, OCI_MANIFEST, pushChunked, seed, type Dataset } from './seed.js';
+import { WHARF_MAIN } from './wharf-main.js';
 
 const DISTRIBUTION_PORT = 5203;
 const S3_PORT = 5204;
@@ -175,7 +176,7 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
       WHARF_S3_SECRETACCESSKEY: s3.secretAccessKey,
     };
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
-    execFileSync(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'migrate'], { cwd: WHARF_ROOT, env: { ...inherited, ...env, WHARF_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    execFileSync(process.execPath, [WHARF_MAIN, 'migrate'], { cwd: WHARF_ROOT, env: { ...inherited, ...env, WHARF_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
 
     const dist = await startDistribution(DISTRIBUTION_PORT);
     started.push(dist);
