@@ -13,6 +13,9 @@ COPY migrations ./migrations
 # Plain JavaScript under dist/: no TypeScript loader thread in the running processes.
 RUN node scripts/build-js.mjs
 ENV WHARF_HTTP_ADDR=0.0.0.0:5000
+# Caps V8's young generation at 4 MiB semi-spaces: an API node under load peaks ~175 MiB instead
+# of ~190-225 MiB, at the same request rates (bench/README.md, rss section).
+ENV NODE_OPTIONS=--max-semi-space-size=4
 EXPOSE 5000
 # Embedded mode runs PostgreSQL as this unprivileged user.
 USER node

@@ -13,7 +13,8 @@ import { startLocalS3, type LocalS3 } from './local-s3.js';
 
 /** The children run what this process runs: the compiled main.js beside cluster.js, or main.ts through tsx. */
 function mainCommand(): string[] {
-  if (import.meta.url.endsWith('.js')) return [fileURLToPath(new URL('./main.js', import.meta.url))];
+  // Same V8 flag as npm start and the image: caps the young generation's growth under load (RSS).
+  if (import.meta.url.endsWith('.js')) return ['--max-semi-space-size=4', fileURLToPath(new URL('./main.js', import.meta.url))];
   return ['--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url))];
 }
 
