@@ -13,10 +13,8 @@ import { writeLayout } from './oci-layout.js';
 import { startDistribution, startWharfNode, WHARF_ROOT, type RunningRegistry } from './registries.js';
 import { cpuSecondsOf, RssSampler } from './rss.js';
 import { APP_REPO, drain, makeDataset, OCI_MANIFEST, pushChunked, seed, type Dataset } from './seed.js';
+import { WHARF_MAIN } from './wharf-main.js';
 
-const DISTRIBUTION_PORT = 5203;
-const S3_PORT = 5204;
-const NODE_PORTS = [5205, 5206];
 const CONNECTIONS = 32;
 const LAYERS = 3;
 const LAYER_BYTES = 21 * 1024 * 1024;
@@ -29,6 +27,8 @@ export interface ClusterOptions {
   /** Size of the chunked big-blob upload through both nodes (0: skipped). */
   bigMiB: number;
   cases: string[];
+  /** Distribution listens here, s3rver on the next port, the two nodes on the two after. */
+  portBase: number;
   skopeo(args: string[]): Promise<number>;
   log(line: string): void;
   version: string;
@@ -143,6 +143,9 @@ async function outboxDrained(url: string, log: (line: string) => void): Promise<
 
 export async function runClusterBench(opts: ClusterOptions): Promise<string> {
   const log = opts.log;
+  const DISTRIBUTION_PORT = opts.portBase;
+  const S3_PORT = opts.portBase + 1;
+  const NODE_PORTS = [opts.portBase + 2, opts.portBase + 3];
   const adminUrl = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   const natsUrl = process.env.WHARF_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
   const scratch = await mkdtemp(join(tmpdir(), 'wharf-bench-cluster-'));
@@ -175,7 +178,7 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
       WHARF_S3_SECRETACCESSKEY: s3.secretAccessKey,
     };
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
-    execFileSync(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'migrate'], { cwd: WHARF_ROOT, env: { ...inherited, ...env, WHARF_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    execFileSync(process.execPath, [WHARF_MAIN, 'migrate'], { cwd: WHARF_ROOT, env: { ...inherited, ...env, WHARF_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
 
     const dist = await startDistribution(DISTRIBUTION_PORT);
     started.push(dist);

@@ -15,6 +15,7 @@ import pg from 'pg';
 import { migrate, openDatabase, type Database } from '../libs/metadata/index.js';
 import { OCI_MANIFEST, pushBlob, putManifest, randomBlob, sha256 } from '../test/helpers/oci.js';
 import { configBlob, imageManifest } from '../test/helpers/gc.js';
+import { WHARF_MAIN } from './wharf-main.js';
 
 const SERVER = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const PORT = Number(process.env.WHARF_BENCH_PORT ?? 5500);
@@ -40,7 +41,7 @@ interface Env {
 }
 
 function startProcess(role: 'serve' | 'worker', env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', role], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [WHARF_MAIN, role], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
   return child;
 }
 
@@ -138,7 +139,7 @@ async function reclaim(workers: number): Promise<string> {
     } finally {
       await stopProcess(worker);
     }
-    // The worker's start-up (about a second: tsx, connections) is inside the figure.
+    // The worker's start-up (module loading, connections) is inside the figure.
     const seconds = (performance.now() - started) / 1000;
     return `| ${workers} | ${blobs} | ${(BLOB_BYTES / 1024).toFixed(0)} KiB | ${seconds.toFixed(1)} s | ${(blobs / seconds).toFixed(0)} | ${((blobs * BLOB_BYTES) / seconds / 1024 / 1024).toFixed(1)} | ${(BLOBS / seeded.seconds).toFixed(0)} |`;
   } finally {

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { migrate, openDatabase, readModels } from '../libs/metadata/index.js';
 import { startDistribution } from './registries.js';
+import { WHARF_MAIN } from './wharf-main.js';
 
 const ADMIN_URL = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PORTS = { large: 5410, small: 5411, distribution: 5401 };
@@ -131,7 +132,7 @@ function percentile(sorted: number[], p: number): number {
 async function startWharf(dataset: Dataset, port: number): Promise<{ base: string; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-listings-'));
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'serve'], {
+  const child: ChildProcess = spawn(process.execPath, [WHARF_MAIN, 'serve'], {
     cwd: join(import.meta.dirname, '..'),
     env: { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_DATA_DIR: dir, WHARF_DATABASE_URL: dataset.url, WHARF_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],

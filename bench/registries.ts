@@ -4,6 +4,7 @@ import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { descendants, startTimeOf } from './rss.js';
+import { WHARF_MAIN, WHARF_NODE_FLAGS } from './wharf-main.js';
 
 export interface RunningRegistry {
   name: string;
@@ -144,7 +145,7 @@ export async function startWharfProcess(port: number, extraEnv: Record<string, s
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
   const env = { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_DATA_DIR: join(dir, 'data'), WHARF_LOG_LEVEL: 'warn', ...extraEnv };
   try {
-    return await launch('Wharf', dir, `http://127.0.0.1:${port}`, process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'all'], {
+    return await launch('Wharf', dir, `http://127.0.0.1:${port}`, process.execPath, [...WHARF_NODE_FLAGS, WHARF_MAIN, 'all'], {
       cwd: WHARF_ROOT,
       env,
       readyTimeoutMs: 120_000, // first start runs initdb
@@ -160,7 +161,7 @@ export async function startWharfNode(name: string, port: number, env: Record<str
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-node-'));
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
   try {
-    return await launch(name, dir, `http://127.0.0.1:${port}`, process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'serve'], {
+    return await launch(name, dir, `http://127.0.0.1:${port}`, process.execPath, [...WHARF_NODE_FLAGS, WHARF_MAIN, 'serve'], {
       cwd: WHARF_ROOT,
       env: { ...inherited, ...env, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_LOG_LEVEL: 'warn' },
       readyTimeoutMs: 60_000,

@@ -1,5 +1,5 @@
 // Side-by-side benchmark of CNCF Distribution 2.8.2 and Wharf (embedded mode) on loopback.
-// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster]
+// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster [--port-base N]]
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,10 +28,12 @@ interface Options {
   cases: string[];
   /** The cluster benchmark (bench/cluster.ts) instead of the embedded one. */
   cluster: boolean;
+  /** First of the cluster benchmark's four ports (Distribution, s3rver, node A, node B). */
+  portBase: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3, cases: [], cluster: false };
+  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3, cases: [], cluster: false, portBase: 5203 };
   const number = (flag: string, value: string | undefined) => {
     const n = Number(value);
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${value}`);
@@ -44,8 +46,9 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--seconds') opts.seconds = number(arg, argv[++i]);
     else if (arg === '--pushes') opts.pushes = argv[i + 1] === '0' ? (i++, 0) : Math.round(number(arg, argv[++i]));
     else if (arg === '--cluster') opts.cluster = true;
+    else if (arg === '--port-base') opts.portBase = Math.round(number(arg, argv[++i]));
     else if (arg === '--cases') opts.cases = (argv[++i] ?? '').split(',').filter(Boolean);
-    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster]`);
+    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster [--port-base N]]`);
   }
   return opts;
 }
@@ -415,6 +418,7 @@ async function clusterMain(opts: Options): Promise<void> {
     pushes: opts.pushes,
     bigMiB: opts.big ? opts.bigMiB : 0,
     cases: opts.cases,
+    portBase: opts.portBase,
     skopeo: (args) => {
       if (interrupted) throw new Error('interrupted');
       return skopeo(args);

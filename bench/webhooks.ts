@@ -11,6 +11,7 @@ import { connect } from 'nats';
 import { configToEnv, loadConfig, type Config } from '../libs/config/index.js';
 import { buildEvent, NatsBus, OutboxRelay, Subjects } from '../libs/events/index.js';
 import { migrate, openDatabase, outbox, type Database } from '../libs/metadata/index.js';
+import { WHARF_MAIN } from './wharf-main.js';
 
 const RECEIVER_PORT = 5300;
 const serverUrl = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -87,7 +88,7 @@ function stats(ids: string[]) {
 function spawnWorker(config: Config): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, ...configToEnv(config), WHARF_LOG_LEVEL: 'warn' };
   for (const k of Object.keys(env)) if (k.startsWith('WHARF_BENCH_') || k.startsWith('WHARF_TEST_')) delete env[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'worker'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [WHARF_MAIN, 'worker'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   return child;
 }
 

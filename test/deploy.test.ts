@@ -76,7 +76,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('runs the wharf command the image provides, with commands it knows', async () => {
-    assert.match(dockerfile, /ENTRYPOINT \["node", "--import", "tsx", "services\/cli\/main.ts"\]/);
+    assert.match(dockerfile, /ENTRYPOINT \["node", "dist\/services\/cli\/main.js"\]/);
     const main = await readFile(new URL('../services/cli/main.ts', import.meta.url), 'utf8');
     for (const [name, s] of wharfServices) assert.ok(main.includes(`case '${s.command![0]}':`), `${name}: wharf ${s.command![0]} exists`);
   });

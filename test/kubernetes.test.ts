@@ -128,7 +128,7 @@ describe('deploy/kubernetes', () => {
   });
 
   it('runs the image with wharf commands that exist: serve, worker, migrate', () => {
-    assert.match(dockerfile, /ENTRYPOINT \["node", "--import", "tsx", "services\/cli\/main.ts"\]/);
+    assert.match(dockerfile, /ENTRYPOINT \["node", "dist\/services\/cli\/main.js"\]/);
     const expected: Record<string, string> = { 'wharf-api': 'serve', 'wharf-worker': 'worker', 'wharf-migrate': 'migrate' };
     for (const { doc, pod } of podsOf(base)) {
       for (const c of pod.containers) {

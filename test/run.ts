@@ -4,7 +4,7 @@
  * WHARF_TEST_DATABASE_URL and WHARF_TEST_NATS_URL, or a Docker engine for testcontainers;
  * without them it is skipped with a message naming what is missing.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { dockerAvailable } from './helpers/services.js';
 
@@ -31,6 +31,9 @@ async function clusterSkipReason(): Promise<string | undefined> {
   if (missing.length === 0 || (await dockerAvailable())) return undefined;
   return `no ${missing.join(' and no ')}, and no Docker engine for testcontainers`;
 }
+
+// The processes the suites spawn run the compiled dist/, as users do: build it from this tree first.
+execFileSync(process.execPath, ['scripts/build-js.mjs'], { stdio: 'inherit', env: { ...process.env, WHARF_BUILD_QUIET: '1' } });
 
 const only = process.argv.slice(2);
 const selected = (files: string[]) => (only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files);

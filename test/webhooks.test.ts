@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../libs/config/index.js';
 import { webhooks } from '../libs/metadata/index.js';
 import { pushImage, randomBlob, pushBlob } from './helpers/oci.js';
+import { WHARF_MAIN } from './helpers/processes.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { eventually } from './helpers/wait.js';
 import { startReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -144,7 +145,7 @@ describe('webhook delivery', () => {
     // The CLI finds the running embedded PostgreSQL through the data directory.
     const cli = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, WHARF_DATA_DIR: wharf.dataDir };
-      const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', 'webhooks', 'redrive', '--endpoint', 'dead', '--event', id!], { env });
+      const child = spawn(process.execPath, [WHARF_MAIN, 'webhooks', 'redrive', '--endpoint', 'dead', '--event', id!], { env });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { sql, type Kysely } from 'kysely';
 import type { Schema } from './schema.js';
 
-export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../migrations');
+// Compiled, this module sits one level deeper (dist/libs/metadata/migrate.js) than its source.
+export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), import.meta.url.endsWith('.js') ? '../../../migrations' : '../../migrations');
 
 // Any fixed number: every node that migrates takes the same advisory lock, so only one applies a step.
 const MIGRATION_LOCK = 7_265_481_001;

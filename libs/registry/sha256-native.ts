@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 /** The N-API addon of native/sha256.c, built by `npm ci` (scripts/build-native.mjs) when a compiler is there. */
 export interface NativeSha256 {
@@ -28,7 +29,9 @@ export function nativeSha256Error(): string | undefined {
 function load(): { addon?: NativeSha256; error?: string } {
   try {
     const require = createRequire(import.meta.url);
-    const addon = require(new URL('../../build/Release/wharf_sha256.node', import.meta.url).pathname) as NativeSha256;
+    // Compiled, this module sits one level deeper (dist/libs/registry/) than its source.
+    const up = import.meta.url.endsWith('.js') ? '../../../' : '../../';
+    const addon = require(fileURLToPath(new URL(`${up}build/Release/wharf_sha256.node`, import.meta.url))) as NativeSha256;
     // A self-check across a save and resume, so a broken build is never trusted with uploads.
     const bytes = Buffer.from('wharf native sha256 self-check, longer than one 64-byte block of input data');
     const first = addon.create();

@@ -29,7 +29,7 @@ describe('npm run cluster', () => {
     if (skip) return t.skip(skip);
     const port = await freePort();
     const run = randomBytes(4).toString('hex');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/cluster.ts', '--nodes', '2', '--port', String(port)], {
+    const child = spawn(process.execPath, ['dist/services/cli/cluster.js', '--nodes', '2', '--port', String(port)], {
       env: {
         PATH: process.env.PATH,
         WHARF_DATABASE_URL: services!.databaseUrl,

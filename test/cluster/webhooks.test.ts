@@ -8,7 +8,7 @@ import { startServe, startWorker, type RunningWharf } from '../../services/cli/s
 import { clusterConfig } from '../helpers/cluster.js';
 import { deleteStream, startPrivateNatsServer, type PrivateNatsServer } from '../helpers/nats.js';
 import { pushBlob, pushImage, randomBlob } from '../helpers/oci.js';
-import { spawnWharf, type WharfProcess } from '../helpers/processes.js';
+import { spawnWharf, WHARF_MAIN, type WharfProcess } from '../helpers/processes.js';
 import { clusterServices, type ClusterServices } from '../helpers/services.js';
 import { eventually } from '../helpers/wait.js';
 import { startReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
@@ -179,7 +179,7 @@ describe('wharf webhooks redrive', () => {
     return new Promise((resolve) => {
       const env: NodeJS.ProcessEnv = { ...process.env, ...configToEnv(config), WHARF_LOG_LEVEL: 'warn' };
       for (const name of Object.keys(env)) if (name.startsWith('WHARF_TEST_')) delete env[name];
-      const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', ...args], { env });
+      const child = spawn(process.execPath, [WHARF_MAIN, ...args], { env });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -2,6 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { configToEnv, type Config } from '../../libs/config/index.js';
 
+/** The compiled entry users run (npm start, the image); test/run.ts builds dist/ before any suite. */
+export const WHARF_MAIN = 'dist/services/cli/main.js';
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -26,7 +29,7 @@ export async function spawnWharf(role: 'serve' | 'worker', config: Config): Prom
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, ...configToEnv(config), WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_LOG_LEVEL: 'warn' };
   for (const name of Object.keys(env)) if (name.startsWith('WHARF_TEST_')) delete env[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', role], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [WHARF_MAIN, role], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -51,7 +54,7 @@ export async function spawnWharf(role: 'serve' | 'worker', config: Config): Prom
 export function runWharfCommand(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const name of Object.keys(childEnv)) if (name.startsWith('WHARF_TEST_')) delete childEnv[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/cli/main.ts', ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [WHARF_MAIN, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
