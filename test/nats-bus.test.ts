@@ -132,7 +132,7 @@ describe('NatsBus', { skip: unavailable ?? false }, () => {
     await bus2.publish(Subjects.manifestPush, dup); // …or another node's relay
     const marker = event('dedupe/marker');
     await bus.publish(Subjects.manifestPush, marker);
-    await eventually(() => assert.ok(got.some((e) => e.id === marker.id)));
+    await eventually(() => assert.ok(got.some((e) => e.id === marker.id), 'the marker arrived'));
     assert.deepEqual(
       got.map((e) => e.id),
       [dup.id, marker.id],
@@ -268,7 +268,7 @@ describe('NatsBus across a NATS restart', { skip: unavailable ? unavailable : ca
     const info = await bus.jsm.streams.info(names.stream);
     assert.equal(info.state.messages, 2, 'the stream survived the restart (file storage)');
     // The ordered consumer recovered as well.
-    await eventually(() => assert.ok(got.includes(second.id)), 15_000);
+    await eventually(() => assert.ok(got.includes(second.id), 'the event after the restart arrived'), 15_000);
     assert.deepEqual(got, [first.id, second.id]);
     unsubscribe();
   });

@@ -130,9 +130,14 @@ export class NatsBus implements EventBus {
     let messages: ConsumerMessages | undefined;
     let deleteConsumer: (() => Promise<unknown>) | undefined;
     const ready = (async () => {
+      // The ordered consumer is created on the server only once consume() runs, after `ready`
+      // could resolve; "deliver new" would then miss what was published in between. Starting at
+      // the sequence after the stream's last one, read now, misses nothing published after ready.
+      const { last_seq: lastSeq } = (await this.jsm.streams.info(this.stream)).state;
       const consumer = await this.js.consumers.get(this.stream, {
         filterSubjects: filter, // a string, not an array: 2.9 has no multi-filter consumers
-        deliver_policy: DeliverPolicy.New,
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: lastSeq + 1,
       });
       deleteConsumer = () => consumer.delete();
       const iter = await consumer.consume({ max_messages: 256 });
