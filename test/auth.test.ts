@@ -393,8 +393,11 @@ describe('htpasswd mode', () => {
     const bobDelete = await as(bobAuth, () => fetch(`${base}/v2/a/app/manifests/${image.digest}`, { method: 'DELETE' }));
     assert.equal(bobDelete.status, 403);
     assert.equal((await as(bobAuth, () => fetch(`${base}/v2/_catalog`))).status, 403);
-    const catalog = await as(aliceAuth, () => fetch(`${base}/v2/_catalog`));
-    assert.deepEqual(await catalog.json(), { repositories: ['a/app'] });
+    // The catalog is a read model: it follows the push once the event pipeline has applied it.
+    await eventually(async () => {
+      const catalog = await as(aliceAuth, () => fetch(`${base}/v2/_catalog`));
+      assert.deepEqual(await catalog.json(), { repositories: ['a/app'] }, 'a/app is in the catalog');
+    });
 
     await as(aliceAuth, () => pushImage(base, 'alice/own', 'v1'));
     const publicRes = await fetch(`${base}/v2/public/none/tags/list`);
