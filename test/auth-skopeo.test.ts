@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { basic, makeAuthFixture, type AuthFixture } from './helpers/auth.js';
 import { buildImage, readOciLayout, writeOciLayout, type Image } from './helpers/oci-layout.js';
+import { skopeoSandbox } from './helpers/skopeo-sandbox.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 
 const run = promisify(execFile);
@@ -57,18 +57,7 @@ for (const mode of ['token', 'htpasswd'] as const) {
         'auth.policy': POLICY,
       });
       host = new URL(wharf.base).host;
-      tmp = await mkdtemp(join(tmpdir(), 'wharf-skopeo-auth-'));
-      for (const d of ['home', 'tmp', 'runtime', 'config', 'registries.d']) await mkdir(join(tmp, d), { recursive: true, mode: 0o700 });
-      await writeFile(join(tmp, 'registries.conf'), '');
-      env = {
-        PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-        HOME: join(tmp, 'home'),
-        TMPDIR: join(tmp, 'tmp'),
-        XDG_RUNTIME_DIR: join(tmp, 'runtime'),
-        XDG_CONFIG_HOME: join(tmp, 'config'),
-        REGISTRY_AUTH_FILE: join(tmp, 'auth.json'),
-        CONTAINERS_REGISTRIES_CONF: join(tmp, 'registries.conf'),
-      };
+      ({ tmp, env } = await skopeoSandbox('wharf-skopeo-auth-'));
       await writeOciLayout(join(tmp, 'src'), { v1: image });
     });
     after(async () => {

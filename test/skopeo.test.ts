@@ -9,11 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { skopeoSandbox } from './helpers/skopeo-sandbox.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { OCI_INDEX, OCI_MANIFEST, errorCode, pushBlob, putManifest } from './helpers/oci.js';
 import {
@@ -127,18 +127,7 @@ describe('skopeo interoperability', { skip: version === undefined ? 'skopeo not 
     wharf = await startTestWharf();
     base = wharf.base;
     host = new URL(base).host;
-    tmp = await mkdtemp(join(tmpdir(), 'wharf-skopeo-'));
-    for (const d of ['home', 'tmp', 'runtime', 'config', 'registries.d']) await mkdir(join(tmp, d), { recursive: true, mode: 0o700 });
-    await writeFile(join(tmp, 'registries.conf'), '');
-    env = {
-      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-      HOME: join(tmp, 'home'),
-      TMPDIR: join(tmp, 'tmp'),
-      XDG_RUNTIME_DIR: join(tmp, 'runtime'),
-      XDG_CONFIG_HOME: join(tmp, 'config'),
-      REGISTRY_AUTH_FILE: join(tmp, 'auth.json'),
-      CONTAINERS_REGISTRIES_CONF: join(tmp, 'registries.conf'),
-    };
+    ({ tmp, env } = await skopeoSandbox('wharf-skopeo-'));
     srcLayout = join(tmp, 'src');
     await writeOciLayout(srcLayout, { v1: image, doomed, multi: index, sbom, signature });
   });
