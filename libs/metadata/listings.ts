@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Executor } from './schema.js';
+import type { Executor, ManifestListingTable } from './schema.js';
 
 /*
  * Reads behind the listing endpoints. Every page is a keyset range scan: `where key > last order
@@ -46,15 +46,8 @@ export interface ManifestFilter {
   annotations?: Record<string, string>;
 }
 
-export interface ManifestListingRow {
-  digest: string;
-  media_type: string;
-  size: number;
-  artifact_type: string | null;
-  annotations: Record<string, string> | null;
-  tags: string[];
-  pushed_at: Date;
-}
+/** A listing row as a page returns it: the read-model row without its repository and `tagged` flag. */
+export type ManifestListingRow = Omit<ManifestListingTable, 'repository_id' | 'tagged'>;
 
 /** Up to `n` manifest listing rows of the repository after digest `last`, in digest order. */
 export async function manifestPage(db: Executor, repositoryId: number, filter: ManifestFilter, n: number, last: string | undefined): Promise<ManifestListingRow[]> {
