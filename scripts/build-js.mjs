@@ -5,7 +5,7 @@
 // a file is rewritten only when its content changed, by a rename, so running processes never
 // read a half-written module.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -14,7 +14,11 @@ const dist = join(root, 'dist');
 const trees = ['services', 'libs'].filter((d) => existsSync(join(root, d)));
 if (trees.length === 0) process.exit(0); // a Docker layer with only package.json: built after COPY
 
-const sources = trees.flatMap((d) => readdirSync(join(root, d), { recursive: true }).map((f) => join(root, d, f)));
+// services/ui is browser code: bundled on its own into dist/ui (services/ui/build.mjs), not transpiled for node.
+const uiSource = join(root, 'services', 'ui');
+const sources = trees
+  .flatMap((d) => readdirSync(join(root, d), { recursive: true }).map((f) => join(root, d, f)))
+  .filter((f) => f !== uiSource && !f.startsWith(uiSource + sep));
 const entryPoints = sources.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
 const copies = sources.filter((f) => f.endsWith('.mjs') || f.endsWith('.cjs') || f.endsWith('.json'));
 
@@ -32,6 +36,10 @@ const result = await build({
 
 const wanted = new Map(result.outputFiles.map((o) => [o.path, Buffer.from(o.contents)]));
 for (const f of copies) wanted.set(join(dist, relative(root, f)), readFileSync(f));
+if (existsSync(join(uiSource, 'build.mjs'))) {
+  const { uiOutputs } = await import(join(uiSource, 'build.mjs'));
+  for (const [path, contents] of await uiOutputs(join(dist, 'ui'))) wanted.set(path, contents);
+}
 
 let written = 0;
 for (const [path, contents] of wanted) {
@@ -43,7 +51,7 @@ for (const [path, contents] of wanted) {
   written++;
 }
 // Modules whose source is gone must not linger: an import of a deleted file should fail.
-for (const d of trees) {
+for (const d of [...trees, 'ui']) {
   const out = join(dist, d);
   if (!existsSync(out)) continue;
   for (const f of readdirSync(out, { recursive: true })) {

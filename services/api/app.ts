@@ -18,6 +18,8 @@ import { upload, uploadStart } from './routes/uploads.js';
 import { extensions, manifestListing, namespace, tagDetails, tagHistory } from './routes/wharf.js';
 import { installAuth, type AuthOptions } from './auth.js';
 import { installTokenIssuer } from './token-issuer.js';
+import { installAdminRoutes } from './routes/admin.js';
+import { installUi, type UiConfig } from './ui-static.js';
 
 export interface ApiOptions {
   registry: Registry;
@@ -37,6 +39,9 @@ export interface ApiOptions {
   tls?: { cert: string; key: string };
   /** Largest request head Node's parser accepts (431 above); Node's default when absent. */
   maxHeaderBytes?: number;
+  /** Serve the browser UI at <prefix>/ui (ui.enabled); `uiDir` overrides where its build is read from. */
+  ui?: boolean;
+  uiDir?: string;
 }
 
 const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K }>> } = {
@@ -104,6 +109,15 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `Docker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/** How the UI signs in: the built-in token service when this node serves it. */
+function uiConfig(options: ApiOptions): UiConfig {
+  const auth = options.auth;
+  if (!auth || auth.mode === 'none') return { auth: 'none' };
+  if (auth.mode === 'htpasswd') return { auth: 'htpasswd' };
+  const builtIn = !auth.token?.realm && auth.token?.signingKey !== undefined && auth.htpasswd !== undefined;
+  return { auth: 'token', service: auth.token?.service ?? '', ...(builtIn ? { tokenPath: `${options.prefix}/auth/token` } : {}) };
 }
 
 export function buildApi(options: ApiOptions): FastifyInstance {
@@ -255,8 +269,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       ...(down.some((c) => c.name === 'nats') ? { note: 'NATS does not make a node unready: events wait in the outbox and are published when it is back' } : {}),
     });
   });
-  // Queue counts and last error per webhook endpoint (docs/events.md).
-  app.get(`${options.prefix}/_wharf/admin/webhooks`, async (_request, reply) => reply.type('application/json').send(await options.registry.webhooks.status()));
+  installAdminRoutes(app, options.registry, options.prefix);
+  if (options.ui) installUi(app, options.prefix, uiConfig(options), (message) => options.logger.warn(message), options.uiDir);
   app.get(`${options.prefix}/metrics`, async (_request, reply) => {
     const { contentType, body } = await metricsText();
     return reply.type(contentType).send(body);

@@ -44,6 +44,7 @@ export function authFromConfig(config: Config): AuthOptions {
       service: config['auth.token.service'],
       issuer: config['auth.token.issuer'],
       expirySeconds: config['auth.token.expiry'],
+      refreshExpirySeconds: config['auth.token.refreshexpiry'],
       trust: buildTrustStore({
         certificates: bundle ? parsed('auth.token.rootcertbundle', () => parseCertificateBundle(read(bundle, 'auth.token.rootcertbundle'))) : [],
         jwks: jwks ? parsed('auth.token.jwks', () => parseJwks(read(jwks, 'auth.token.jwks'))) : [],

@@ -15,6 +15,8 @@ export interface TokenAuthOptions {
   /** The built-in issuer's key; with it, the policy tells whether a missing scope could be granted. */
   signingKey?: KeyObject;
   expirySeconds: number;
+  /** Lifetime of the built-in issuer's refresh tokens (offline_token=true). */
+  refreshExpirySeconds?: number;
 }
 
 export interface AuthOptions {
