@@ -33,15 +33,15 @@ export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, p
   const refuse = () =>
     new RegistryError('UNAUTHORIZED', 'authentication required', { headers: { 'WWW-Authenticate': `Basic realm="${options.basicRealm.replace(/["\\]/g, '\\$&')}"` } });
 
-  /** The user a refresh token was issued to; 401 when it does not verify or the user is gone from htpasswd. */
-  const refreshUser = (refreshToken: string): string => {
+  /** The user a refresh token was issued to; undefined when it does not verify or the user is gone from htpasswd. */
+  const refreshUser = (refreshToken: string): string | undefined => {
     try {
       const claims = refreshVerifier.verify(refreshToken);
       if (typeof claims.sub === 'string' && claims.sub !== '' && htpasswd.has(claims.sub)) return claims.sub;
     } catch (err) {
       if (!(err instanceof TokenError)) throw err;
     }
-    throw new RegistryError('UNAUTHORIZED', 'invalid refresh token');
+    return undefined;
   };
 
   const issue = async (
@@ -90,9 +90,12 @@ export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, p
     const grant = form.get('grant_type');
     const scopes = (form.get('scope') ?? '').split(' ').filter(Boolean);
     if (grant === 'refresh_token') {
+      // RFC 6749 5.2: a missing parameter is invalid_request, a bad or expired refresh token invalid_grant, both 400.
       const refreshToken = form.get('refresh_token');
-      if (!refreshToken) throw new RegistryError('UNAUTHORIZED', 'refresh_token is missing');
-      return issue(reply, { refreshedUser: refreshUser(refreshToken) }, form.get('service'), scopes, { oauth: true, offline: false });
+      if (!refreshToken) return reply.code(400).type('application/json').send({ error: 'invalid_request', error_description: 'refresh_token is missing' });
+      const refreshedUser = refreshUser(refreshToken);
+      if (refreshedUser === undefined) return reply.code(400).type('application/json').send({ error: 'invalid_grant', error_description: 'the refresh token is invalid or expired' });
+      return issue(reply, { refreshedUser }, form.get('service'), scopes, { oauth: true, offline: false });
     }
     if (grant !== 'password') {
       return reply.code(400).type('application/json').send({ error: 'unsupported_grant_type', error_description: 'grant_type must be password or refresh_token' });

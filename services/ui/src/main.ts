@@ -100,6 +100,7 @@ async function render(): Promise<void> {
     sessionStorage.removeItem('wharf.notice');
     main.prepend(notice('info', flash));
   }
+  main.dataset.route = location.hash;
   main.dataset.state = 'ready';
   main.removeAttribute('aria-busy');
   performance.mark('wharf:rendered');

@@ -112,7 +112,8 @@ export class Session {
     if (this.refreshToken) {
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.refreshToken, service: this.config.service ?? '', scope: wanted.map(scopeString).join(' ') });
       res = await fetch(this.config.tokenPath, { method: 'POST', body: form, credentials: 'omit', cache: 'no-store' });
-      if (res.status === 401) {
+      if (res.status === 400 || res.status === 401) {
+        // invalid_grant: the refresh token expired, or the user is gone.
         this.signOut();
         this.onExpired();
         return this.tokenFor(wanted);
