@@ -76,7 +76,7 @@ for (const mode of (['none', 'token'] as const).filter((m) => !process.env.WHARF
 
     async function signOut(): Promise<void> {
       await page.getByRole('button', { name: 'Sign out' }).click();
-      await page.getByRole('link', { name: 'Sign in' }).waitFor();
+      await page.locator('#signin-link').waitFor();
       assert.equal(await page.evaluate(() => sessionStorage.getItem('wharf.refresh')), null);
     }
 

@@ -1,7 +1,7 @@
 import { MANIFEST_TYPES } from '../api.js';
 import { bytes, h, notice, replace, shortDigest, table, time, type Child } from '../dom.js';
 import { route, type ViewContext } from '../context.js';
-import { isIndex, shortType, type Manifest } from '../media.js';
+import { IMAGE_CONFIG_TYPES, isIndex, shortType, type Manifest } from '../media.js';
 import { crumbs, failure, heading, pager } from './common.js';
 import { deleteManifest, deleteTag } from './delete.js';
 
@@ -142,7 +142,8 @@ async function manifestsTab(ctx: ViewContext, name: string, head: Child[], mayDe
   }
   const rows = answer.body.manifests.map((m) => [
     h('a', { href: route(`image/${name}@${m.digest}`), title: m.digest }, h('code', {}, shortDigest(m.digest))),
-    m.artifactType ? [shortType(m.artifactType), h('br'), h('small', {}, shortType(m.mediaType))] : shortType(m.mediaType),
+    // The listing's artifactType falls back to the config media type: for a plain image that says nothing new.
+    m.artifactType && !IMAGE_CONFIG_TYPES.includes(m.artifactType) ? [shortType(m.artifactType), h('br'), h('small', {}, shortType(m.mediaType))] : shortType(m.mediaType),
     bytes(m.size),
     m.tags.length ? m.tags.map((t) => h('a', { href: route(`image/${name}:${t}`), class: 'tag' }, t)) : h('span', { class: 'badge' }, 'untagged'),
     time(m.pushedAt),
