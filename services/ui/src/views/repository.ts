@@ -5,7 +5,7 @@ import { IMAGE_CONFIG_TYPES, isIndex, shortType, type Manifest } from '../media.
 import { crumbs, failure, heading, pager } from './common.js';
 import { deleteManifest, deleteTag } from './delete.js';
 
-const PAGE = 50;
+const PAGE = 25;
 
 interface TagDetail {
   name: string;
