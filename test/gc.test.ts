@@ -6,7 +6,7 @@ import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { configBlob, crossRepoScenario, emptyScenario, pushWith, tagDeleteScenario, type GcTarget } from './helpers/gc.js';
 import { runWharfCommand } from './helpers/processes.js';
 import { ConfigError, loadConfig } from '../libs/config/index.js';
-import { parseUntaggedPolicy } from '../libs/registry/index.js';
+import { parseUntaggedPolicy } from '../libs/config/index.js';
 import { pushBlob, randomBlob } from './helpers/oci.js';
 import { eventually } from './helpers/wait.js';
 

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
 import { formatScope, jwkThumbprint, mergeAccess, signToken, type TokenClaims } from '../../libs/auth/index.js';
 import { requiredAccess } from '../../services/api/access.js';
-import { splitV2Url } from '../../services/api/dispatch.js';
+import { matchV2Url } from '../../services/api/dispatch.js';
 import { startRoundRobin } from './round-robin.js';
 
 const run = promisify(execFile);
@@ -134,8 +134,8 @@ export async function startCredentialProxy(
     addHeaders: (req) => {
       if (scheme === 'basic') return { authorization: basic(credentials.user, credentials.password) };
       const url = req.url ?? '';
-      const parts = url.startsWith(`${v2}/`) ? splitV2Url(url, v2) : undefined;
-      const needs = parts ? requiredAccess(req.method ?? 'GET', parts.path, parts.query) : undefined;
+      const match = url.startsWith(`${v2}/`) ? matchV2Url(url, v2) : undefined;
+      const needs = match ? requiredAccess(req.method ?? 'GET', match) : undefined;
       const scope = needs ? formatScope(mergeAccess([...needs.access, ...needs.alsoAsk])) : '';
       const cached = tokens.get(scope);
       if (cached) return { authorization: `Bearer ${cached}` };
