@@ -78,15 +78,17 @@ function parsed<T>(key: string, parse: () => T): T {
   }
 }
 
+function loadHtpasswd(path: string): Htpasswd {
+  read(path, 'auth.htpasswd.path'); // a missing file is named as such, before it is parsed
+  return parsed('auth.htpasswd.path', () => new Htpasswd(path));
+}
+
 /** Reads the files auth.* names (htpasswd, certificates, JWKS, signing key) into what the API checks requests with. */
 export function authFromConfig(config: Config): AuthOptions {
   const mode = config['auth.mode'];
   const signingKeyPath = config['auth.token.signingkey'];
   const htpasswdPath = config['auth.htpasswd.path'];
-  const htpasswd =
-    htpasswdPath && (mode === 'htpasswd' || signingKeyPath)
-      ? (read(htpasswdPath, 'auth.htpasswd.path'), parsed('auth.htpasswd.path', () => new Htpasswd(htpasswdPath)))
-      : undefined;
+  const htpasswd = htpasswdPath && (mode === 'htpasswd' || signingKeyPath) ? loadHtpasswd(htpasswdPath) : undefined;
   const signingKey = signingKeyPath ? parsed('auth.token.signingkey', () => loadPrivateKey(read(signingKeyPath, 'auth.token.signingkey'))) : undefined;
   // loadConfig made sure the issuer has its htpasswd file.
   const issuer: TokenIssuerOptions | undefined =
