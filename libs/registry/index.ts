@@ -5,7 +5,6 @@ export { uploadRange, type ChunkInfo, type UploadSession } from './upload-servic
 export { tooLarge, type StoredManifest, type PutResult } from './manifest-service.js';
 export type { BlobHandle } from './blob-service.js';
 export type { Page, ImageIndex } from './discovery.js';
-export { warmHashPool } from './hash-pool.js';
 export * from './health.js';
 export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } from './garbage-collector.js';
 export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';

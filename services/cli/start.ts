@@ -7,7 +7,8 @@ import { parseEndpoints, redactUrl, splitAddr, type Config } from '../../libs/co
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
-import { Registry, warmHashPool, type HealthChecker } from '../../libs/registry/index.js';
+import { warmHashPool } from '../../libs/hashing/index.js';
+import { Registry, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { healthChecker, observeProcess, startOpsServer } from './observe.js';
 import { gcPolicyFromConfig } from '../worker/gc.js';
