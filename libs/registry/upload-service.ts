@@ -234,8 +234,7 @@ export class UploadService {
   }
 
   private async readable(repository: string, context: RequestContext): Promise<boolean> {
-    if (context.mayRead && !context.mayRead(repository)) return false;
-    return this.deps.canRead ? await this.deps.canRead(repository) : true;
+    return !context.mayRead || context.mayRead(repository);
   }
 
   /** Locks the session row for this transaction, or explains why it cannot be used. */
