@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { Subjects, type EventSource } from '../events/index.js';
-import { gc, manifests, repositories, type Schema } from '../metadata/index.js';
+import { gc, manifests, repositories, uploads, type Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import type { RequestContext } from './context.js';
 import { recordEvents } from './event-log.js';
@@ -167,7 +167,7 @@ export class GarbageCollector {
 
   /** Cancels upload sessions idle for `maxIdleSeconds`; their objects join the deletion queue. */
   async expireIdleUploads(maxIdleSeconds: number, limit: number): Promise<number> {
-    return gc.expireIdleUploads(this.deps.db, maxIdleSeconds, limit);
+    return uploads.expireIdleUploads(this.deps.db, maxIdleSeconds, limit);
   }
 
   private async deleteObject(id: number, key: string, state: Record<string, unknown>, attempts = 0): Promise<boolean> {

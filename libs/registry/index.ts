@@ -8,7 +8,6 @@ export type { Page, ImageIndex } from './discovery.js';
 export * from './health.js';
 export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } from './garbage-collector.js';
 export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';
-export { reconcile, fsck, type ReconcileReport, type FsckReport } from './reconcile.js';
 export type { WebhookEndpointStatus } from './webhook-status.js';
 export { parseManifestFilter, type ListedRepository, type ManifestDescriptor, type TagDetail, type HistoryEntry } from './listing-service.js';
 export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';
