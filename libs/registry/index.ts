@@ -9,5 +9,6 @@ export * from './health.js';
 export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } from './garbage-collector.js';
 export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';
 export type { WebhookEndpointStatus } from './webhook-status.js';
-export { parseManifestFilter, type ListedRepository, type ManifestDescriptor, type TagDetail, type HistoryEntry } from './listing-service.js';
+export type { ManifestFilter } from '../metadata/index.js';
+export type { ListedRepository, ManifestDescriptor, TagDetail, HistoryEntry } from './listing-service.js';
 export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';
