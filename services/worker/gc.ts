@@ -1,3 +1,4 @@
+import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
 import type { Config } from '../../libs/config/index.js';
 import { gc } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
@@ -41,25 +42,6 @@ async function burst(next: () => Promise<ReviewResult | undefined>): Promise<{ d
   return { decided, busy: false };
 }
 
-/** A sleep that stop() can cut short. */
-class Naps {
-  private wakers = new Set<() => void>();
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakers.add(done);
-    });
-  }
-  wakeAll(): void {
-    for (const wake of [...this.wakers]) wake();
-  }
-}
-
 /**
  * The gc role: `gc.workers` loops decide due manifest reviews, then due blob reviews, polling
  * PostgreSQL when there is nothing due; one housekeeping loop deletes queued storage objects,
@@ -79,7 +61,7 @@ export const gcRole: WorkerRole = {
       warn: (message, err) => logger.warn({ err }, message),
     });
     const pollMs = config['gc.pollinterval'];
-    const naps = new Naps();
+    const naps = new WakeableSleep();
     let running = true;
 
     const reviewLoop = async () => {
@@ -124,7 +106,7 @@ export const gcRole: WorkerRole = {
     const loops = [housekeepingLoop(), ...Array.from({ length: config['gc.workers'] }, () => reviewLoop())];
     return async () => {
       running = false;
-      naps.wakeAll();
+      naps.wake();
       await Promise.allSettled(loops);
     };
   },
