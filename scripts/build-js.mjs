@@ -14,11 +14,13 @@ const dist = join(root, 'dist');
 const trees = ['services', 'libs'].filter((d) => existsSync(join(root, d)));
 if (trees.length === 0) process.exit(0); // a Docker layer with only package.json: built after COPY
 
+// The addon's build script and node-gyp's output (the addon, objects, makefiles) stay where they are.
 // services/ui is browser code: bundled on its own into dist/ui (services/ui/build.mjs), not transpiled for node.
 const uiSource = join(root, 'services', 'ui');
+const notModules = [...['build', 'scripts'].map((d) => join(root, 'libs', 'hashing', d)), uiSource].map((d) => d + sep);
 const sources = trees
   .flatMap((d) => readdirSync(join(root, d), { recursive: true }).map((f) => join(root, d, f)))
-  .filter((f) => f !== uiSource && !f.startsWith(uiSource + sep));
+  .filter((f) => f !== uiSource && !notModules.some((d) => f.startsWith(d)));
 const entryPoints = sources.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
 const copies = sources.filter((f) => f.endsWith('.mjs') || f.endsWith('.cjs') || f.endsWith('.json'));
 

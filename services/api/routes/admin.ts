@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { RegistryError } from '../../../libs/oci/index.js';
 import type { Registry } from '../../../libs/registry/index.js';
+import { HttpError } from '../errors.js';
 import { readLimited } from '../http.js';
 
 /*
- * The admin endpoints under <prefix>/_wharf/admin (docs/api.md#operations-endpoints). The auth
+ * The admin endpoints under <prefix>/_wharf/admin beside the webhook view in ops-routes.ts
+ * (docs/api.md#operations-endpoints). The auth
  * hook requires registry:admin:* for every path below it, so nothing here checks access again.
  */
 
@@ -12,7 +14,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** `{"endpoint"?: string, "eventId"?: uuid}`, nothing else; 400 UNSUPPORTED names what is wrong. */
 function redriveFilter(body: Buffer): { endpoint?: string; eventId?: string } {
-  const bad = (message: string) => new RegistryError('UNSUPPORTED', message, { status: 400 });
+  const bad = (message: string) => new RegistryError('UNSUPPORTED', message, { reason: 'bad-parameter' });
   if (body.length === 0) return {};
   let parsed: unknown;
   try {
@@ -32,15 +34,12 @@ function redriveFilter(body: Buffer): { endpoint?: string; eventId?: string } {
 
 export function installAdminRoutes(app: FastifyInstance, registry: Registry, prefix: string): void {
   const root = `${prefix}/_wharf/admin`;
-  // Queue counts and last error per webhook endpoint (docs/events.md).
-  app.get(`${root}/webhooks`, async (_request, reply) => reply.type('application/json').send(await registry.webhooks.status()));
-
   // `wharf webhooks redrive` over HTTP. JSON only: a cross-site form cannot send it, so a browser
   // holding credentials for this registry cannot be made to redrive by another page.
   app.post(`${root}/webhooks/redrive`, async (request, reply) => {
     const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/json') throw new RegistryError('UNSUPPORTED', 'Content-Type must be application/json', { status: 415 });
-    const body = await readLimited(request.raw, 4096, () => new RegistryError('SIZE_INVALID', 'redrive request too large', { status: 413 }));
+    if (type !== 'application/json') throw new HttpError('UNSUPPORTED', 'Content-Type must be application/json', { status: 415 });
+    const body = await readLimited(request.raw, 4096, () => new RegistryError('SIZE_INVALID', 'redrive request too large', { reason: 'too-large' }));
     const redriven = await registry.webhooks.redrive(redriveFilter(body));
     return reply.type('application/json').send({ redriven });
   });
