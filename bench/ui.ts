@@ -37,7 +37,10 @@ async function seed(url: string): Promise<void> {
       await sql`set session_replication_role = replica`.execute(conn);
       await sql`insert into blobs values ('sha256:' || repeat('a', 64), 1048576, 'seed/layer')`.execute(conn);
       await sql`insert into repositories (name, change_seq) values ('big/repo', 1), ('small/repo', 1)`.execute(conn);
-      for (const [name, count] of [['big/repo', BIG], ['small/repo', SMALL]] as const) {
+      for (const [name, count] of [
+        ['big/repo', BIG],
+        ['small/repo', SMALL],
+      ] as const) {
         await sql`insert into manifests (repository_id, digest, media_type, size, payload, artifact_type, created_at)
                   select r.id, 'sha256:' || encode(sha256((${name} || i)::bytea), 'hex'), 'application/vnd.oci.image.manifest.v1+json', 500, '\\x7b7d',
                          case when i % 10 = 0 then 'application/spdx+json' end, now() - make_interval(secs => i)
@@ -79,7 +82,13 @@ async function startWharf(url: string): Promise<{ base: string; stop(): Promise<
   };
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`wharf serve exited with ${child.exitCode}`);
-    if (await fetch(`${base}/v2/`).then((r) => r.status === 200, () => false)) return { base, stop };
+    if (
+      await fetch(`${base}/v2/`).then(
+        (r) => r.status === 200,
+        () => false,
+      )
+    )
+      return { base, stop };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();
@@ -112,7 +121,13 @@ async function main(): Promise<void> {
       return page.evaluate(() => ({
         render: performance.getEntriesByName('wharf:rendered').at(-1)!.startTime,
         // The listing request alone (request start to last byte), to tell the API's share from the page's.
-        listing: Math.max(0, ...performance.getEntriesByType('resource').filter((e) => /\/_wharf\/(tags|manifests)\?/.test(e.name)).map((e) => e.duration)),
+        listing: Math.max(
+          0,
+          ...performance
+            .getEntriesByType('resource')
+            .filter((e) => /\/_wharf\/(tags|manifests)\?/.test(e.name))
+            .map((e) => e.duration),
+        ),
       }));
     };
     const cases = [
@@ -144,7 +159,9 @@ async function main(): Promise<void> {
         smallListing: median(small.map((x) => x.listing)),
       };
       results.push(r);
-      log(`${c.label}: 50,000 manifests ${r.big.toFixed(0)} ms (listing request ${r.bigListing.toFixed(0)} ms), 5 manifests ${r.small.toFixed(0)} ms (${r.smallListing.toFixed(0)} ms), median of ${rounds}`);
+      log(
+        `${c.label}: 50,000 manifests ${r.big.toFixed(0)} ms (listing request ${r.bigListing.toFixed(0)} ms), 5 manifests ${r.small.toFixed(0)} ms (${r.smallListing.toFixed(0)} ms), median of ${rounds}`,
+      );
     }
     const assets = join(import.meta.dirname, '..', 'dist', 'ui');
     let raw = 0;
@@ -157,11 +174,17 @@ async function main(): Promise<void> {
       gz += g;
       sizes.push(`${f} ${body.length.toLocaleString()} B (gzip ${g.toLocaleString()} B)`);
     }
-    console.log(`\nUI first render, median of ${rounds} page loads each, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (2 cores)\n`);
+    console.log(
+      `\nUI first render, median of ${rounds} page loads each, load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')} (2 cores)\n`,
+    );
     console.log('| page | 50,000 manifests | 5 manifests | ratio | listing request, 50,000 / 5 |');
     console.log('|---|---|---|---|---|');
     for (const r of results) {
-      console.log(`| ${r.label} | ${r.big.toFixed(0)} ms | ${r.small.toFixed(0)} ms | ${(r.big / r.small).toFixed(2)} | ${r.bigListing.toFixed(0)} ms / ${r.smallListing.toFixed(0)} ms |`);
+      console.log(
+        `| ${r.label} | ${r.big.toFixed(0)} ms | ${r.small.toFixed(0)} ms | ${(r.big / r.small).toFixed(2)} | ${r.bigListing.toFixed(0)} ms / ${r.smallListing.toFixed(0)} ms |`,
+      );
     }
     console.log(`\nShipped assets: ${sizes.join(', ')}; total ${raw.toLocaleString()} B, ${gz.toLocaleString()} B gzipped (what a browser receives).`);
   } finally {

@@ -62,7 +62,9 @@ describe('the UI files under http.prefix', () => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode!, encoding: res.headers['content-encoding'], body: Buffer.concat(chunks) }));
-      }).on('error', reject).end();
+      })
+        .on('error', reject)
+        .end();
     });
     assert.equal(gz.status, 200);
     assert.equal(gz.encoding, 'gzip');
@@ -118,7 +120,10 @@ describe('admin status and webhook redrive', () => {
       return body;
     }, 60_000);
     assert.equal(typeof status.outbox.unpublished, 'number');
-    assert.ok(status.consumers.some((c) => c.durable === 'catalog-indexer'), 'wharf all runs the consumers in this process');
+    assert.ok(
+      status.consumers.some((c) => c.durable === 'catalog-indexer'),
+      'wharf all runs the consumers in this process',
+    );
   });
 
   it('redrives dead letters over HTTP, refusing anything but a small JSON filter', async () => {
@@ -197,7 +202,11 @@ describe('refresh tokens of the built-in issuer, and admin access', () => {
 
     const { access_token: plain } = (await (await token('scope=registry:catalog:*', basic('alice', PASSWORDS.alice))).json()) as { access_token: string };
     const tampered = `${refresh_token.slice(0, -4)}AAAA`;
-    for (const [what, value] of [['an access token', plain], ['a tampered token', tampered], ['garbage', 'x.y.z']] as const) {
+    for (const [what, value] of [
+      ['an access token', plain],
+      ['a tampered token', tampered],
+      ['garbage', 'x.y.z'],
+    ] as const) {
       const bad = await refresh({ grant_type: 'refresh_token', refresh_token: value, service: 'wharf' });
       assert.equal(bad.status, 400, what);
       assert.equal(((await bad.json()) as { error: string }).error, 'invalid_grant', what);
@@ -218,11 +227,21 @@ describe('refresh tokens of the built-in issuer, and admin access', () => {
     assert.equal((await fetch(`${wharf.base}/_wharf/admin/webhooks/redrive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 401);
 
     const file = await readFile(fx.htpasswdPath, 'utf8');
-    await writeFile(fx.htpasswdPath, `${file.split('\n').filter((l) => !l.startsWith('ops:')).join('\n')}\ncarol:${bcrypt.hashSync('c', 5)}\n`);
+    await writeFile(
+      fx.htpasswdPath,
+      `${file
+        .split('\n')
+        .filter((l) => !l.startsWith('ops:'))
+        .join('\n')}\ncarol:${bcrypt.hashSync('c', 5)}\n`,
+    );
     // The file is re-read within two seconds of a change.
-    await eventually(async () => {
-      const gone = await refresh({ grant_type: 'refresh_token', refresh_token, service: 'wharf', scope: 'registry:admin:*' });
-      assert.equal(gone.status, 400);
-    }, 30_000, 100);
+    await eventually(
+      async () => {
+        const gone = await refresh({ grant_type: 'refresh_token', refresh_token, service: 'wharf', scope: 'registry:admin:*' });
+        assert.equal(gone.status, 400);
+      },
+      30_000,
+      100,
+    );
   });
 });

@@ -24,7 +24,10 @@ import { startReceiver, type WebhookReceiver } from './helpers/webhook-receiver.
 
 const run = promisify(execFile);
 const SKOPEO = process.env.SKOPEO ?? 'skopeo';
-const skopeoMissing = await run(SKOPEO, ['--version']).then(() => undefined, () => 'skopeo not installed');
+const skopeoMissing = await run(SKOPEO, ['--version']).then(
+  () => undefined,
+  () => 'skopeo not installed',
+);
 const skip = chromiumMissing() ?? skopeoMissing ?? (testMode() === 'cluster' ? 'the UI suite runs in embedded mode' : undefined);
 
 const REPO = 'team/platform/app';
@@ -34,8 +37,16 @@ const image = buildImage({ layers: 3, annotations: { 'org.opencontainers.image.t
 const keep = buildImage({ layers: 1 });
 const index = buildIndex();
 const sbom = buildArtifact({ subject: image.descriptor, artifactType: 'application/spdx+json' });
-const signature = buildArtifact({ subject: image.descriptor, artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', layerMediaType: 'application/vnd.dev.cosign.simplesigning.v1+json' });
-const sbomSignature = buildArtifact({ subject: sbom.descriptor, artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', layerMediaType: 'application/vnd.dev.cosign.simplesigning.v1+json' });
+const signature = buildArtifact({
+  subject: image.descriptor,
+  artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+  layerMediaType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+});
+const sbomSignature = buildArtifact({
+  subject: sbom.descriptor,
+  artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+  layerMediaType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+});
 
 for (const mode of (['none', 'token'] as const).filter((m) => !process.env.WHARF_UI_MODES || process.env.WHARF_UI_MODES.split(',').includes(m))) {
   describe(`the UI with auth ${mode === 'none' ? 'off' : 'token (built-in issuer)'}`, { skip: skip ?? false }, () => {
@@ -54,12 +65,16 @@ for (const mode of (['none', 'token'] as const).filter((m) => !process.env.WHARF
 
     /** Reloads `hash` until `check` passes: for what reaches the listings through the event pipeline. */
     const eventuallyShows = (hash: string, check: () => Promise<void>) =>
-      eventually(async () => {
-        if (page.url() === `${ui}${hash}`) await page.reload();
-        else await go(hash);
-        await rendered(page, hash);
-        await check();
-      }, 60_000, 200);
+      eventually(
+        async () => {
+          if (page.url() === `${ui}${hash}`) await page.reload();
+          else await go(hash);
+          await rendered(page, hash);
+          await check();
+        },
+        60_000,
+        200,
+      );
 
     async function signIn(user: keyof typeof PASSWORDS): Promise<void> {
       await go('#/signin');
@@ -110,11 +125,19 @@ for (const mode of (['none', 'token'] as const).filter((m) => !process.env.WHARF
       await writeOciLayout(layout, { v1: image, keep, multi: index, sbom, signature, sbomSignature });
       const creds = mode === 'token' ? ['--dest-creds', `ops:${PASSWORDS.ops}`] : [];
       const push = (ref: string, dest: string, ...extra: string[]) =>
-        run(SKOPEO, ['--insecure-policy', 'copy', '--preserve-digests', ...creds, ...extra, '--dest-tls-verify=false', `oci:${layout}:${ref}`, `docker://${host}/${dest}`], { env: sandbox.env, timeout: 120_000 });
+        run(SKOPEO, ['--insecure-policy', 'copy', '--preserve-digests', ...creds, ...extra, '--dest-tls-verify=false', `oci:${layout}:${ref}`, `docker://${host}/${dest}`], {
+          env: sandbox.env,
+          timeout: 120_000,
+        });
       await push('v1', `${REPO}:v1`);
       await push('keep', `${REPO}:keep`);
       await push('multi', `${REPO}:multi`, '--all');
-      for (const [ref, a] of [['sbom', sbom], ['signature', signature], ['sbomSignature', sbomSignature]] as const) await push(ref, `${REPO}@${a.digest}`);
+      for (const [ref, a] of [
+        ['sbom', sbom],
+        ['signature', signature],
+        ['sbomSignature', sbomSignature],
+      ] as const)
+        await push(ref, `${REPO}@${a.digest}`);
       await push('keep', 'team/other:latest');
       browser = await openBrowser(mode === 'none' ? 'open' : 'token');
       page = browser.page;
@@ -147,7 +170,10 @@ for (const mode of (['none', 'token'] as const).filter((m) => !process.env.WHARF
         await browser.screenshot('signin-refused');
         // Chromium logs the token service's 401 as a failed resource load: the one expected error.
         const seen = browser.problems.splice(before);
-        assert.ok(seen.every((p) => /401/.test(p.text) && p.url.includes('/auth/token')), JSON.stringify(seen));
+        assert.ok(
+          seen.every((p) => /401/.test(p.text) && p.url.includes('/auth/token')),
+          JSON.stringify(seen),
+        );
         expected.push(...seen.map((p) => p.text));
         await signIn('alice');
         await browser.screenshot('signed-in');

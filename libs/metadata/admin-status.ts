@@ -24,10 +24,18 @@ export interface AdminCounts {
 export async function adminCounts(db: Executor): Promise<AdminCounts> {
   const row = (
     await sql<{
-      mr_queued: number; mr_due: number; mr_oldest: Date | null;
-      br_queued: number; br_due: number; br_oldest: Date | null;
-      sd_queued: number; sd_due: number; sd_oldest: Date | null; sd_bytes: number;
-      ob_unpublished: number; ob_oldest: Date | null;
+      mr_queued: number;
+      mr_due: number;
+      mr_oldest: Date | null;
+      br_queued: number;
+      br_due: number;
+      br_oldest: Date | null;
+      sd_queued: number;
+      sd_due: number;
+      sd_oldest: Date | null;
+      sd_bytes: number;
+      ob_unpublished: number;
+      ob_oldest: Date | null;
       catalog_behind: number;
     }>`
       select mr.*, br.*, sd.*, ob.*, cb.*

@@ -15,8 +15,7 @@ import { ifNoneMatchHits } from './routes/wharf.js';
  */
 
 export const UI_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " + "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -90,7 +89,10 @@ export function installUi(app: FastifyInstance, prefix: string, config: UiConfig
   if (assets.size === 0) warn(`ui.enabled is on but ${dir} holds no build of the UI (run npm run build): ${prefix}/ui answers 404`);
   const root = `${prefix}/ui`;
   const notBuilt = (reply: FastifyReply) =>
-    reply.code(404).type('application/json').send({ errors: [{ code: 'UNSUPPORTED', message: 'the UI is not built (npm run build)', detail: {} }] });
+    reply
+      .code(404)
+      .type('application/json')
+      .send({ errors: [{ code: 'UNSUPPORTED', message: 'the UI is not built (npm run build)', detail: {} }] });
   app.route({ method: ['GET', 'HEAD'], url: root, exposeHeadRoute: false, handler: (_request, reply) => reply.redirect(`${root}/`, 301) });
   app.route({
     method: ['GET', 'HEAD'],
@@ -108,7 +110,11 @@ export function installUi(app: FastifyInstance, prefix: string, config: UiConfig
     handler: (request, reply) => {
       // A fixed set of names read at start-up: no path from the URL ever reaches the file system.
       const asset = assets.get((request.params as { file: string }).file);
-      if (!asset) return reply.code(404).type('application/json').send({ errors: [{ code: 'UNSUPPORTED', message: 'no such UI file', detail: {} }] });
+      if (!asset)
+        return reply
+          .code(404)
+          .type('application/json')
+          .send({ errors: [{ code: 'UNSUPPORTED', message: 'no such UI file', detail: {} }] });
       return send(request, reply, asset);
     },
   });

@@ -27,7 +27,10 @@ function redriveFilter(body: Buffer): { endpoint?: string; eventId?: string } {
   for (const [key, value] of Object.entries(parsed)) {
     if (key === 'endpoint' && typeof value === 'string' && value !== '') filter.endpoint = value;
     else if (key === 'eventId' && typeof value === 'string' && UUID.test(value)) filter.eventId = value.toLowerCase();
-    else throw bad(key === 'endpoint' || key === 'eventId' ? `${key} must be ${key === 'endpoint' ? 'an endpoint name' : 'an event id (a UUID)'}` : `unknown field ${JSON.stringify(key)}`);
+    else
+      throw bad(
+        key === 'endpoint' || key === 'eventId' ? `${key} must be ${key === 'endpoint' ? 'an endpoint name' : 'an event id (a UUID)'}` : `unknown field ${JSON.stringify(key)}`,
+      );
   }
   return filter;
 }

@@ -45,7 +45,14 @@ export function time(iso: string | null | undefined): Node {
   if (!iso) return document.createTextNode('–');
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return document.createTextNode(iso);
-  return h('time', { datetime: d.toISOString() }, d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
+  return h(
+    'time',
+    { datetime: d.toISOString() },
+    d
+      .toISOString()
+      .replace('T', ' ')
+      .replace(/\.\d+Z$/, 'Z'),
+  );
 }
 
 /** sha256:0123456789ab, the whole digest in a title. */
@@ -63,8 +70,26 @@ export function table(caption: string, headers: string[], rows: Child[][], opts:
       'table',
       {},
       h('caption', {}, caption),
-      h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c))))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          headers.map((t) => h('th', { scope: 'col' }, t)),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        rows.map((r) =>
+          h(
+            'tr',
+            {},
+            r.map((c) => h('td', {}, c)),
+          ),
+        ),
+      ),
     ),
   );
 }

@@ -35,7 +35,12 @@ export function scopeString(a: Access): string {
 
 function claims(jwt: string): { sub?: string; exp?: number; access?: Access[] } {
   const part = jwt.split('.')[1] ?? '';
-  const json = atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='));
+  const json = atob(
+    part
+      .replace(/-/g, '+')
+      .replace(/_/g, '/')
+      .padEnd(Math.ceil(part.length / 4) * 4, '='),
+  );
   return JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
 }
 
@@ -110,7 +115,12 @@ export class Session {
     if (hit) return { token: hit.token, granted: true };
     let res: Response;
     if (this.refreshToken) {
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.refreshToken, service: this.config.service ?? '', scope: wanted.map(scopeString).join(' ') });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: this.refreshToken,
+        service: this.config.service ?? '',
+        scope: wanted.map(scopeString).join(' '),
+      });
       res = await fetch(this.config.tokenPath, { method: 'POST', body: form, credentials: 'omit', cache: 'no-store' });
       if (res.status === 400 || res.status === 401) {
         // invalid_grant: the refresh token expired, or the user is gone.

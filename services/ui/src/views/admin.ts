@@ -34,15 +34,17 @@ async function redrive(ctx: ViewContext, endpoint: string | undefined, out: HTML
     body: JSON.stringify(endpoint ? { endpoint } : {}),
     contentType: 'application/json',
   });
-  replace(out, answer.ok ? notice('info', `${answer.body.redriven} dead-lettered deliver${answer.body.redriven === 1 ? 'y' : 'ies'} back to pending.`) : notice('error', `Redrive failed: ${answer.refused ?? errorText(answer)}`));
+  replace(
+    out,
+    answer.ok
+      ? notice('info', `${answer.body.redriven} dead-lettered deliver${answer.body.redriven === 1 ? 'y' : 'ies'} back to pending.`)
+      : notice('error', `Redrive failed: ${answer.refused ?? errorText(answer)}`),
+  );
   if (answer.ok) await adminView(ctx, out.textContent ?? undefined);
 }
 
 export async function adminView(ctx: ViewContext, message?: string): Promise<void> {
-  const [hooks, status] = await Promise.all([
-    ctx.api.get<{ endpoints: EndpointStatus[] }>('/_wharf/admin/webhooks'),
-    ctx.api.get<Status>('/_wharf/admin/status'),
-  ]);
+  const [hooks, status] = await Promise.all([ctx.api.get<{ endpoints: EndpointStatus[] }>('/_wharf/admin/webhooks'), ctx.api.get<Status>('/_wharf/admin/status')]);
   if (!ctx.current()) return;
   const head = heading('Operations');
   if (!hooks.ok) {
@@ -71,7 +73,10 @@ export async function adminView(ctx: ViewContext, message?: string): Promise<voi
       'section',
       { 'aria-labelledby': 'hooks-title' },
       h('h2', { id: 'hooks-title' }, 'Webhooks'),
-      table('Webhook endpoints', ['Endpoint', 'URL', 'State', 'Delivered', 'Pending', 'Failing', 'Dead', 'Oldest pending', 'Last error', ''], rows, { empty: 'No webhook endpoints are configured (notifications.endpoints).', id: 'webhooks' }),
+      table('Webhook endpoints', ['Endpoint', 'URL', 'State', 'Delivered', 'Pending', 'Failing', 'Dead', 'Oldest pending', 'Last error', ''], rows, {
+        empty: 'No webhook endpoints are configured (notifications.endpoints).',
+        id: 'webhooks',
+      }),
       rows.length ? h('button', { type: 'button', onclick: () => redrive(ctx, undefined, out) }, 'Redrive all dead letters') : null,
     ),
     status.ok
@@ -98,13 +103,23 @@ export async function adminView(ctx: ViewContext, message?: string): Promise<voi
             h(
               'dl',
               { class: 'facts', id: 'lag' },
-              h('div', {}, h('dt', {}, 'Outbox not yet published'), h('dd', {}, String(status.body.outbox.unpublished), status.body.outbox.oldestUnpublished ? [' since ', time(status.body.outbox.oldestUnpublished)] : null)),
+              h(
+                'div',
+                {},
+                h('dt', {}, 'Outbox not yet published'),
+                h('dd', {}, String(status.body.outbox.unpublished), status.body.outbox.oldestUnpublished ? [' since ', time(status.body.outbox.oldestUnpublished)] : null),
+              ),
               h('div', {}, h('dt', {}, 'Repositories the catalog has not caught up with'), h('dd', {}, String(status.body.readModels.catalog.repositoriesBehind))),
             ),
-            table('Consumers in the serving process', ['Consumer', 'Pending', 'Being handled'], status.body.consumers.map((c) => [c.durable, String(c.pending), String(c.ackPending)]), {
-              empty: 'This node runs no consumers (they run in wharf worker); see wharf_read_model_lag_seconds on the worker’s /metrics.',
-              id: 'consumers',
-            }),
+            table(
+              'Consumers in the serving process',
+              ['Consumer', 'Pending', 'Being handled'],
+              status.body.consumers.map((c) => [c.durable, String(c.pending), String(c.ackPending)]),
+              {
+                empty: 'This node runs no consumers (they run in wharf worker); see wharf_read_model_lag_seconds on the worker’s /metrics.',
+                id: 'consumers',
+              },
+            ),
           ),
         ]
       : failure(ctx, status, 'Queue status'),

@@ -64,7 +64,11 @@ export async function findView(ctx: ViewContext): Promise<void> {
       ? [
           matches.length === 0
             ? h('p', { class: 'empty' }, 'No repository name starts with that.')
-            : h('ul', { class: 'tree', 'aria-label': 'Matching repositories' }, matches.map((r) => h('li', {}, h('a', { href: route(`repo/${r}`) }, r)))),
+            : h(
+                'ul',
+                { class: 'tree', 'aria-label': 'Matching repositories' },
+                matches.map((r) => h('li', {}, h('a', { href: route(`repo/${r}`) }, r))),
+              ),
           pager(ctx, more, 'find', { q }),
         ]
       : failure(ctx, answer, 'Searching the catalog'),

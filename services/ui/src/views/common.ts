@@ -20,7 +20,7 @@ export function failure(ctx: ViewContext, answer: Answer<unknown>, what: string)
 export function crumbs(path: string, last?: Child): HTMLElement {
   const parts = path === '' ? [] : path.split('/');
   const items: Child[] = [h('li', {}, h('a', { href: route('') }, 'Registry'))];
-  parts.forEach((p, i) => items.push(h('li', {}, h('a', { href: route(`browse/${parts.slice(0, i + 1).join('/')}`) }, p))));
+  for (const [i, p] of parts.entries()) items.push(h('li', {}, h('a', { href: route(`browse/${parts.slice(0, i + 1).join('/')}`) }, p)));
   if (last) items.push(h('li', {}, last));
   return h('nav', { 'aria-label': 'Breadcrumb', class: 'crumbs' }, h('ol', {}, items));
 }

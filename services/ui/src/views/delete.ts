@@ -28,7 +28,12 @@ export async function deleteTag(ctx: ViewContext, name: string, tag: string, dig
   const ok = await confirmDialog(
     `Delete tag ${tag}?`,
     [
-      h('p', {}, `Only the tag ${name}:${tag} goes. The manifest ${shortDigest(digest)} stays, pullable by digest`, others.length ? ` and still tagged ${others.join(', ')}.` : ', untagged.'),
+      h(
+        'p',
+        {},
+        `Only the tag ${name}:${tag} goes. The manifest ${shortDigest(digest)} stays, pullable by digest`,
+        others.length ? ` and still tagged ${others.join(', ')}.` : ', untagged.',
+      ),
       others.length ? null : h('p', { class: 'hint' }, 'An untagged manifest is kept or collected as gc.untagged says (docs/gc.md).'),
     ],
     'Delete tag',
@@ -36,7 +41,11 @@ export async function deleteTag(ctx: ViewContext, name: string, tag: string, dig
   if (!ok) return;
   const answer = await ctx.api.request('DELETE', `/v2/${name}/manifests/${tag}`);
   if (!answer.ok) return alertFailure(ctx, `Deleting tag ${tag}`, answer.refused ?? errorText(answer));
-  done(ctx, route(`repo/${name}`, { tab: 'manifests' }), `Deleted tag ${tag}. Manifest ${shortDigest(digest)} stays${others.length ? `, tagged ${others.join(', ')}` : ', untagged'}.`);
+  done(
+    ctx,
+    route(`repo/${name}`, { tab: 'manifests' }),
+    `Deleted tag ${tag}. Manifest ${shortDigest(digest)} stays${others.length ? `, tagged ${others.join(', ')}` : ', untagged'}.`,
+  );
 }
 
 export async function deleteManifest(ctx: ViewContext, name: string, digest: string): Promise<void> {
@@ -55,7 +64,11 @@ export async function deleteManifest(ctx: ViewContext, name: string, digest: str
           'li',
           {},
           refs.length
-            ? [`${refs.length} referrer${refs.length === 1 ? '' : 's'} lose their subject: `, refs.map((r) => `${referrerKind(r.artifactType)} ${shortDigest(r.digest)}`).join(', '), '. They are collected gc.grace later unless tagged.']
+            ? [
+                `${refs.length} referrer${refs.length === 1 ? '' : 's'} lose their subject: `,
+                refs.map((r) => `${referrerKind(r.artifactType)} ${shortDigest(r.digest)}`).join(', '),
+                '. They are collected gc.grace later unless tagged.',
+              ]
             : 'no referrers (signatures, SBOMs, attestations) point to it',
         ),
       ),

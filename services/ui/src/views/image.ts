@@ -51,7 +51,13 @@ async function configSummary(ctx: ViewContext, name: string, config: Descriptor)
   if (!IMAGE_CONFIG_TYPES.includes(config.mediaType) || config.size > 1024 * 1024) return null;
   const answer = await ctx.api.get<string>(`/v2/${name}/blobs/${config.digest}`);
   if (!answer.ok) return null;
-  let c: { created?: string; os?: string; architecture?: string; variant?: string; config?: { Entrypoint?: string[]; Cmd?: string[]; User?: string; WorkingDir?: string; Labels?: Record<string, string> } };
+  let c: {
+    created?: string;
+    os?: string;
+    architecture?: string;
+    variant?: string;
+    config?: { Entrypoint?: string[]; Cmd?: string[]; User?: string; WorkingDir?: string; Labels?: Record<string, string> };
+  };
   try {
     c = typeof answer.body === 'string' ? JSON.parse(answer.body) : (answer.body as typeof c);
   } catch {
@@ -67,7 +73,12 @@ async function configSummary(ctx: ViewContext, name: string, config: Descriptor)
     row('Command', c.config?.Cmd ? h('code', {}, c.config.Cmd.join(' ')) : undefined),
     row('User', c.config?.User),
     row('Working directory', c.config?.WorkingDir),
-    c.config?.Labels && Object.keys(c.config.Labels).length ? row('Labels', Object.entries(c.config.Labels).map(([k, v]) => h('div', {}, h('code', {}, k), ` = ${v}`))) : null,
+    c.config?.Labels && Object.keys(c.config.Labels).length
+      ? row(
+          'Labels',
+          Object.entries(c.config.Labels).map(([k, v]) => h('div', {}, h('code', {}, k), ` = ${v}`)),
+        )
+      : null,
   );
 }
 
@@ -87,7 +98,9 @@ function pullCommands(name: string, tag: string | undefined, digest: string): HT
     byTag ? command('skopeo copy by tag', `skopeo copy docker://${byTag} oci:${local}:${tag}`) : null,
     command('skopeo copy by digest', `skopeo copy docker://${byDigest} oci:${local}:${tag ?? 'pulled'}`),
     command('skopeo inspect', `skopeo inspect docker://${byDigest}`),
-    location.protocol === 'http:' ? h('p', { class: 'hint' }, 'Plain HTTP: add --tls-verify=false (podman, skopeo) or list the registry under insecure-registries (docker).') : null,
+    location.protocol === 'http:'
+      ? h('p', { class: 'hint' }, 'Plain HTTP: add --tls-verify=false (podman, skopeo) or list the registry under insecure-registries (docker).')
+      : null,
   );
 }
 
@@ -127,9 +140,20 @@ export async function imageView(ctx: ViewContext): Promise<void> {
       m.artifactType ? h('div', {}, h('dt', {}, 'Artifact type'), h('dd', {}, m.artifactType)) : null,
       h('div', {}, h('dt', {}, 'Manifest size'), h('dd', {}, bytes(size))),
       isIndex(mediaType) ? null : h('div', {}, h('dt', {}, 'Image size'), h('dd', {}, bytes(total), ` (config and ${layers.length} layer${layers.length === 1 ? '' : 's'})`)),
-      h('div', {}, h('dt', {}, 'Tags'), h('dd', {}, listed ? (listed.tags.length ? listed.tags.map((t) => h('a', { href: route(`image/${name}:${t}`), class: 'tag' }, t)) : h('span', { class: 'badge' }, 'untagged')) : '–')),
+      h(
+        'div',
+        {},
+        h('dt', {}, 'Tags'),
+        h(
+          'dd',
+          {},
+          listed ? (listed.tags.length ? listed.tags.map((t) => h('a', { href: route(`image/${name}:${t}`), class: 'tag' }, t)) : h('span', { class: 'badge' }, 'untagged')) : '–',
+        ),
+      ),
       listed ? h('div', {}, h('dt', {}, 'Pushed'), h('dd', {}, time(listed.pushedAt))) : null,
-      m.subject ? h('div', {}, h('dt', {}, 'Refers to'), h('dd', {}, h('a', { href: route(`image/${name}@${m.subject.digest}`) }, h('code', {}, shortDigest(m.subject.digest))))) : null,
+      m.subject
+        ? h('div', {}, h('dt', {}, 'Refers to'), h('dd', {}, h('a', { href: route(`image/${name}@${m.subject.digest}`) }, h('code', {}, shortDigest(m.subject.digest)))))
+        : null,
     ),
     pullCommands(name, ref.tag, digest),
     isIndex(mediaType)
@@ -140,7 +164,12 @@ export async function imageView(ctx: ViewContext): Promise<void> {
           table(
             'Manifests of this index',
             ['Platform', 'Digest', 'Media type', 'Size'],
-            (m.manifests ?? []).map((c) => [platformText(c.platform), h('a', { href: route(`image/${name}@${c.digest}`), title: c.digest }, h('code', {}, shortDigest(c.digest))), shortType(c.mediaType), bytes(c.size)]),
+            (m.manifests ?? []).map((c) => [
+              platformText(c.platform),
+              h('a', { href: route(`image/${name}@${c.digest}`), title: c.digest }, h('code', {}, shortDigest(c.digest))),
+              shortType(c.mediaType),
+              bytes(c.size),
+            ]),
             { id: 'platforms' },
           ),
         )
@@ -149,7 +178,12 @@ export async function imageView(ctx: ViewContext): Promise<void> {
           { 'aria-labelledby': 'layers-title' },
           h('h2', { id: 'layers-title' }, 'Config and layers'),
           m.config
-            ? table('Config', ['Digest', 'Media type', 'Size'], [[h('code', { title: m.config.digest }, shortDigest(m.config.digest)), shortType(m.config.mediaType), bytes(m.config.size)]], { id: 'config' })
+            ? table(
+                'Config',
+                ['Digest', 'Media type', 'Size'],
+                [[h('code', { title: m.config.digest }, shortDigest(m.config.digest)), shortType(m.config.mediaType), bytes(m.config.size)]],
+                { id: 'config' },
+              )
             : null,
           configFacts,
           table(
@@ -160,7 +194,13 @@ export async function imageView(ctx: ViewContext): Promise<void> {
           ),
         ),
     h('section', { 'aria-labelledby': 'annotations-title' }, h('h2', { id: 'annotations-title' }, 'Annotations'), annotationsTable('Manifest annotations', m.annotations)),
-    h('section', { 'aria-labelledby': 'referrers-title', id: 'referrers-section' }, h('h2', { id: 'referrers-title' }, 'Referrers'), h('p', { class: 'hint' }, 'Signatures, SBOMs and attestations whose subject is this manifest.'), referrers),
+    h(
+      'section',
+      { 'aria-labelledby': 'referrers-title', id: 'referrers-section' },
+      h('h2', { id: 'referrers-title' }, 'Referrers'),
+      h('p', { class: 'hint' }, 'Signatures, SBOMs and attestations whose subject is this manifest.'),
+      referrers,
+    ),
     h(
       'section',
       { 'aria-labelledby': 'actions-title' },

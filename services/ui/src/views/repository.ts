@@ -43,7 +43,7 @@ async function few(jobs: Array<() => Promise<void>>, width = 4): Promise<void> {
   await Promise.all(Array.from({ length: width }, worker));
 }
 
-function tabs(ctx: ViewContext, name: string, active: string): HTMLElement {
+function tabs(name: string, active: string): HTMLElement {
   const tab = (id: string, label: string) =>
     h('a', { href: route(`repo/${name}`, { tab: id === 'tags' ? undefined : id }), 'aria-current': id === active ? 'page' : undefined, class: 'tab' }, label);
   return h('nav', { class: 'tabs', 'aria-label': 'Repository sections' }, tab('tags', 'Tags'), tab('manifests', 'All manifests'), tab('history', 'Tag history'));
@@ -53,7 +53,7 @@ export async function repositoryView(ctx: ViewContext): Promise<void> {
   const name = ctx.path.replace(/^repo\//, '').replace(/\/+$/, '');
   const tab = ctx.query.get('tab') ?? 'tags';
   const mayDelete = ctx.session.may('repository', name, 'delete');
-  const head = [crumbs(name.split('/').slice(0, -1).join('/'), name.split('/').pop()), heading(name), tabs(ctx, name, tab)];
+  const head = [crumbs(name.split('/').slice(0, -1).join('/'), name.split('/').pop()), heading(name), tabs(name, tab)];
   if (tab === 'manifests') return manifestsTab(ctx, name, head, await mayDelete);
   if (tab === 'history') return historyTab(ctx, name, head);
   return tagsTab(ctx, name, head, await mayDelete);
@@ -148,14 +148,22 @@ async function manifestsTab(ctx: ViewContext, name: string, head: Child[], mayDe
     m.tags.length ? m.tags.map((t) => h('a', { href: route(`image/${name}:${t}`), class: 'tag' }, t)) : h('span', { class: 'badge' }, 'untagged'),
     time(m.pushedAt),
     mayDelete
-      ? h('button', { type: 'button', class: 'danger small', 'aria-label': `Delete manifest ${shortDigest(m.digest)}`, onclick: () => deleteManifest(ctx, name, m.digest) }, 'Delete')
+      ? h(
+          'button',
+          { type: 'button', class: 'danger small', 'aria-label': `Delete manifest ${shortDigest(m.digest)}`, onclick: () => deleteManifest(ctx, name, m.digest) },
+          'Delete',
+        )
       : '',
   ]);
   replace(
     ctx.main,
     head,
     form,
-    h('p', { class: 'hint' }, 'Every manifest of the repository, tagged or not, in digest order. This listing follows pushes and deletes through the event pipeline, usually within a second.'),
+    h(
+      'p',
+      { class: 'hint' },
+      'Every manifest of the repository, tagged or not, in digest order. This listing follows pushes and deletes through the event pipeline, usually within a second.',
+    ),
     table(`Manifests of ${name}`, ['Digest', 'Type', 'Manifest size', 'Tags', 'Pushed', ''], rows, { empty: 'No manifest matches.', id: 'manifests' }),
     pager(ctx, answer.next, `repo/${name}`, filters),
   );
@@ -181,7 +189,10 @@ async function historyTab(ctx: ViewContext, name: string, head: Child[]): Promis
     replace(ctx.main, head, form, h('p', { class: 'empty' }, 'Every digest a tag has pointed to, newest first, also after the tag was deleted.'));
     return;
   }
-  const answer = await ctx.api.get<{ history: Array<{ digest: string; createdAt: string }> }>(`/v2/${name}/_wharf/tags/${tag}/history`, { n: String(PAGE), last: ctx.query.get('last') ?? undefined });
+  const answer = await ctx.api.get<{ history: Array<{ digest: string; createdAt: string }> }>(`/v2/${name}/_wharf/tags/${tag}/history`, {
+    n: String(PAGE),
+    last: ctx.query.get('last') ?? undefined,
+  });
   if (!ctx.current()) return;
   replace(
     ctx.main,
