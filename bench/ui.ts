@@ -4,16 +4,15 @@
 // Usage: npm run bench:ui [-- --rounds N]
 // Needs PostgreSQL (WHARF_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres:
 // a database is created for the run and dropped at the end) and /usr/bin/chromium.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { sql } from 'kysely';
 import { migrate, openDatabase, readModels } from '../libs/metadata/index.js';
 import { openBrowser } from '../test/helpers/browser.js';
-import { WHARF_MAIN } from './wharf-main.js';
+import { startWharfServe } from './wharf-serve.js';
 
 const ADMIN_URL = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PORT = 26010;
@@ -64,37 +63,6 @@ async function seed(url: string): Promise<void> {
   }
 }
 
-async function startWharf(url: string): Promise<{ base: string; stop(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-ui-'));
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
-  const child: ChildProcess = spawn(process.execPath, [WHARF_MAIN, 'serve'], {
-    cwd: join(import.meta.dirname, '..'),
-    env: { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${PORT}`, WHARF_DATA_DIR: dir, WHARF_DATABASE_URL: url, WHARF_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const base = `http://127.0.0.1:${PORT}`;
-  const stop = async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`wharf serve exited with ${child.exitCode}`);
-    if (
-      await fetch(`${base}/v2/`).then(
-        (r) => r.status === 200,
-        () => false,
-      )
-    )
-      return { base, stop };
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await stop();
-  throw new Error('wharf serve did not start');
-}
-
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
@@ -104,13 +72,13 @@ async function main(): Promise<void> {
   const u = new URL(ADMIN_URL);
   u.pathname = `/${dbName}`;
   const url = u.toString();
-  let wharf: Awaited<ReturnType<typeof startWharf>> | undefined;
+  let wharf: Awaited<ReturnType<typeof startWharfServe>> | undefined;
   const browser = await openBrowser('bench');
   try {
     const t0 = Date.now();
     await seed(url);
     log(`seeded big/repo (${BIG.toLocaleString()} manifests) and small/repo (${SMALL}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    wharf = await startWharf(url);
+    wharf = await startWharfServe(url, PORT);
     const page = browser.page;
     /** A full page load of the route; ms from navigation start to the UI's wharf:rendered mark. */
     const firstRender = async (hash: string, rows: string): Promise<{ render: number; listing: number }> => {
