@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Executor, UploadRow } from './schema.js';
 
 export interface NewUpload {
@@ -59,4 +60,12 @@ export async function removeUpload(
   repository: string,
 ): Promise<{ storage_key: string; storage_state: Record<string, unknown> } | undefined> {
   return db.deleteFrom('uploads').where('id', '=', id).where('repository', '=', repository).returning(['storage_key', 'storage_state']).executeTakeFirst();
+}
+
+/**
+ * A no-op statement in the upload's transaction: while its body is still arriving, the
+ * transaction is not idle, so idle_in_transaction_session_timeout ends only a stalled one.
+ */
+export async function touchTransaction(db: Executor): Promise<void> {
+  await sql`select 1`.execute(db);
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Config } from '../../libs/config/index.js';
 import { MemoryBus, type EventBus } from '../../libs/events/index.js';
 import type { Logger } from '../../libs/log/index.js';
-import { openDatabase, startEmbeddedPostgres, type Database, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
+import { openDatabase, startEmbeddedPostgres, type Database, type DatabaseTimeouts, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
 import { FilesystemBlobStore, type BlobStore } from '../../libs/storage/index.js';
 
 /** The three drivers a process needs: database, blob store and bus. Embedded and cluster mode differ only here. */
@@ -11,6 +11,17 @@ export interface Parts {
   store: BlobStore;
   bus: EventBus;
   close(): Promise<void>;
+}
+
+/** The configured backstops, in milliseconds. An upload's transaction may wait on its body up to http.bodytimeout between statements. */
+export function databaseTimeouts(config: Config): DatabaseTimeouts {
+  const idle = config['database.idletransactiontimeout'] * 1000;
+  return {
+    statementMs: config['database.statementtimeout'] * 1000,
+    lockMs: config['database.locktimeout'] * 1000,
+    idleTransactionMs: idle,
+    uploadIdleTransactionMs: idle === 0 ? 0 : idle + config['http.bodytimeout'] * 1000,
+  };
 }
 
 async function openDatabasePart(config: Config, logger: Logger): Promise<{ database: Database; embedded?: EmbeddedPostgresHandle }> {
@@ -25,6 +36,7 @@ async function openDatabasePart(config: Config, logger: Logger): Promise<{ datab
     url,
     poolSize: config['database.poolsize'],
     uploadPoolSize: config['database.uploadpoolsize'],
+    timeouts: databaseTimeouts(config),
     onError: (err) => logger.warn({ err }, 'idle database connection lost; reconnecting on demand'),
   });
   return { database, embedded };
