@@ -4,3 +4,4 @@ export * from './names.js';
 export * from './pagination.js';
 export * from './media-types.js';
 export * from './manifest.js';
+export * from './text.js';

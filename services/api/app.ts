@@ -18,6 +18,7 @@ import { upload, uploadStart } from './routes/uploads.js';
 import { extensions, manifestListing, namespace, tagDetails, tagHistory } from './routes/wharf.js';
 import { installAuth, type AuthOptions } from './auth.js';
 import { installTokenIssuer } from './token-issuer.js';
+import { checkPageMarker } from './query-text.js';
 
 export interface ApiOptions {
   registry: Registry;
@@ -197,6 +198,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const endpoint = matchEndpoint(path);
     if (!endpoint) throw new RegistryError('UNSUPPORTED', 'no such endpoint', { status: 404 });
     request.routeTemplate = ROUTE_TEMPLATES[endpoint.kind];
+    checkPageMarker(endpoint.kind, query);
     if ('name' in endpoint) request.repository = endpoint.name;
     const handler = (TABLES[endpoint.kind] as MethodTable<Endpoint>)[request.method] as Handler | undefined;
     if (!handler) {
