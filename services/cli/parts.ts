@@ -4,6 +4,7 @@ import { MemoryBus, type EventBus } from '../../libs/events/index.js';
 import type { Logger } from '../../libs/log/index.js';
 import { openDatabase, startEmbeddedPostgres, type Database, type DatabaseTimeouts, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
 import { FilesystemBlobStore, type BlobStore } from '../../libs/storage/index.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 /** The three drivers a process needs: database, blob store and bus. Embedded and cluster mode differ only here. */
 export interface Parts {
@@ -24,12 +25,33 @@ export function databaseTimeouts(config: Config): DatabaseTimeouts {
   };
 }
 
+/** The embedded PostgreSQL and the data directory's lock, stopped and released together. */
+export async function startLockedEmbeddedPostgres(config: Config, onLog?: (line: string) => void): Promise<EmbeddedPostgresHandle> {
+  const lock = await lockDataDir(config['data.dir']);
+  try {
+    const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), onLog);
+    return {
+      url: embedded.url,
+      async stop() {
+        try {
+          await embedded.stop();
+        } finally {
+          await lock.release();
+        }
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
 async function openDatabasePart(config: Config, logger: Logger): Promise<{ database: Database; embedded?: EmbeddedPostgresHandle }> {
   let url = config['database.url'];
   let embedded: EmbeddedPostgresHandle | undefined;
   if (url === '') {
     const pgLog = logger.child({ component: 'embedded-postgres' });
-    embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), (line) => pgLog.debug(line));
+    embedded = await startLockedEmbeddedPostgres(config, (line) => pgLog.debug(line));
     url = embedded.url;
   }
   const database = openDatabase({
