@@ -150,6 +150,12 @@ export const KEYS = {
     min: 1,
     doc: 'seconds an upload session may go without a request before the gc worker cancels it and frees its storage',
   },
+  'uploads.automount': {
+    type: 'boolean',
+    default: true,
+    env: 'WHARF_UPLOADS_AUTOMOUNT',
+    doc: 'a cross-repository mount without from (POST ?mount=<digest>) links the blob from any repository the caller may pull that holds it; false: a mount needs from, and one without it starts an ordinary upload (202)',
+  },
   'notifications.endpoints': {
     type: 'json',
     default: [],

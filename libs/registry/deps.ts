@@ -24,6 +24,8 @@ export interface RegistryOptions {
    * arriving, so the server's idle-in-transaction backstop ends only stalled ones; absent: none.
    */
   uploadKeepAliveMs?: number;
+  /** Whether a mount without `from` may find the blob in any readable repository (the spec makes this optional); default true. */
+  automaticMount?: boolean;
 }
 
 export interface RegistryDeps {

@@ -195,7 +195,7 @@ export class UploadService {
       }
       if (!(await this.readable(from, context))) return false;
       if (await blobs.findLinkedBlob(this.deps.db, from, digest)) source = from;
-    } else {
+    } else if (this.deps.options.automaticMount !== false) {
       for (const candidate of await blobs.repositoriesLinking(this.deps.db, digest, 20)) {
         if (await this.readable(candidate, context)) {
           source = candidate;
