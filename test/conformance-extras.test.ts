@@ -4,6 +4,7 @@
  * TAG_INVALID; and uploads.automount: false makes a mount without `from` an ordinary upload.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { OCI_MANIFEST, blobOf, errorCode, pushBlob, putManifest } from './helpers/oci.js';
@@ -50,5 +51,35 @@ describe('uploads.automount', () => {
     const blob = blobOf('mount me too');
     await pushBlob(wharf.base, 'mount/source', blob);
     assert.equal((await fetch(`${wharf.base}/v2/mount/target/blobs/uploads/?mount=${blob.digest}`, { method: 'POST' })).status, 201);
+  });
+});
+
+/** Sends `head` as it is on a fresh connection; resolves with the status line and body of the answer. */
+function rawExchange(base: string, head: string): Promise<{ status: number; text: string }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname, () => socket.write(head));
+    let data = '';
+    socket.on('data', (d) => (data += d.toString()));
+    socket.on('error', reject);
+    socket.on('end', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1]), text: data }));
+  });
+}
+
+describe('the absolute form of the request target (RFC 9112 section 3.2.2)', () => {
+  it('GET http://host/v2/ HTTP/1.1 is served like GET /v2/', async () => {
+    const { host, pathname } = new URL(wharf.base);
+    const prefix = pathname === '/' ? '' : pathname;
+    const res = await rawExchange(wharf.base, `GET http://${host}${prefix}/v2/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    assert.equal(res.status, 200, res.text);
+  });
+
+  it('a blob GET in absolute form answers with the blob, whatever the Host header says', async () => {
+    await pushBlob(wharf.base, 'absolute/app', blobOf('absolute'));
+    const { host, pathname } = new URL(wharf.base);
+    const prefix = pathname === '/' ? '' : pathname;
+    const res = await rawExchange(wharf.base, `GET http://${host}${prefix}/v2/absolute/app/blobs/${blobOf('absolute').digest} HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n`);
+    assert.equal(res.status, 200, res.text);
+    assert.ok(res.text.endsWith('absolute'), res.text);
   });
 });

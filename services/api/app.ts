@@ -18,6 +18,7 @@ import { extensions, manifestListing, namespace, tagDetails, tagHistory } from '
 import { installAccessControl, installRateLimit, type AuthOptions } from './auth.js';
 import { installTokenIssuer } from './token-issuer.js';
 import { checkPageMarker } from './query-text.js';
+import { originForm } from './absolute-form.js';
 
 export interface ApiOptions {
   registry: Registry;
@@ -87,6 +88,7 @@ function createServer(options: ApiOptions): FastifyInstance {
     connectionTimeout: 0,
     keepAliveTimeout: 75_000,
     clientErrorHandler: answerClientError,
+    rewriteUrl: (req) => originForm(req),
     frameworkErrors: (err, _request, reply) => {
       reply.header('docker-distribution-api-version', 'registry/2.0');
       const error = err.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_INVALID', 'malformed URL path', { detail: { reason: err.message } }) : toRegistryError(err);
