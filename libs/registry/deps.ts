@@ -18,6 +18,13 @@ export interface RegistryOptions {
   webhookEndpoints?: Array<{ name: string; url: string; disabled: boolean }>;
   /** Largest blob an upload may grow to, counted while the body streams; 0: no limit. */
   blobMaxBytes?: number;
+  /**
+   * Milliseconds between no-op statements in an upload's transaction while its body keeps
+   * arriving, so the server's idle-in-transaction backstop ends only stalled ones; absent: none.
+   */
+  uploadKeepAliveMs?: number;
+  /** Whether a mount without `from` may find the blob in any readable repository (the spec makes this optional); default true. */
+  automaticMount?: boolean;
 }
 
 export interface RegistryDeps {

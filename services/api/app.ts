@@ -19,6 +19,8 @@ import { installAccessControl, installRateLimit, type AuthOptions } from './auth
 import { installTokenIssuer } from './token-issuer.js';
 import { installAdminRoutes } from './routes/admin.js';
 import { installUi, type UiConfig } from './ui-static.js';
+import { checkPageMarker } from './query-text.js';
+import { originForm } from './absolute-form.js';
 
 export interface ApiOptions {
   registry: Registry;
@@ -91,6 +93,7 @@ function createServer(options: ApiOptions): FastifyInstance {
     connectionTimeout: 0,
     keepAliveTimeout: 75_000,
     clientErrorHandler: answerClientError,
+    rewriteUrl: (req) => originForm(req),
     frameworkErrors: (err, _request, reply) => {
       reply.header('docker-distribution-api-version', 'registry/2.0');
       const error = err.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_INVALID', 'malformed URL path', { detail: { reason: err.message } }) : toRegistryError(err);
@@ -171,6 +174,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const endpoint = request.v2?.endpoint;
     if (!endpoint) throw noSuchEndpoint();
     request.routeTemplate = ROUTE_TEMPLATES[endpoint.kind];
+    checkPageMarker(endpoint.kind, request.v2?.query ?? new URLSearchParams());
     if ('name' in endpoint) request.repository = endpoint.name;
     const table = TABLES[endpoint.kind] as MethodTable<Endpoint>;
     const handler = table[request.method] as Handler | undefined;

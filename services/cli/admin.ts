@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../../libs/config/index.js';
-import { openDatabase, runningEmbeddedPostgresUrl, startEmbeddedPostgres, type Database } from '../../libs/metadata/index.js';
+import { openDatabase, runningEmbeddedPostgresUrl, type Database } from '../../libs/metadata/index.js';
 import { fsck } from './fsck.js';
 import { reconcile } from './reconcile.js';
 import type { BlobStore } from '../../libs/storage/index.js';
-import { openBlobStore } from './parts.js';
+import { openBlobStore, startLockedEmbeddedPostgres } from './parts.js';
 
 /** `wharf reconcile` (alias `wharf gc`) and `wharf fsck`: offline-style checks that run safely next to a live registry. */
 
@@ -23,7 +23,7 @@ async function openAdminParts(config: Config): Promise<AdminParts> {
     const running = await runningEmbeddedPostgresUrl(dir);
     if (running) url = running;
     else {
-      const started = await startEmbeddedPostgres(dir);
+      const started = await startLockedEmbeddedPostgres(config);
       url = started.url;
       stop = started.stop;
     }
