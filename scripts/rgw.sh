@@ -22,7 +22,7 @@ set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 say() { echo "rgw: $*" >&2; }
-die() { say "$*"; exit 1; }
+die() { say "$*"; [ -n "${STARTING:-}" ] && stop_daemons && say "logs are in $DIR/log"; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 install_if_missing() {
@@ -91,6 +91,7 @@ start() {
   mkdir -p "$DIR"
   DIR=$(cd "$DIR" && pwd)
   [ -e "$DIR/ceph.conf" ] && die "$DIR already holds a cluster: stop it first"
+  STARTING=1
   PORT=${WHARF_RGW_PORT:-7480}
   local mon_port=${WHARF_RGW_MON_PORT:-$((PORT + 1))}
   local mon_v1=$((mon_port + 1))
@@ -103,7 +104,7 @@ start() {
   local fsid osd_uuid
   fsid=$(cat /proc/sys/kernel/random/uuid)
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
-  mkdir -p "$DIR"/{mon,osd,rgw,run,log,crash}
+  mkdir -p "$DIR"/{mon,osd/ceph-0,rgw,run,log,crash}
   cat >"$DIR/ceph.conf" <<EOF
 [global]
 fsid = $fsid
@@ -134,7 +135,7 @@ ms bind port max = $((mon_port + 40))
 [mon]
 mon data = $DIR/mon/\$name
 [osd]
-osd data = $DIR/osd/\$name
+osd data = $DIR/osd/\$cluster-\$id
 osd objectstore = $store
 bluestore block create = true
 bluestore block size = 42949672960
@@ -176,13 +177,18 @@ WHARF_TEST_S3_SECRETACCESSKEY=$secret
 WHARF_TEST_RGW_DIR=$DIR
 EOF
   echo "$PORT $CONNECT_ADDR" >"$DIR/gateway"
+  STARTING=
   print_env
 }
 
-stop() {
+stop_daemons() {
   stop_one rgw
   stop_one osd
   stop_one mon
+}
+
+stop() {
+  stop_daemons
   case "$DIR" in /|"") die "refusing to remove '$DIR'" ;; esac
   [ -e "$DIR/ceph.conf" ] && rm -rf "$DIR"
   return 0

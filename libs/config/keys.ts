@@ -160,6 +160,13 @@ export const KEYS = {
     env: 'WHARF_GC_UNTAGGED',
     doc: 'untagged manifests no index references: keep, or "delete-after <duration>" (e.g. delete-after 7d; units s, m, h, d) counted from when they lost their last tag',
   },
+  'gc.sweepinterval': {
+    type: 'integer',
+    default: 3600,
+    env: 'WHARF_GC_SWEEPINTERVAL',
+    min: 1,
+    doc: 'seconds between sweeps for S3 multipart uploads no upload session owns; those older than gc.uploadgrace are aborted',
+  },
   'gc.workers': { type: 'integer', default: 2, env: 'WHARF_GC_WORKERS', min: 1, doc: 'concurrent review loops per gc worker process (replicas share the queues)' },
   'gc.pollinterval': { type: 'integer', default: 1000, env: 'WHARF_GC_POLLINTERVAL', min: 10, doc: 'milliseconds an idle gc loop waits before looking for due reviews again' },
   'uploads.maxidle': {

@@ -13,3 +13,4 @@ export { reconcile, fsck, type ReconcileReport, type FsckReport } from './reconc
 export type { WebhookEndpointStatus } from './webhook-status.js';
 export { parseManifestFilter, type ListedRepository, type ManifestDescriptor, type TagDetail, type HistoryEntry } from './listing-service.js';
 export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';
+export { sweepUnfinishedUploads, type SweepReport } from './multipart-sweep.js';
