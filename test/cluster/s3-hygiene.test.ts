@@ -119,7 +119,7 @@ describe('nothing left in the bucket (S3 multipart uploads)', () => {
   it('a finished chunked push leaves exactly its blob object and no multipart upload', async (t) => {
     if (skip) return t.skip(skip);
     const name = 'hygiene/finished';
-    const bytes = randomBytes(11 * MiB + 77);
+    const bytes = randomBytes(11 * MiB + 77) as Buffer<ArrayBuffer>;
     const layer = blobOf(bytes);
     const start = await fetch(`${cluster!.url}/v2/${name}/blobs/uploads/`, { method: 'POST' });
     let location = new URL(start.headers.get('location')!, cluster!.url).toString();
