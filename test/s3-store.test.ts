@@ -219,6 +219,23 @@ describe('S3BlobStore', () => {
     assert.deepEqual(await objectsFor(key), [`wharf-test/${key}`]);
   });
 
+  test('concurrent uploads in several appends each get their own bytes (part buffers are pooled across requests)', async () => {
+    const one = async () => {
+      const key = newKey();
+      const data = randomBytes(3 * PART + 123 * KiB);
+      let state = await store.beginUpload(key);
+      let offset = 0;
+      for (const size of [PART + 5, 2 * PART - 7, 123 * KiB + 2]) {
+        const r = await store.append(key, state, offset, sourceOf(data.subarray(offset, offset + size), 256 * KiB));
+        offset += r.written;
+        state = r.state;
+      }
+      await store.completeUpload(key, state, data.length);
+      assert.equal(sha256(await readAll(await store.read(key))), sha256(data));
+    };
+    await Promise.all([one(), one(), one()]);
+  });
+
   test('a blob of exactly two parts has no tail', async () => {
     const key = newKey();
     const data = randomBytes(2 * PART);

@@ -99,7 +99,7 @@ export const KEYS = {
   },
   'storage.s3.partsize': {
     type: 'integer',
-    default: 16_777_216,
+    default: 8_388_608,
     env: 'WHARF_S3_PARTSIZE',
     min: 5_242_880,
     doc: 'bytes of each multipart part but the last; a PATCH holds up to partconcurrency + 1 parts in memory',

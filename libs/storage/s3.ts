@@ -72,7 +72,7 @@ export interface S3UploadState {
   stale: string[];
 }
 
-export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** S3's limit is 10,000 parts; full parts stop at 9,999 so the tail always fits as the last. */
 const MAX_FULL_PARTS = 9_999;
@@ -151,10 +151,16 @@ export class S3BlobStore implements BlobStore {
     // bytes keep coming in during an UploadPart instead of waiting for it. So at most
     // partConcurrency + 1 part buffers per request; parts are settled in order.
     const inFlight: Array<Promise<S3Part>> = [];
+    const buffers: PartBuffer[] = [];
+    const partBuffer = () => {
+      const b = new PartBuffer(this.partSize);
+      buffers.push(b);
+      return b;
+    };
     try {
       const generation = state.generation + 1;
       const parts = [...state.parts];
-      let buffer = new PartBuffer(this.partSize);
+      let buffer = partBuffer();
       const spares: PartBuffer[] = [];
       const settleOldest = async () => {
         const part = inFlight.shift();
@@ -172,7 +178,7 @@ export class S3BlobStore implements BlobStore {
             const number = parts.length + inFlight.length + 1;
             if (number > MAX_FULL_PARTS) throw new Error(`S3 upload of ${key} exceeds ${MAX_FULL_PARTS} parts of ${this.partSize} bytes; raise the part size`);
             const full = buffer;
-            buffer = spares.pop() ?? new PartBuffer(this.partSize);
+            buffer = spares.pop() ?? partBuffer();
             const sending = this.uploadPart(key, state.uploadId, number, full.bytes()).then((part) => {
               full.clear();
               spares.push(full);
@@ -222,6 +228,7 @@ export class S3BlobStore implements BlobStore {
     } finally {
       // Never leave a request in flight behind a settled append.
       await Promise.allSettled(inFlight);
+      for (const b of buffers) b.release();
       await cleanup;
     }
   }
@@ -442,9 +449,31 @@ function parseState(state: UploadState): S3UploadState {
   return s as S3UploadState;
 }
 
-/** Bytes of one part being assembled; grows on demand up to the part size, so small requests stay small. */
+/**
+ * Full-size part buffers kept between requests. Allocating a fresh multi-MiB buffer for every
+ * part (and growing it by doubling) cost more CPU in a profile of a push than the copy into it:
+ * page faults of new memory, re-copies on growth, and the garbage collector freeing them.
+ * A few are kept; more than that go back to the collector.
+ */
+const POOLED_PARTS = 4;
+const pool = new Map<number, Buffer[]>();
+
+function takeBuffer(capacity: number): Buffer {
+  return pool.get(capacity)?.pop() ?? Buffer.allocUnsafeSlow(capacity);
+}
+
+function giveBuffer(buf: Buffer): void {
+  const free = pool.get(buf.length) ?? [];
+  if (free.length < POOLED_PARTS) free.push(buf);
+  pool.set(buf.length, free);
+}
+
+/** Past this many bytes a part buffer takes its full size at once (from the pool) instead of growing. */
+const SMALL_PART = 1024 * 1024;
+
+/** Bytes of one part being assembled; small until a request brings more than SMALL_PART, so small requests stay small. */
 class PartBuffer {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   length = 0;
 
   constructor(private readonly capacity: number) {}
@@ -457,7 +486,8 @@ class PartBuffer {
   fill(chunk: Buffer, from: number): number {
     const n = Math.min(chunk.length - from, this.capacity - this.length);
     if (this.length + n > this.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.min(this.capacity, Math.max(this.length + n, this.buf.length * 2, 64 * 1024)));
+      const need = this.length + n;
+      const grown = need > SMALL_PART ? takeBuffer(this.capacity) : Buffer.allocUnsafe(Math.min(SMALL_PART, Math.max(need, this.buf.length * 2, 64 * 1024)));
       this.buf.copy(grown, 0, 0, this.length);
       this.buf = grown;
     }
@@ -471,6 +501,13 @@ class PartBuffer {
   }
 
   clear(): void {
+    this.length = 0;
+  }
+
+  /** Hands a full-size buffer back to the pool; the PartBuffer is empty afterwards. Only once no request reads bytes(). */
+  release(): void {
+    if (this.buf.length === this.capacity && this.capacity > SMALL_PART) giveBuffer(this.buf);
+    this.buf = Buffer.alloc(0);
     this.length = 0;
   }
 }
