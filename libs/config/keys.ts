@@ -158,7 +158,7 @@ export const KEYS = {
     type: 'string',
     default: 'keep',
     env: 'WHARF_GC_UNTAGGED',
-    doc: 'untagged manifests no index references: keep, or "delete-after <duration>" (e.g. delete-after 7d; units s, m, h, d) counted from when they lost their last tag',
+    doc: 'untagged manifests no index references: keep, or "delete-after <duration>" (e.g. delete-after 7d; units ms, s, m, h, d, combined as in 1d12h) counted from when they lost their last tag',
   },
   'gc.sweepinterval': {
     type: 'integer',

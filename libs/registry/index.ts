@@ -1,14 +1,14 @@
 export * from './registry.js';
 export * from './deps.js';
 export * from './context.js';
-export { uploadRange, type ChunkInfo, type UploadSession } from './upload-service.js';
+export { type ChunkInfo, type UploadSession } from './upload-service.js';
 export { tooLarge, type StoredManifest, type PutResult } from './manifest-service.js';
 export type { BlobHandle } from './blob-service.js';
 export type { Page, ImageIndex } from './discovery.js';
 export { warmHashPool } from './hash-pool.js';
 export * from './health.js';
 export { GarbageCollector, backoffSeconds, type ReviewResult, type Outcome } from './garbage-collector.js';
-export { DEFAULT_GC_POLICY, parseDuration, parseUntaggedPolicy, type GcPolicy } from './gc-policy.js';
+export { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
 export { reconcile, fsck, type ReconcileReport, type FsckReport } from './reconcile.js';
 export type { WebhookEndpointStatus } from './webhook-status.js';
 export { parseManifestFilter, type ListedRepository, type ManifestDescriptor, type TagDetail, type HistoryEntry } from './listing-service.js';

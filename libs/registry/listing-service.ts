@@ -49,7 +49,7 @@ function pageOf<T>(rows: T[], n: number, key: (row: T) => string): Page<T> {
 }
 
 function badParameter(message: string, detail: Record<string, string>): RegistryError {
-  return new RegistryError('UNSUPPORTED', message, { status: 400, detail });
+  return new RegistryError('UNSUPPORTED', message, { reason: 'bad-parameter', detail });
 }
 
 /** Reads the filters of GET /v2/<name>/_wharf/manifests from its query string. */

@@ -191,5 +191,5 @@ function unique(values: string[]): string[] {
 }
 
 export function tooLarge(limit: number): RegistryError {
-  return new RegistryError('MANIFEST_INVALID', `manifest is larger than ${limit} bytes`, { status: 413, detail: { limit } });
+  return new RegistryError('MANIFEST_INVALID', `manifest is larger than ${limit} bytes`, { reason: 'too-large', detail: { limit } });
 }

@@ -27,13 +27,8 @@ export interface UploadSession {
   offset: number;
 }
 
-/** The Range header value for a session at `offset` bytes: Distribution's `0-<last byte>`. */
-export function uploadRange(offset: number): string {
-  return `0-${Math.max(offset - 1, 0)}`;
-}
-
 function blobTooLarge(limit: number): RegistryError {
-  return new RegistryError('SIZE_INVALID', `blob is larger than the ${limit} bytes this registry accepts`, { status: 413, detail: { limit } });
+  return new RegistryError('SIZE_INVALID', `blob is larger than the ${limit} bytes this registry accepts`, { reason: 'too-large', detail: { limit } });
 }
 
 function unknownUpload(id: string): RegistryError {
@@ -247,9 +242,9 @@ export class UploadService {
     if (row === 'busy') {
       const current = await uploads.findUpload(this.deps.db, id);
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', {
-        status: 416,
+        reason: 'out-of-range',
         detail: { uuid: id },
-        headers: current ? { Range: uploadRange(current.byte_offset) } : {},
+        ...(current ? { uploadOffset: current.byte_offset } : {}),
       });
     }
     if (!row || row.repository !== repository) throw unknownUpload(id);
@@ -262,9 +257,8 @@ export class UploadService {
     if (chunk.range) {
       if (chunk.range.start !== offset || chunk.range.end < chunk.range.start) {
         throw new RegistryError('RANGE_INVALID', `chunk must start at byte ${offset}`, {
-          status: 416,
           detail: { offset, range: `${chunk.range.start}-${chunk.range.end}` },
-          headers: { Range: uploadRange(offset) },
+          uploadOffset: offset,
         });
       }
       const rangeLength = chunk.range.end - chunk.range.start + 1;

@@ -54,7 +54,7 @@ export interface BlobStore {
    * Rejects when it does not, or when `signal` aborts first (readiness checks have a deadline).
    */
   ping(signal?: AbortSignal): Promise<void>;
-  /** Every object of the store, in no particular order (wharf gc compares it with metadata). */
+  /** Every object of the store, in no particular order (wharf reconcile compares it with metadata). */
   list(): AsyncIterable<StoredObject>;
   /** Stores whose uploads hold storage outside any object (S3's multipart uploads): every one in progress. */
   listUnfinishedUploads?(): AsyncIterable<UnfinishedUpload>;

@@ -1,13 +1,7 @@
-import type { Config } from '../../libs/config/index.js';
 import { gc } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
-import { GarbageCollector, parseUntaggedPolicy, sweepUnfinishedUploads, type GcPolicy, type ReviewResult } from '../../libs/registry/index.js';
-import type { WorkerContext, WorkerRole } from './index.js';
-
-/** The registry's garbage collection policy from config (gc.untagged is validated when config loads). */
-export function gcPolicyFromConfig(config: Config): GcPolicy {
-  return { graceSeconds: config['gc.grace'], uploadGraceSeconds: config['gc.uploadgrace'], untaggedDeleteAfterSeconds: parseUntaggedPolicy(config['gc.untagged']) };
-}
+import { GarbageCollector, sweepUnfinishedUploads, type ReviewResult } from '../../libs/registry/index.js';
+import type { WorkerContext, WorkerRole } from './role.js';
 
 const decisions = counter({ name: 'wharf_gc_decisions_total', help: 'Garbage collection review decisions', labelNames: ['kind', 'outcome'] });
 const bytesReclaimed = counter({ name: 'wharf_gc_bytes_reclaimed_total', help: 'Bytes of storage objects deleted by garbage collection' });
@@ -69,11 +63,11 @@ class Naps {
 export const gcRole: WorkerRole = {
   name: 'gc',
   async start(context: WorkerContext) {
-    const { config, database, store, logger } = context;
+    const { config, gcPolicy, database, store, logger } = context;
     const collector = new GarbageCollector({
       db: database.db,
       store,
-      policy: gcPolicyFromConfig(config),
+      policy: gcPolicy,
       source: { addr: '', instanceID: config['events.instanceid'] || `gc-${process.pid}` },
       // The relay on this process polls the outbox; a collected manifest's event goes out within its interval.
       outboxWritten: () => {},
