@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import pg from 'pg';
+import { createDatabase } from './cluster.js';
 import { compare, warmUp, type LoadResult } from './load.js';
 import { writeLayout } from './oci-layout.js';
 import { startDistribution, startWharfNode, WHARF_ROOT, type RunningRegistry } from './registries.js';
@@ -107,23 +107,6 @@ async function startRgw(port: number): Promise<Rgw> {
     pids,
     stop: async () => {
       if (!given) execFileSync('bash', [script, 'stop', dir], { stdio: 'ignore' });
-    },
-  };
-}
-
-async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `wharf_bench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`).finally(() => admin.end());
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.href,
-    drop: async () => {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`).finally(() => c.end());
     },
   };
 }
