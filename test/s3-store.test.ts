@@ -1,6 +1,7 @@
 /** S3BlobStore against a real S3 endpoint: s3rver in a child process, or WHARF_TEST_S3_ENDPOINT. */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -305,6 +306,40 @@ describe('S3BlobStore', () => {
     await store.delete(newKey());
     await assert.rejects(store.read(key), { name: 'NoSuchKey' });
     await assert.rejects(store.read(key, { start: 0, end: 10 }), { name: 'NoSuchKey' });
+  });
+
+  test('with a public endpoint, presigned URLs name it and are signed for it', async () => {
+    const key = newKey();
+    const data = randomBytes(3000);
+    const { state, offset } = await appendAll(key, await store.beginUpload(key), [data]);
+    await store.completeUpload(key, state, offset);
+    // An address, so that neither server takes the host for a virtual-hosted bucket name.
+    const publicHost = '127.0.0.2:9443';
+    const fronted = new S3BlobStore({
+      endpoint: s3.endpoint,
+      publicEndpoint: `http://${publicHost}`,
+      region: s3.region,
+      bucket: s3.bucket,
+      prefix: 'wharf-test/',
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+    stores.push(fronted);
+    const url = new URL(await fronted.presignedGetUrl(key, 60));
+    assert.equal(url.host, publicHost);
+    // What a proxy at the public address does: forward to S3 with the Host the client used.
+    const direct = new URL(s3.endpoint);
+    const res = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+      request({ host: direct.hostname, port: direct.port, path: url.pathname + url.search, headers: { host: publicHost } }, (r) => {
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      })
+        .on('error', reject)
+        .end();
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, data);
   });
 
   test('presignedGetUrl can be fetched without credentials', async () => {
