@@ -64,3 +64,8 @@ export class RegistryError extends Error {
     return { errors: [entry] };
   }
 }
+
+/** A query parameter the endpoint cannot use: 400 UNSUPPORTED naming it. */
+export function badParameter(message: string, detail: Record<string, string>): RegistryError {
+  return new RegistryError('UNSUPPORTED', message, { reason: 'bad-parameter', detail });
+}

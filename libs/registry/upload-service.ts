@@ -1,15 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Subjects } from '../events/index.js';
+import { BlobTooLargeError, BodyAbortedError, BodyTooLongError, HashStateError, HashingCounter, initialHashState, openHash, type HashSession } from '../hashing/index.js';
 import { blobs, gc, repositories, uploads, type Executor, type UploadRow } from '../metadata/index.js';
 import { RegistryError, checkName, parseDigest, type ParsedDigest } from '../oci/index.js';
 import type { UploadState } from '../storage/index.js';
 import type { RequestContext } from './context.js';
 import { gcPolicy, type RegistryDeps } from './deps.js';
 import { blobUrl, recordEvents } from './event-log.js';
-import { openHash, type HashSession } from './hash-pool.js';
-import { BlobTooLargeError, BodyAbortedError, BodyTooLongError, HashingCounter } from './hash-state.js';
-import { HashStateError, initialHashState } from './sha256-state.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -231,8 +229,7 @@ export class UploadService {
   }
 
   private async readable(repository: string, context: RequestContext): Promise<boolean> {
-    if (context.mayRead && !context.mayRead(repository)) return false;
-    return this.deps.canRead ? await this.deps.canRead(repository) : true;
+    return !context.mayRead || context.mayRead(repository);
   }
 
   /** Locks the session row for this transaction, or explains why it cannot be used. */

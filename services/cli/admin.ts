@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../../libs/config/index.js';
 import { openDatabase, runningEmbeddedPostgresUrl, startEmbeddedPostgres, type Database } from '../../libs/metadata/index.js';
-import { fsck, reconcile } from '../../libs/registry/index.js';
+import { fsck } from './fsck.js';
+import { reconcile } from './reconcile.js';
 import type { BlobStore } from '../../libs/storage/index.js';
 import { openBlobStore } from './parts.js';
 

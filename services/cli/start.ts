@@ -5,7 +5,8 @@ import { splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
-import { Registry, warmHashPool, type HealthChecker } from '../../libs/registry/index.js';
+import { warmHashPool } from '../../libs/hashing/index.js';
+import { Registry, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { healthChecker, observeProcess, startOpsServer } from './observe.js';
 import { openParts, type Parts } from './parts.js';
@@ -84,7 +85,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     bus: parts.bus,
     outboxWritten: () => relay.wake(),
     warn: (message, err) => logger.warn({ err }, message),
-    options: registryOptionsFromConfig(config, source),
+    options: registryOptionsFromConfig(config),
   });
   const options = apiOptionsFromConfig(config, { registry, logger, source, health });
   const app = buildApi(options);

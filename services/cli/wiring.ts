@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { buildTrustStore, Htpasswd, loadPrivateKey, parseCertificateBundle, parseJwks, Policy, type GroupDefinition, type PolicyRule } from '../../libs/auth/index.js';
 import { ConfigError, parseEndpoints, parseUntaggedPolicy, redactUrl, type Config } from '../../libs/config/index.js';
 import type { EventSource } from '../../libs/events/index.js';
-import type { GcPolicy, HealthChecker, Registry } from '../../libs/registry/index.js';
+import type { GcPolicy, HealthChecker, Registry, RegistryOptions } from '../../libs/registry/index.js';
 import type { Logger } from '../../libs/log/index.js';
 import type { ApiOptions } from '../api/app.js';
 import type { AuthOptions, TokenIssuerOptions } from '../api/auth.js';
@@ -26,13 +26,12 @@ export function gcPolicyFromConfig(config: Config): GcPolicy {
 }
 
 /** The options of the Registry an API node serves. */
-export function registryOptionsFromConfig(config: Config, source: EventSource) {
+export function registryOptionsFromConfig(config: Config): RegistryOptions {
   return {
     pullEvents: config['events.pull'],
     manifestMaxBytes: config['limits.manifestbytes'],
     foreignUrlAllow: config['validation.manifests.urls.allow'].map((p) => new RegExp(p)),
     foreignUrlDeny: config['validation.manifests.urls.deny'].map((p) => new RegExp(p)),
-    source,
     blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
     gc: gcPolicyFromConfig(config),
     webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),

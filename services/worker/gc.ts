@@ -1,3 +1,4 @@
+import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
 import { gc } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
 import { GarbageCollector, sweepUnfinishedUploads, type ReviewResult } from '../../libs/registry/index.js';
@@ -36,25 +37,6 @@ async function burst(next: () => Promise<ReviewResult | undefined>): Promise<{ d
   return { decided, busy: false };
 }
 
-/** A sleep that stop() can cut short. */
-class Naps {
-  private wakers = new Set<() => void>();
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakers.add(done);
-    });
-  }
-  wakeAll(): void {
-    for (const wake of [...this.wakers]) wake();
-  }
-}
-
 /**
  * The gc role: `gc.workers` loops decide due manifest reviews, then due blob reviews, polling
  * PostgreSQL when there is nothing due; one housekeeping loop deletes queued storage objects,
@@ -74,7 +56,7 @@ export const gcRole: WorkerRole = {
       warn: (message, err) => logger.warn({ err }, message),
     });
     const pollMs = config['gc.pollinterval'];
-    const naps = new Naps();
+    const naps = new WakeableSleep();
     let running = true;
 
     const reviewLoop = async () => {
@@ -129,7 +111,7 @@ export const gcRole: WorkerRole = {
     const loops = [housekeepingLoop(), ...Array.from({ length: config['gc.workers'] }, () => reviewLoop())];
     return async () => {
       running = false;
-      naps.wakeAll();
+      naps.wake();
       await Promise.allSettled(loops);
     };
   },

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { openDatabase, type Database } from '../../libs/metadata/index.js';
 import '../../libs/storage/s3.js'; // before the S3Client below: it quiets the SDK's Node 20 notice
-import { reconcile } from '../../libs/registry/index.js';
+import { reconcile } from '../../services/cli/reconcile.js';
 import { openBlobStore } from '../../services/cli/parts.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, blobOf, pushBlob, putManifest } from '../helpers/oci.js';

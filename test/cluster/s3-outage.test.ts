@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
-import { reconcile } from '../../libs/registry/index.js';
+import { reconcile } from '../../services/cli/reconcile.js';
 import { openBlobStore } from '../../services/cli/parts.js';
 import { startServe, type RunningWharf } from '../../services/cli/start.js';
 import { clusterConfig } from '../helpers/cluster.js';

@@ -1,5 +1,6 @@
 import { checkName } from '../../../libs/oci/index.js';
-import { parseManifestFilter, type ListedRepository } from '../../../libs/registry/index.js';
+import type { ListedRepository } from '../../../libs/registry/index.js';
+import { parseManifestFilter } from '../manifest-filter.js';
 import type { Endpoint } from '../dispatch.js';
 import type { Call, MethodTable } from '../call.js';
 import { linkNextPage, parsePage } from '../pagination.js';
