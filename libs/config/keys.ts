@@ -26,6 +26,7 @@ export const KEYS = {
     env: 'WHARF_HTTP_PREFIX',
     doc: 'path prefix the whole API answers under, e.g. /registry (then /registry/v2/...); Location and Link headers carry it',
   },
+  'ui.enabled': { type: 'boolean', default: true, env: 'WHARF_UI_ENABLED', doc: 'serve the browser UI at <http.prefix>/ui (static files; it calls only the public HTTP API); false: /ui is 404' },
   'http.bodytimeout': { type: 'integer', default: 300, env: 'WHARF_HTTP_BODYTIMEOUT', min: 1, doc: 'seconds a request body may stall before the request is dropped' },
   'http.shutdowntimeout': {
     type: 'integer',
@@ -238,6 +239,13 @@ export const KEYS = {
   'auth.token.jwks': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_JWKS', doc: 'JWKS file of keys that sign tokens, looked up by kid' },
   'auth.token.signingkey': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_SIGNINGKEY', doc: 'PEM private key (RSA, EC P-256/384/521 or Ed25519) of the built-in issuer; set, GET /auth/token issues tokens and its key is trusted' },
   'auth.token.expiry': { type: 'integer', default: 300, env: 'WHARF_AUTH_TOKEN_EXPIRY', min: 60, doc: 'seconds a token from the built-in issuer stays valid' },
+  'auth.token.refreshexpiry': {
+    type: 'integer',
+    default: 28800,
+    env: 'WHARF_AUTH_TOKEN_REFRESHEXPIRY',
+    min: 60,
+    doc: 'seconds a refresh token from the built-in issuer (GET /auth/token?offline_token=true) can be exchanged for access tokens; what the UI keeps instead of the password',
+  },
   'auth.policy': {
     type: 'json',
     default: [],
