@@ -269,5 +269,6 @@ export const KEYS = {
 export type ConfigKey = keyof typeof KEYS;
 
 /** Variables under WHARF_ that are not configuration keys. */
-export const NON_KEY_ENV = new Set(['WHARF_CONFIG']);
+/** WHARF_SKIP_NATIVE and WHARF_BUILD_QUIET are read by the build scripts (scripts/), not by Wharf. */
+export const NON_KEY_ENV = new Set(['WHARF_CONFIG', 'WHARF_SKIP_NATIVE', 'WHARF_BUILD_QUIET']);
 export const NON_KEY_ENV_PREFIXES = ['WHARF_TEST_', 'WHARF_BENCH_'];

@@ -77,7 +77,12 @@ function parsed<T>(key: string, parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    throw new ConfigError(`${key}: ${(err as Error).message}`);
+    // read() already named the key: no second prefix.
+    if (err instanceof ConfigError) throw err;
+    const message = (err as Error).message;
+    // OpenSSL's "error:1E08010C:DECODER routines::unsupported" says nothing to an operator.
+    if (/DECODER routines|unsupported|no start line|bad base64/i.test(message)) throw new ConfigError(`${key}: the file is not a PEM key or certificate this registry can read (${message})`);
+    throw new ConfigError(`${key}: ${message}`);
   }
 }
 
