@@ -20,7 +20,7 @@ interface DurableSubscriber {
 }
 
 /** Events one handleBatch call gets at most. */
-const MAX_BATCH = 500;
+const MAX_BATCH = 1000;
 
 /**
  * The in-process bus of embedded mode. Plain subscribers run after publish resolves, never

@@ -25,8 +25,14 @@ export interface OutboxSource {
 export interface OutboxRelayOptions {
   /** Rows claimed (and marked) per pass. */
   batchSize?: number;
-  /** Publishes awaiting the bus's acknowledgement at once, within a batch. */
+  /** Publishes awaiting the bus's acknowledgement at once, within a batch (default: the whole batch, so the in-process bus hands it to each consumer in one go). */
   maxInFlight?: number;
+  /**
+   * Batches in flight at once (default 2): while one waits for the bus (or, in process, for the
+   * consumers), the next is claimed and the one before is marked. With 1, a relay hands rows to
+   * the bus strictly in outbox order.
+   */
+  passes?: number;
   /** How often to look for rows when nobody calls wake(), e.g. rows other nodes wrote. */
   pollIntervalMs?: number;
   onError?: (err: unknown) => void;
@@ -49,6 +55,7 @@ export class PartialPublishError extends Error {
 export class OutboxRelay {
   private readonly batchSize: number;
   private readonly maxInFlight: number;
+  private readonly passes: number;
   private readonly pollIntervalMs: number;
   private readonly onError: (err: unknown) => void;
   private readonly onDeadLetter: (message: PendingMessage, err: unknown) => void;
@@ -62,8 +69,9 @@ export class OutboxRelay {
     private readonly bus: EventBus,
     options: OutboxRelayOptions = {},
   ) {
-    this.batchSize = options.batchSize ?? 500;
-    this.maxInFlight = Math.max(1, options.maxInFlight ?? 256);
+    this.batchSize = options.batchSize ?? 1000;
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? this.batchSize);
+    this.passes = Math.max(1, options.passes ?? 2);
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.onError = options.onError ?? (() => {});
     this.onDeadLetter = options.onDeadLetter ?? (() => {});
@@ -87,6 +95,14 @@ export class OutboxRelay {
    * out is marked, the rest waits for the next call.
    */
   async drain(): Promise<number> {
+    const counts = await Promise.allSettled(Array.from({ length: this.passes }, () => this.drainOne()));
+    const failed = counts.find((c): c is PromiseRejectedResult => c.status === 'rejected');
+    if (failed) throw failed.reason;
+    return counts.reduce((sum, c) => sum + (c.status === 'fulfilled' ? c.value : 0), 0);
+  }
+
+  /** One loop of claim, publish, mark; the loops of drain() take different rows (SKIP LOCKED). */
+  private async drainOne(): Promise<number> {
     let total = 0;
     for (;;) {
       let failure: unknown;
