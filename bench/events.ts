@@ -183,19 +183,22 @@ async function cluster(data: Dataset): Promise<void> {
     const bases = [on.base, off.base];
     const total = RATE * SECONDS;
     const t0 = Date.now();
-    const puts: Promise<void>[] = [];
+    const puts = new Set<Promise<void>>();
+    let failed = 0;
     for (let i = 0; i < total; i++) {
       const wait = t0 + (i * 1000) / RATE - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      puts.push(putManifest(bases[i % 2]!, 'bench/app', `s${i}`, data.app.manifest));
-      if (puts.length >= 256) await Promise.all(puts.splice(0));
+      // At most 32 in flight: past that the offered rate is not reached, which the report shows.
+      const p: Promise<void> = putManifest(bases[i % 2]!, 'bench/app', `s${i}`, data.app.manifest).catch(() => void failed++).finally(() => puts.delete(p));
+      puts.add(p);
+      if (puts.size >= 32) await Promise.race(puts);
     }
     await Promise.all(puts);
     const putSeconds = (Date.now() - t0) / 1000;
     const deadline = Date.now() + 120_000;
-    while (latencies.size < total && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (latencies.size < total - failed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const sorted = [...latencies.values()].sort((x, y) => x - y);
-    out(`Commit → NATS subscriber, ${total} manifest PUTs offered at ${RATE}/s (achieved ${fmt(total / putSeconds)}/s): p50 ${percentile(sorted, 50)} ms, p99 **${percentile(sorted, 99)} ms**, max ${sorted.at(-1)} ms; received ${latencies.size}/${total} (load ${load()})\n`);
+    out(`Commit → NATS subscriber, ${total} manifest PUTs offered at ${RATE}/s (achieved ${fmt(total / putSeconds)}/s): p50 ${percentile(sorted, 50)} ms, p99 **${percentile(sorted, 99)} ms**, max ${sorted.at(-1)} ms; received ${latencies.size}/${total - failed}, PUTs failed ${failed} (load ${load()})\n`);
     unsubscribe();
 
     const idle = await getLoad(`${on.base}${path}`, 5);

@@ -1,6 +1,6 @@
 // Webhook delivery: events per second and latency from outbox commit to webhook receipt, with
 // one and with two `wharf worker` replicas (separate processes) on PostgreSQL and NATS JetStream.
-// Usage: npm run bench:webhooks [-- --events N] [--rate N] [--seconds N]
+// Usage: npm run bench:webhooks [-- --events N] [--rate N] [--seconds N] [--port P (receiver, default 5300)]
 // Needs PostgreSQL (WHARF_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test) and
 // NATS with JetStream (WHARF_BENCH_NATS_URL, default nats://127.0.0.1:4222); receiver on port 5300.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +13,7 @@ import { buildEvent, NatsBus, OutboxRelay, Subjects } from '../libs/events/index
 import { migrate, openDatabase, outbox, type Database } from '../libs/metadata/index.js';
 import { WHARF_MAIN } from './wharf-main.js';
 
-const RECEIVER_PORT = 5300;
+const RECEIVER_PORT = Number(process.argv.includes('--port') ? process.argv[process.argv.indexOf('--port') + 1] : 5300);
 const serverUrl = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const natsUrl = process.env.WHARF_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 

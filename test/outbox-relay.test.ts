@@ -17,7 +17,11 @@ import {
   type RegistryEvent,
 } from '../libs/events/index.js';
 import { outbox } from '../libs/metadata/index.js';
+import { NatsBus } from '../libs/events/index.js';
+import { deleteStream, natsUnavailable, natsUrl, uniqueStreamNames } from './helpers/nats.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
+import { readStream } from './helpers/stream.js';
+import { eventually } from './helpers/wait.js';
 
 const context = { request: { id: 'r', addr: '', host: '', method: 'PUT', useragent: '' }, actor: {}, source: { addr: '', instanceID: 'test' } };
 const event = (repository: string) => buildEvent('push', { repository }, context);
@@ -226,5 +230,29 @@ describe('pull events off the request path', () => {
     publisher.offer('wharf.events.manifest.pull', event('b'));
     await publisher.close();
     assert.deepEqual(dropped, ['disconnected', 'failed']);
+  });
+
+  it('on NATS, pull events go onto the stream without waiting for acknowledgements', async (t) => {
+    const unavailable = await natsUnavailable();
+    if (unavailable) return t.skip(unavailable);
+    const names = uniqueStreamNames();
+    const bus = await NatsBus.connect({ servers: natsUrl(), ...names });
+    try {
+      const dropped: string[] = [];
+      const publisher = new BestEffortPublisher(bus, { onDropped: (reason) => void dropped.push(reason) });
+      const events = Array.from({ length: 50 }, (_, i) => event(`pullnats/r${i}`));
+      for (const e of events) publisher.offer('wharf.events.manifest.pull', e);
+      await publisher.close();
+      const inStream = await eventually(async () => {
+        const messages = await readStream(natsUrl(), names.stream);
+        assert.equal(messages.length, 50);
+        return messages;
+      });
+      assert.deepEqual(inStream.map((m) => m.id), events.map((e) => e.id), 'in the order offered');
+      assert.deepEqual(dropped, []);
+    } finally {
+      await bus.close();
+      await deleteStream(natsUrl(), names.stream);
+    }
   });
 });

@@ -14,8 +14,8 @@ export interface BestEffortPublisherOptions {
 
 /**
  * Pull events, off the request path: offer() only queues (never waits, never throws), and a
- * pump publishes what queued up after the current turn of the event loop, a bounded number in
- * flight. Best effort by design: when the queue is full, the bus is disconnected, or a publish
+ * pump publishes what queued up after the current turn of the event loop: without waiting for
+ * acknowledgements where the bus allows it (NATS), else a bounded number in flight. Best effort by design: when the queue is full, the bus is disconnected, or a publish
  * fails, the event is dropped and counted; nothing is retried.
  */
 export class BestEffortPublisher {
@@ -57,6 +57,16 @@ export class BestEffortPublisher {
   private pump(): void {
     if (this.bus.isConnected && !this.bus.isConnected()) {
       for (const _ of this.queue.splice(0)) this.onDropped('disconnected');
+    }
+    if (this.bus.publishUnacknowledged) {
+      // Nothing to wait for (NATS): hand everything queued to the client now.
+      for (const { subject, event } of this.queue.splice(0)) {
+        try {
+          this.bus.publishUnacknowledged(subject, event);
+        } catch (err) {
+          this.onDropped('failed', err);
+        }
+      }
     }
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
       const { subject, event } = this.queue.shift()!;

@@ -61,6 +61,11 @@ export interface EventBus {
   consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer>;
   /** Lag of every durable consumer this process runs (for /metrics). */
   consumerLag?(): Promise<ConsumerLag[]>;
+  /**
+   * Publishes without waiting for any acknowledgement (fire and forget), where the bus can:
+   * for best-effort events only. Throws when it cannot even send.
+   */
+  publishUnacknowledged?(subject: string, event: RegistryEvent): void;
   /** Whether the bus can publish right now; absent means always (the in-process bus). */
   isConnected?(): boolean;
   close(): Promise<void>;

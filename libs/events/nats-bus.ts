@@ -123,6 +123,13 @@ export class NatsBus implements EventBus {
     }
   }
 
+  /** Core NATS publish onto the stream's subject: JetStream stores it, nobody waits for its ack (pull events). */
+  publishUnacknowledged(subject: string, event: RegistryEvent): void {
+    if (!this.isConnected()) throw new Error('NATS is not connected');
+    const { natsSubject, data } = this.encodeForPublish(subject, event);
+    this.nc.publish(natsSubject, data);
+  }
+
   /** The NATS subject and bytes of an event; EventRejectedError when no retry could ever publish it. */
   private encodeForPublish(subject: string, event: RegistryEvent): { natsSubject: string; data: Uint8Array } {
     let natsSubject: string;
