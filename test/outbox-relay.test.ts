@@ -17,7 +17,7 @@ import {
   type RegistryEvent,
 } from '../libs/events/index.js';
 import { outbox } from '../libs/metadata/index.js';
-import { NatsBus } from '../libs/events/index.js';
+import { NatsBus } from '../libs/events/nats-bus.js';
 import { deleteStream, natsUnavailable, natsUrl, uniqueStreamNames } from './helpers/nats.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { readStream } from './helpers/stream.js';
