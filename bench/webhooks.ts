@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { loadavg } from 'node:os';
 import pg from 'pg';
 import { connect } from 'nats';
 import { configToEnv, loadConfig, type Config } from '../libs/config/index.js';
@@ -25,6 +26,8 @@ function arg(name: string, fallback: number): number {
 const BURST = arg('events', 3000);
 const RATE = arg('rate', 100);
 const SECONDS = arg('seconds', 10);
+/** The endpoint's `concurrency` (deliveries in flight per replica; the configuration's default is 4). */
+const CONCURRENCY = arg('concurrency', 4);
 
 /** Commit time of each event (set just before its transaction commits) and its receipt time. */
 const committed = new Map<string, number>();
@@ -109,7 +112,7 @@ async function runCase(replicas: number) {
       'nats.url': natsUrl,
       'nats.stream': `WHARF_BENCH_${run.toUpperCase()}`,
       'nats.subjectprefix': `wharfbench${run}.events`,
-      'notifications.endpoints': [{ name: 'bench', url: `http://127.0.0.1:${RECEIVER_PORT}/hook` }],
+      'notifications.endpoints': [{ name: 'bench', url: `http://127.0.0.1:${RECEIVER_PORT}/hook`, concurrency: CONCURRENCY }],
     },
   });
   const db = openDatabase({ url: config['database.url'], poolSize: 4, uploadPoolSize: 1 });
@@ -171,7 +174,7 @@ try {
   receiver.close();
 }
 const f = (n: number) => n.toFixed(0);
-console.log(`\nWebhook delivery, commit to receipt (burst of ${BURST} events committed 100 per transaction; steady ${RATE} events/s for ${SECONDS} s)\n`);
+console.log(`\nWebhook delivery, commit to receipt (burst of ${BURST} events committed 100 per transaction; steady ${RATE} events/s for ${SECONDS} s; endpoint concurrency ${CONCURRENCY}; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")})\n`);
 console.log('| worker replicas | burst events/s | burst p50 ms | burst p99 ms | steady p50 ms | steady p99 ms | steady max ms |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
