@@ -1,3 +1,4 @@
+import { AdminStatusService } from './admin-status.js';
 import { BlobService } from './blob-service.js';
 import type { RegistryDeps } from './deps.js';
 import { DiscoveryService } from './discovery.js';
@@ -14,6 +15,7 @@ export class Registry {
   readonly discovery: DiscoveryService;
   readonly webhooks: WebhookStatusService;
   readonly listings: ListingService;
+  readonly admin: AdminStatusService;
 
   constructor(readonly deps: RegistryDeps) {
     this.blobs = new BlobService(deps);
@@ -22,5 +24,6 @@ export class Registry {
     this.discovery = new DiscoveryService(deps.db);
     this.webhooks = new WebhookStatusService(deps.db, deps.options.webhookEndpoints ?? []);
     this.listings = new ListingService(deps.db);
+    this.admin = new AdminStatusService(deps.db, deps.bus);
   }
 }

@@ -76,6 +76,12 @@ export async function openBlobStore(config: Config): Promise<BlobStore> {
       prefix: config['storage.s3.prefix'],
       forcePathStyle: config['storage.s3.forcepathstyle'],
       credentials: accessKeyId ? { accessKeyId, secretAccessKey: config['storage.s3.secretaccesskey'] } : undefined,
+      publicEndpoint: config['storage.s3.publicendpoint'] || undefined,
+      checksum: config['storage.s3.checksum'] as 'auto' | 'when_required' | 'when_supported',
+      timeoutMs: config['storage.s3.timeout'] * 1000,
+      maxAttempts: config['storage.s3.maxattempts'],
+      partSize: config['storage.s3.partsize'],
+      partConcurrency: config['storage.s3.partconcurrency'],
     });
   }
   return new FilesystemBlobStore(join(config['data.dir'], 'blobs'));

@@ -61,6 +61,7 @@ export function apiOptionsFromConfig(config: Config, runtime: { registry: Regist
     auth: authFromConfig(config),
     ...(tls ? { tls } : {}),
     maxHeaderBytes: config['limits.headerbytes'],
+    ui: config['ui.enabled'],
   };
 }
 
@@ -95,7 +96,7 @@ export function authFromConfig(config: Config): AuthOptions {
   // loadConfig made sure the issuer has its htpasswd file.
   const issuer: TokenIssuerOptions | undefined =
     signingKey && htpasswd
-      ? { signingKey, htpasswd, service: config['auth.token.service'], issuer: config['auth.token.issuer'], expirySeconds: config['auth.token.expiry'] }
+      ? { signingKey, htpasswd, service: config['auth.token.service'], issuer: config['auth.token.issuer'], expirySeconds: config['auth.token.expiry'], refreshExpirySeconds: config['auth.token.refreshexpiry'] }
       : undefined;
   const common = {
     basicRealm: config['auth.htpasswd.realm'],
