@@ -1,11 +1,12 @@
 // Webhook delivery: events per second and latency from outbox commit to webhook receipt, with
 // one and with two `wharf worker` replicas (separate processes) on PostgreSQL and NATS JetStream.
-// Usage: npm run bench:webhooks [-- --events N] [--rate N] [--seconds N]
+// Usage: npm run bench:webhooks [-- --events N] [--rate N] [--seconds N] [--port P (receiver, default 5300)]
 // Needs PostgreSQL (WHARF_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test) and
 // NATS with JetStream (WHARF_BENCH_NATS_URL, default nats://127.0.0.1:4222); receiver on port 5300.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { loadavg } from 'node:os';
 import pg from 'pg';
 import { connect } from 'nats';
 import { configToEnv, loadConfig, type Config } from '../libs/config/index.js';
@@ -14,7 +15,7 @@ import { NatsBus } from '../libs/events/nats-bus.js';
 import { migrate, openDatabase, outbox, type Database } from '../libs/metadata/index.js';
 import { WHARF_MAIN } from './wharf-main.js';
 
-const RECEIVER_PORT = 5300;
+const RECEIVER_PORT = Number(process.argv.includes('--port') ? process.argv[process.argv.indexOf('--port') + 1] : 5300);
 const serverUrl = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const natsUrl = process.env.WHARF_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 
@@ -25,6 +26,8 @@ function arg(name: string, fallback: number): number {
 const BURST = arg('events', 3000);
 const RATE = arg('rate', 100);
 const SECONDS = arg('seconds', 10);
+/** The endpoint's `concurrency` (deliveries in flight per replica; the configuration's default is 4). */
+const CONCURRENCY = arg('concurrency', 4);
 
 /** Commit time of each event (set just before its transaction commits) and its receipt time. */
 const committed = new Map<string, number>();
@@ -109,7 +112,7 @@ async function runCase(replicas: number) {
       'nats.url': natsUrl,
       'nats.stream': `WHARF_BENCH_${run.toUpperCase()}`,
       'nats.subjectprefix': `wharfbench${run}.events`,
-      'notifications.endpoints': [{ name: 'bench', url: `http://127.0.0.1:${RECEIVER_PORT}/hook` }],
+      'notifications.endpoints': [{ name: 'bench', url: `http://127.0.0.1:${RECEIVER_PORT}/hook`, concurrency: CONCURRENCY }],
     },
   });
   const db = openDatabase({ url: config['database.url'], poolSize: 4, uploadPoolSize: 1 });
@@ -171,7 +174,7 @@ try {
   receiver.close();
 }
 const f = (n: number) => n.toFixed(0);
-console.log(`\nWebhook delivery, commit to receipt (burst of ${BURST} events committed 100 per transaction; steady ${RATE} events/s for ${SECONDS} s)\n`);
+console.log(`\nWebhook delivery, commit to receipt (burst of ${BURST} events committed 100 per transaction; steady ${RATE} events/s for ${SECONDS} s; endpoint concurrency ${CONCURRENCY}; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")})\n`);
 console.log('| worker replicas | burst events/s | burst p50 ms | burst p99 ms | steady p50 ms | steady p99 ms | steady max ms |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {

@@ -28,6 +28,12 @@ export interface DurableConsumerOptions {
   batch?: number;
   /** Handlers running at once in this replica (default 1: in stream order). Above 1, order is not kept. */
   concurrency?: number;
+  /**
+   * Handles several events in one call, where the bus can (the in-process bus hands over what
+   * queued up while the previous call ran, in order). It must have the effect of `handler` on
+   * each; when it throws, each event goes through `handler` alone, with the usual retries.
+   */
+  handleBatch?: (events: Array<{ subject: string; event: RegistryEvent }>) => Promise<void>;
 }
 
 /** Stops pulling, lets the running handler finish, releases buffered messages, and resolves. */
@@ -55,6 +61,11 @@ export interface EventBus {
   consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer>;
   /** Lag of every durable consumer this process runs (for /metrics). */
   consumerLag?(): Promise<ConsumerLag[]>;
+  /**
+   * Publishes without waiting for any acknowledgement (fire and forget), where the bus can:
+   * for best-effort events only. Throws when it cannot even send.
+   */
+  publishUnacknowledged?(subject: string, event: RegistryEvent): void;
   /** Whether the bus can publish right now; absent means always (the in-process bus). */
   isConnected?(): boolean;
   close(): Promise<void>;
@@ -69,4 +80,12 @@ export function subjectMatches(pattern: string, subject: string): boolean {
     if (p[i] !== '*' && p[i] !== s[i]) return false;
   }
   return p.length === s.length;
+}
+
+/**
+ * Thrown by publish when the bus will never take this event as it is (e.g. larger than NATS's
+ * max_payload): the outbox relay sets the row aside instead of retrying it in front of the rest.
+ */
+export class EventRejectedError extends Error {
+  override readonly name = 'EventRejectedError';
 }

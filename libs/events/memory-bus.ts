@@ -2,20 +2,33 @@ import type { ConsumerLag, DurableConsumerOptions, EventBus, EventHandler, StopC
 import { subjectMatches } from './bus.js';
 import type { RegistryEvent } from './event.js';
 
+interface Queued {
+  subject: string;
+  event: RegistryEvent;
+  settle: (err?: unknown) => void;
+}
+
 interface DurableSubscriber {
   options: DurableConsumerOptions;
-  /** Events of one consumer are handled one at a time, in publish order, as a JetStream pull consumer would. */
-  tail: Promise<void>;
+  /** Events handed to this consumer and not yet taken by its pump (its lag). */
+  queue: Queued[];
+  /** Events being handled right now. */
+  handling: number;
+  /** The loop handling the queue, in publish order, as a JetStream pull consumer would; undefined when idle. */
+  pump: Promise<void> | undefined;
   stopped: boolean;
-  /** Events handed to this consumer and not yet handled (its lag). */
-  queued: number;
 }
+
+/** Events one handleBatch call gets at most. */
+const MAX_BATCH = 1000;
 
 /**
  * The in-process bus of embedded mode. Plain subscribers run after publish resolves, never
  * inside it. Durable consumers run before it resolves: the outbox relay marks a row published
  * only after every durable consumer has handled it (or dead-lettered it), so a crash in between
- * republishes the row on the next start — at least once, as on JetStream.
+ * republishes the row on the next start — at least once, as on JetStream. Each durable consumer
+ * has a queue: the relay publishes a whole batch at once, consumers work through it side by
+ * side, and one with `handleBatch` takes everything queued in one call.
  */
 export class MemoryBus implements EventBus {
   private readonly subscribers = new Set<{ pattern: string; handler: EventHandler }>();
@@ -46,10 +59,10 @@ export class MemoryBus implements EventBus {
     const handled: Promise<void>[] = [];
     for (const durable of this.durables) {
       if (durable.stopped || !subjectMatches(durable.options.filterSubject, subject)) continue;
-      durable.queued++;
-      const run = durable.tail.then(() => this.deliver(durable, subject, event)).finally(() => void durable.queued--);
-      durable.tail = run.catch(() => {});
-      handled.push(run);
+      handled.push(new Promise<void>((resolve, reject) => {
+        durable.queue.push({ subject, event, settle: (err) => (err === undefined ? resolve() : reject(err)) });
+      }));
+      durable.pump ??= this.runPump(durable);
     }
     if (handled.length === 0) return;
     try {
@@ -58,6 +71,42 @@ export class MemoryBus implements EventBus {
       // Not handled: the relay publishes the row again, and that must not be dropped as a duplicate.
       this.seen.delete(event.id);
       throw err;
+    }
+  }
+
+  private async runPump(durable: DurableSubscriber): Promise<void> {
+    // Start after the publisher's synchronous loop: a batch published at once is then queued whole.
+    await Promise.resolve();
+    try {
+      while (durable.queue.length > 0) {
+        if (durable.stopped) {
+          // Stopping (shutdown): the relay keeps these rows and publishes them after the restart.
+          for (const q of durable.queue.splice(0)) q.settle(new Error(`consumer ${durable.options.durable} stopped`));
+          break;
+        }
+        const batch = durable.queue.splice(0, durable.options.handleBatch ? MAX_BATCH : 1);
+        durable.handling = batch.length;
+        if (batch.length > 1 && (await this.tryBatch(durable, batch))) {
+          for (const q of batch) q.settle();
+        } else {
+          for (const q of batch) await this.deliver(durable, q.subject, q.event).then(() => q.settle(), (err) => q.settle(err ?? new Error('handler failed')));
+        }
+        durable.handling = 0;
+      }
+    } finally {
+      durable.pump = undefined;
+      // Published while the loop was ending.
+      if (durable.queue.length > 0) durable.pump = this.runPump(durable);
+    }
+  }
+
+  private async tryBatch(durable: DurableSubscriber, batch: Queued[]): Promise<boolean> {
+    try {
+      await durable.options.handleBatch!(batch.map((q) => ({ subject: q.subject, event: q.event })));
+      return true;
+    } catch (err) {
+      this.onHandlerError(err);
+      return false;
     }
   }
 
@@ -91,25 +140,25 @@ export class MemoryBus implements EventBus {
   }
 
   async consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer> {
-    const durable: DurableSubscriber = { options, tail: Promise.resolve(), stopped: false, queued: 0 };
+    const durable: DurableSubscriber = { options, queue: [], handling: 0, pump: undefined, stopped: false };
     this.durables.add(durable);
     return async () => {
       durable.stopped = true;
       this.durables.delete(durable);
-      await durable.tail;
+      await durable.pump;
     };
   }
 
-  /** In embedded mode events wait in the outbox, not here: the lag is what is being handled right now. */
+  /** In embedded mode events wait in the outbox, not here: the lag is what the relay handed over and is not handled yet. */
   async consumerLag(): Promise<ConsumerLag[]> {
-    return [...this.durables].map((d) => ({ durable: d.options.durable, pending: Math.max(0, d.queued - 1), ackPending: Math.min(1, d.queued) }));
+    return [...this.durables].map((d) => ({ durable: d.options.durable, pending: d.queue.length, ackPending: d.handling }));
   }
 
   async close(): Promise<void> {
     this.subscribers.clear();
     await Promise.all([...this.durables].map(async (d) => {
       d.stopped = true;
-      await d.tail;
+      await d.pump;
     }));
     this.durables.clear();
   }

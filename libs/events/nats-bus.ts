@@ -2,6 +2,7 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
+  ErrorCode,
   Events,
   JSONCodec,
   NatsError,
@@ -17,7 +18,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
-import type { ConsumerLag, DurableConsumerOptions, EventBus, EventHandler, StopConsumer } from './bus.js';
+import { EventRejectedError, type ConsumerLag, type DurableConsumerOptions, type EventBus, type EventHandler, type StopConsumer } from './bus.js';
 import type { RegistryEvent } from './event.js';
 
 /** The fixed prefix of the public subjects in event.ts; NatsBus maps it onto its configured prefix. */
@@ -113,10 +114,37 @@ export class NatsBus implements EventBus {
     if (this.nc.isClosed()) throw new Error('NATS connection is closed');
     // Fail fast while disconnected; otherwise the request sits in the client's buffer until it times out.
     if (!this.connected) throw new Error('NATS is not connected');
-    await this.js.publish(this.toNats(subject), jc.encode(event), {
-      msgID: event.id,
-      timeout: this.publishTimeoutMs,
-    });
+    const { natsSubject, data } = this.encodeForPublish(subject, event);
+    try {
+      await this.js.publish(natsSubject, data, { msgID: event.id, timeout: this.publishTimeoutMs });
+    } catch (err) {
+      if (err instanceof NatsError && err.code === ErrorCode.MaxPayloadExceeded) throw new EventRejectedError(err.message, { cause: err });
+      throw err;
+    }
+  }
+
+  /** Core NATS publish onto the stream's subject: JetStream stores it, nobody waits for its ack (pull events). */
+  publishUnacknowledged(subject: string, event: RegistryEvent): void {
+    if (!this.isConnected()) throw new Error('NATS is not connected');
+    const { natsSubject, data } = this.encodeForPublish(subject, event);
+    this.nc.publish(natsSubject, data);
+  }
+
+  /** The NATS subject and bytes of an event; EventRejectedError when no retry could ever publish it. */
+  private encodeForPublish(subject: string, event: RegistryEvent): { natsSubject: string; data: Uint8Array } {
+    let natsSubject: string;
+    try {
+      natsSubject = this.toNats(subject);
+    } catch (err) {
+      throw new EventRejectedError((err as Error).message);
+    }
+    const data = jc.encode(event);
+    const max = this.nc.info?.max_payload;
+    // Headers (Nats-Msg-Id) count against max_payload too: leave them room.
+    if (max !== undefined && data.length + 256 > max) {
+      throw new EventRejectedError(`event ${event.id} is ${data.length} bytes, over the NATS server's max_payload of ${max}`);
+    }
+    return { natsSubject, data };
   }
 
   /**

@@ -1,5 +1,5 @@
 import { WakeableSleep } from '../async/wakeable-sleep.js';
-import type { EventBus } from './bus.js';
+import { EventRejectedError, type EventBus } from './bus.js';
 import type { RegistryEvent } from './event.js';
 
 export interface PendingMessage {
@@ -8,26 +8,58 @@ export interface PendingMessage {
   payload: unknown;
 }
 
+/** What became of a claimed batch, by event id; a row in neither list stays unpublished. */
+export interface BatchOutcome {
+  published: string[];
+  deadLettered: Array<{ eventId: string; error: string }>;
+}
+
 /**
- * Hands out unpublished outbox rows. `fn` runs while the rows are claimed; they count as
- * published only if it resolves, so a crash or a bus failure leaves them for the next pass.
+ * Hands out unpublished outbox rows. `fn` runs while the rows are claimed; the rows it reports
+ * published (or dead-lettered) are marked so when it resolves, in one transaction with the claim,
+ * so a crash or a bus failure leaves them for the next pass.
  */
 export interface OutboxSource {
-  withClaimed(limit: number, fn: (messages: PendingMessage[]) => Promise<void>): Promise<number>;
+  withClaimed(limit: number, fn: (messages: PendingMessage[]) => Promise<BatchOutcome>): Promise<{ claimed: number; published: number; deadLettered: number }>;
 }
 
 export interface OutboxRelayOptions {
+  /** Rows claimed (and marked) per pass. */
   batchSize?: number;
+  /** Publishes awaiting the bus's acknowledgement at once, within a batch (default: the whole batch, so the in-process bus hands it to each consumer in one go). */
+  maxInFlight?: number;
+  /**
+   * Batches in flight at once (default 2): while one waits for the bus (or, in process, for the
+   * consumers), the next is claimed and the one before is marked. With 1, a relay hands rows to
+   * the bus strictly in outbox order.
+   */
+  passes?: number;
   /** How often to look for rows when nobody calls wake(), e.g. rows other nodes wrote. */
   pollIntervalMs?: number;
   onError?: (err: unknown) => void;
+  /** A row the bus refused for good, now set aside (count it, log it). */
+  onDeadLetter?: (message: PendingMessage, err: unknown) => void;
 }
 
-/** Moves committed outbox rows onto the bus, oldest first. Safe to run on many nodes at once. */
+/** Why a pass published only part of a batch: the first transient failure; the rest was marked. */
+export class PartialPublishError extends Error {
+  override readonly name = 'PartialPublishError';
+}
+
+/**
+ * Moves committed outbox rows onto the bus, oldest first, a batch at a time: many rows per
+ * claim, their publishes in flight together (issued in outbox order), one UPDATE to mark them.
+ * A publish failing in the middle of a batch costs only that row a retry on the next pass; so an
+ * event retried can reach subscribers after later ones (order is not guaranteed, docs/events.md).
+ * Safe to run on many nodes at once.
+ */
 export class OutboxRelay {
   private readonly batchSize: number;
+  private readonly maxInFlight: number;
+  private readonly passes: number;
   private readonly pollIntervalMs: number;
   private readonly onError: (err: unknown) => void;
+  private readonly onDeadLetter: (message: PendingMessage, err: unknown) => void;
   private running = false;
   private loop: Promise<void> | undefined;
   private readonly sleeper = new WakeableSleep();
@@ -37,9 +69,12 @@ export class OutboxRelay {
     private readonly bus: EventBus,
     options: OutboxRelayOptions = {},
   ) {
-    this.batchSize = options.batchSize ?? 100;
+    this.batchSize = options.batchSize ?? 1000;
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? this.batchSize);
+    this.passes = Math.max(1, options.passes ?? 2);
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.onError = options.onError ?? (() => {});
+    this.onDeadLetter = options.onDeadLetter ?? (() => {});
   }
 
   start(): void {
@@ -53,16 +88,57 @@ export class OutboxRelay {
     this.sleeper.wake();
   }
 
-  /** Publishes everything unpublished right now; resolves with how many were published. */
+  /**
+   * Publishes everything unpublished right now; resolves with how many were published. Rejects
+   * (with PartialPublishError) after the first batch where a publish failed for now: what did go
+   * out is marked, the rest waits for the next call.
+   */
   async drain(): Promise<number> {
+    const counts = await Promise.allSettled(Array.from({ length: this.passes }, () => this.drainOne()));
+    const failed = counts.find((c): c is PromiseRejectedResult => c.status === 'rejected');
+    if (failed) throw failed.reason;
+    return counts.reduce((sum, c) => sum + (c.status === 'fulfilled' ? c.value : 0), 0);
+  }
+
+  /** One loop of claim, publish, mark; the loops of drain() take different rows (SKIP LOCKED). */
+  private async drainOne(): Promise<number> {
     let total = 0;
     for (;;) {
-      const n = await this.source.withClaimed(this.batchSize, async (messages) => {
-        for (const m of messages) await this.bus.publish(m.subject, m.payload as RegistryEvent);
+      let failure: unknown;
+      const pass = await this.source.withClaimed(this.batchSize, async (messages) => {
+        const outcome = await this.publishBatch(messages);
+        failure = outcome.failure;
+        return outcome;
       });
-      total += n;
-      if (n < this.batchSize) return total;
+      total += pass.published;
+      if (failure !== undefined) {
+        throw new PartialPublishError(`${pass.claimed - pass.published - pass.deadLettered} of ${pass.claimed} outbox events not published; retrying`, { cause: failure });
+      }
+      if (pass.claimed < this.batchSize) return total;
     }
+  }
+
+  /** Publishes in outbox order with up to maxInFlight awaiting the bus; never rejects. */
+  private async publishBatch(messages: PendingMessage[]): Promise<BatchOutcome & { failure?: unknown }> {
+    const published: string[] = [];
+    const deadLettered: BatchOutcome['deadLettered'] = [];
+    let failure: unknown;
+    const inFlight = new Set<Promise<void>>();
+    for (const m of messages) {
+      const p: Promise<void> = this.bus.publish(m.subject, m.payload as RegistryEvent).then(
+        () => void published.push(m.eventId),
+        (err) => {
+          if (err instanceof EventRejectedError) {
+            deadLettered.push({ eventId: m.eventId, error: err.message });
+            this.onDeadLetter(m, err);
+          } else failure ??= err;
+        },
+      ).finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      if (inFlight.size >= this.maxInFlight) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    return { published, deadLettered, failure };
   }
 
   async stop(): Promise<void> {

@@ -77,6 +77,8 @@ export interface OutboxTable {
   payload: ColumnType<unknown, string, string>;
   created_at: Timestamp;
   published_at: Timestamp | null;
+  dead_lettered_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  dead_letter_error: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface GcBlobReviewsTable {

@@ -87,6 +87,21 @@ export async function markDelivered(db: Executor, d: ClaimedDelivery, result: At
     values (${d.endpoint}, ${d.eventId}::uuid, ${d.attempt}, ${result.status}::integer, ${Math.round(result.latencyMs)}, null)`.execute(db);
 }
 
+/** markDelivered for many deliveries in one statement (the same effect as one call each). */
+export async function markDeliveredMany(db: Executor, done: Array<{ d: ClaimedDelivery; result: AttemptResult }>): Promise<void> {
+  if (done.length === 0) return;
+  await sql`
+    with d as (
+      select * from unnest(${done.map((x) => x.d.id)}::bigint[], ${done.map((x) => x.d.endpoint)}::text[], ${done.map((x) => x.d.eventId)}::uuid[],
+                           ${done.map((x) => x.d.attempt)}::integer[], ${done.map((x) => x.result.status)}::integer[], ${done.map((x) => Math.round(x.result.latencyMs))}::integer[])
+        as d(id, endpoint, event_id, attempt, status, latency_ms)),
+    marked as (
+      update webhook_deliveries w set state = 'delivered', delivered_at = now(), claim_token = null, last_status = d.status
+      from d where w.id = d.id)
+    insert into webhook_attempts (endpoint, event_id, attempt, status, latency_ms, error)
+    select endpoint, event_id, attempt, status, latency_ms, null from d`.execute(db);
+}
+
 /** Schedules the next attempt; ignored for the row if a newer claim took it over after our lease ran out. */
 export async function markFailed(db: Executor, d: ClaimedDelivery, result: AttemptResult, retryInMs: number): Promise<void> {
   await sql`

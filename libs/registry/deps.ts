@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { EventBus } from '../events/index.js';
+import type { EventBus, RegistryEvent } from '../events/index.js';
 import type { Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
@@ -32,8 +32,10 @@ export interface RegistryDeps {
   /** Pool whose connections stay checked out while an upload body streams. */
   uploadsDb: Kysely<Schema>;
   store: BlobStore;
-  /** Pull events go straight to the bus; everything else through the outbox. */
+  /** The event bus, read for its consumers' lag (the admin status); events are not published through it here. */
   bus: EventBus;
+  /** Pull events skip the outbox: offered here (a BestEffortPublisher), never awaited by the request. */
+  pullEvents: { offer(subject: string, event: RegistryEvent): void };
   /** Called after a commit that wrote outbox rows, so the relay can publish them now. */
   outboxWritten: () => void;
   /** Reports failures that must not fail the request (a best-effort pull event, a redundant object left behind). */

@@ -16,12 +16,12 @@ export async function recordEvents(trx: Executor, context: RequestContext, actio
   );
 }
 
-/** Pull events skip the outbox: high volume, best effort, and they can be switched off. */
+/** Pull events skip the outbox: high volume, best effort (dropped and counted when they cannot keep up), and they can be switched off. */
 export function publishPull(deps: RegistryDeps, context: RequestContext, kind: 'manifest' | 'blob', target: EventTarget): void {
   if (!deps.options.pullEvents) return;
   const event = buildEvent('pull', target, context);
   const subject = kind === 'manifest' ? Subjects.manifestPull : Subjects.blobPull;
-  deps.bus.publish(subject, event).catch((err) => deps.warn('pull event not published', err));
+  deps.pullEvents.offer(subject, event);
 }
 
 export function manifestUrl(context: RequestContext, repository: string, digest: string): string {

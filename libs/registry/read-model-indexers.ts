@@ -36,6 +36,47 @@ export function listingChange(subject: string, event: RegistryEvent): ListingCha
   }
 }
 
+type Batch = Array<{ subject: string; event: RegistryEvent }>;
+
+/** The repositories a batch of events touches, each with the events about it; pulls are left out. */
+function byRepository(events: Batch): Map<string, Batch> {
+  const groups = new Map<string, Batch>();
+  for (const e of events) {
+    const name = indexedRepository(e.subject, e.event);
+    if (name === undefined) continue;
+    const group = groups.get(name);
+    if (group) group.push(e);
+    else groups.set(name, [e]);
+  }
+  return groups;
+}
+
+/** Every listing row any of the events may have changed. */
+function mergedChange(events: Batch): ListingChange {
+  const digests = new Set<string>();
+  const tags = new Set<string>();
+  let all = false;
+  for (const e of events) {
+    const change = listingChange(e.subject, e.event);
+    for (const d of change.digests) digests.add(d);
+    for (const t of change.tags) tags.add(t);
+    all ||= change.all === true;
+  }
+  return { digests: [...digests], tags: [...tags], ...(all ? { all } : {}) };
+}
+
+/**
+ * Recomputing from the source tables makes a batch cheap: every event of one repository is
+ * covered by one recomputation done after all of them committed (they have: they are events).
+ */
+async function applyPerRepository(events: Batch, apply: (name: string, group: Batch) => Promise<void>): Promise<number> {
+  const groups = byRepository(events);
+  for (const [name, group] of groups) await apply(name, group);
+  let applied = 0;
+  for (const group of groups.values()) applied += group.length;
+  return applied;
+}
+
 /** Keeps catalog_entries and namespace_children equal to what the source tables imply. */
 export class CatalogIndexer {
   constructor(private readonly db: Kysely<Schema>) {}
@@ -49,6 +90,14 @@ export class CatalogIndexer {
     await readModels.refreshNamespacePath(this.db, name);
     return true;
   }
+
+  /** Same effect as apply on each event; resolves with how many were not ignored. */
+  applyBatch(events: Batch): Promise<number> {
+    return applyPerRepository(events, async (name) => {
+      await readModels.refreshCatalogEntry(this.db, name);
+      await readModels.refreshNamespacePath(this.db, name);
+    });
+  }
 }
 
 /** Keeps manifest_listing (and the listing version behind its ETag) equal to what the source tables imply. */
@@ -60,6 +109,11 @@ export class ManifestLister {
     if (name === undefined) return false;
     await readModels.refreshManifestListing(this.db, name, listingChange(subject, event));
     return true;
+  }
+
+  /** Same effect as apply on each event; resolves with how many were not ignored. */
+  applyBatch(events: Batch): Promise<number> {
+    return applyPerRepository(events, async (name, group) => void (await readModels.refreshManifestListing(this.db, name, mergedChange(group))));
   }
 }
 

@@ -31,6 +31,7 @@ export function observeProcess(health: HealthChecker, database: Database, bus: E
   const poolWaiting = gauge({ name: 'wharf_db_pool_waiting', help: 'Callers queued for a PostgreSQL connection', labelNames: ['pool'] });
   const backlog = gauge({ name: 'wharf_outbox_backlog', help: 'Committed events not yet published to the bus' });
   const oldest = gauge({ name: 'wharf_outbox_oldest_unpublished_age_seconds', help: 'Age of the oldest unpublished event (0 when none)' });
+  const outboxDead = gauge({ name: 'wharf_outbox_dead_letters', help: 'Outbox events set aside because the bus refused them for good (all nodes)' });
   const pending = gauge({ name: 'wharf_consumer_pending', help: 'Events a durable consumer (one per worker role) has not been handed yet', labelNames: ['consumer'] });
   const ackPending = gauge({ name: 'wharf_consumer_ack_pending', help: 'Events handed to a durable consumer and not yet acknowledged', labelNames: ['consumer'] });
 
@@ -52,10 +53,12 @@ export function observeProcess(health: HealthChecker, database: Database, bus: E
         const stats = await outbox.outboxStats(database.db);
         backlog.set(stats.backlog);
         oldest.set(stats.oldestAgeSeconds);
+        outboxDead.set(await outbox.outboxDeadLetters(database.db));
       } catch {
         // Unknown while PostgreSQL is down (wharf_dependency_up says so): no stale figure.
         backlog.reset();
         oldest.reset();
+        outboxDead.reset();
       }
     }),
     onScrape(async () => {

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/app.js';
 import { splitAddr, type Config } from '../../libs/config/index.js';
-import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
+import { BestEffortPublisher, OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
+import { counter } from '../../libs/metrics/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
 import { warmHashPool } from '../../libs/hashing/index.js';
 import { Registry, type HealthChecker } from '../../libs/registry/index.js';
@@ -31,8 +32,13 @@ export interface RunningRelay {
 
 /** Publishes committed outbox rows and prunes old published ones. Runs on every API node and worker. */
 export function startRelay(config: Config, parts: Parts, logger: Logger): RunningRelay {
+  const deadLettered = counter({ name: 'wharf_outbox_dead_lettered_total', help: 'Outbox events the bus refused for good (e.g. over NATS max_payload), set aside so the rest flow' });
   const relay = new OutboxRelay(outbox.outboxSource(parts.database.db), parts.bus, {
     onError: (err) => logger.warn({ err }, 'outbox relay pass failed; will retry'),
+    onDeadLetter: (message, err) => {
+      deadLettered.inc();
+      logger.error({ err, eventId: message.eventId, subject: message.subject }, 'outbox event refused by the bus; set aside (outbox.dead_lettered_at), the events after it go on');
+    },
   });
   relay.start();
   const prune = setInterval(() => {
@@ -78,11 +84,19 @@ async function closeGracefully(app: FastifyInstance, timeoutSeconds: number, log
 
 export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger, health: HealthChecker): Promise<RunningApi> {
   const source = eventSourceFromConfig(config, randomUUID());
+  const droppedPulls = counter<'reason'>({ name: 'wharf_pull_events_dropped_total', help: 'Pull events dropped (best effort): queue full, bus disconnected, or publish failed', labelNames: ['reason'] });
+  const pullEvents = new BestEffortPublisher(parts.bus, {
+    onDropped: (reason, err) => {
+      droppedPulls.inc({ reason });
+      if (err) logger.debug({ err }, 'pull event not published');
+    },
+  });
   const registry = new Registry({
     db: parts.database.db,
     uploadsDb: parts.database.uploadsDb,
     store: parts.store,
     bus: parts.bus,
+    pullEvents,
     outboxWritten: () => relay.wake(),
     warn: (message, err) => logger.warn({ err }, message),
     options: registryOptionsFromConfig(config),
@@ -103,7 +117,10 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     url: `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
     app,
     registry,
-    close: () => closeGracefully(app, config['http.shutdowntimeout'], logger),
+    close: async () => {
+      await closeGracefully(app, config['http.shutdowntimeout'], logger);
+      await pullEvents.close();
+    },
   };
 }
 

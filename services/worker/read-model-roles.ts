@@ -25,6 +25,12 @@ const applied = counter<'model' | 'outcome'>({
 
 interface Applier {
   apply(subject: string, event: RegistryEvent): Promise<boolean>;
+  applyBatch(events: Array<{ subject: string; event: RegistryEvent }>): Promise<number>;
+}
+
+function observeLag(model: string, event: RegistryEvent): void {
+  const at = Date.parse(event.timestamp);
+  if (Number.isFinite(at)) lag.observe({ model }, Math.max(0, (Date.now() - at) / 1000));
 }
 
 function readModelRole(name: 'catalog-indexer' | 'manifest-lister', model: string, make: (context: WorkerContext) => Applier): WorkerRole {
@@ -48,8 +54,14 @@ function readModelRole(name: 'catalog-indexer' | 'manifest-lister', model: strin
             throw err;
           }
           applied.inc({ model, outcome: 'applied' });
-          const at = Date.parse(event.timestamp);
-          if (Number.isFinite(at)) lag.observe({ model }, Math.max(0, (Date.now() - at) / 1000));
+          observeLag(model, event);
+        },
+        // Where the bus batches (embedded mode), each repository of a batch is recomputed once.
+        handleBatch: async (events) => {
+          const n = await applier.applyBatch(events);
+          applied.inc({ model, outcome: 'applied' }, n);
+          if (events.length > n) applied.inc({ model, outcome: 'ignored' }, events.length - n);
+          for (const { event } of events) if (event.action !== 'pull') observeLag(model, event);
         },
         onDeadLetter: (subject, event, err) => {
           applied.inc({ model, outcome: 'dropped' });

@@ -43,6 +43,8 @@ export class EndpointLoop {
   private readonly sleeper = new WakeableSleep();
   private readonly idle = new Set<() => void>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Deliveries that succeeded and are not yet recorded: written together, one statement per turn of the event loop. */
+  private delivered: Array<{ d: webhooks.ClaimedDelivery; result: webhooks.AttemptResult; settle: (err?: unknown) => void }> = [];
 
   constructor(
     readonly endpoint: WebhookEndpoint,
@@ -124,6 +126,22 @@ export class EndpointLoop {
     this.timers.add(timer);
   }
 
+  /** Resolves once the delivery is recorded; many recorded in one statement under load. */
+  private recordDelivered(d: webhooks.ClaimedDelivery, result: webhooks.AttemptResult): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.delivered.push({ d, result, settle: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (this.delivered.length > 1) return;
+      setImmediate(() => {
+        const batch = this.delivered;
+        this.delivered = [];
+        webhooks.markDeliveredMany(this.db, batch).then(
+          () => batch.forEach((b) => b.settle()),
+          (err) => batch.forEach((b) => b.settle(err ?? new Error('not recorded'))),
+        );
+      });
+    });
+  }
+
   private async deliver(row: webhooks.ClaimedDelivery): Promise<void> {
     const name = this.endpoint.name;
     const result = await sendEvent(this.endpoint, row.payload, { eventId: row.eventId, attempt: row.attempt });
@@ -133,7 +151,7 @@ export class EndpointLoop {
     try {
       if (result.ok) {
         this.consecutiveFailures = 0;
-        await webhooks.markDelivered(this.db, row, attempt);
+        await this.recordDelivered(row, attempt);
         return;
       }
       this.consecutiveFailures++;

@@ -42,20 +42,26 @@ export function webhooksRole(options: WebhooksRoleOptions = {}): WorkerRole {
       for (const loop of loops.values()) loop.start();
       for (const e of endpoints) logger.info({ endpoint: e.name, url: redactUrl(e.url), timeoutMs: e.timeoutMs, disabled: e.disabled }, 'webhook endpoint configured');
 
+      const queue = async (subject: string, event: RegistryEvent) => {
+        const names = endpointsFor(active, event);
+        if (names.length === 0) return;
+        const queued = await webhooks.enqueue(database.db, names, { eventId: event.id, subject, payload: event });
+        for (const name of queued) {
+          queuedTotal.inc({ endpoint: name });
+          loops.get(name)?.wake();
+        }
+      };
+
       // The consumer runs even with no endpoint configured: it then only moves its position
       // along the stream, so an endpoint configured later starts from that day's events
       // instead of being sent everything the stream still retains.
       const stopConsumer = await bus.consumeDurable({
         durable: WEBHOOKS_DURABLE,
         filterSubject: 'wharf.events.>',
-        handler: async (subject, event) => {
-          const names = endpointsFor(active, event);
-          if (names.length === 0) return;
-          const queued = await webhooks.enqueue(database.db, names, { eventId: event.id, subject, payload: event });
-          for (const name of queued) {
-            queuedTotal.inc({ endpoint: name });
-            loops.get(name)?.wake();
-          }
+        handler: (subject, event) => queue(subject, event),
+        // In embedded mode the bus hands over whole relay batches: queue them 16 at a time.
+        handleBatch: async (events) => {
+          for (let i = 0; i < events.length; i += 16) await Promise.all(events.slice(i, i + 16).map((e) => queue(e.subject, e.event)));
         },
         // Queueing fails only while PostgreSQL does: keep retrying (about three days at the last delay).
         maxDeliver: 10_000,
