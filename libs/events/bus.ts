@@ -68,6 +68,8 @@ export interface EventBus {
   publishUnacknowledged?(subject: string, event: RegistryEvent): void;
   /** Whether the bus can publish right now; absent means always (the in-process bus). */
   isConnected?(): boolean;
+  /** Publishes a relay should keep awaiting acknowledgement at once; absent: a whole batch. */
+  readonly maxPublishesInFlight?: number;
   close(): Promise<void>;
 }
 

@@ -59,6 +59,8 @@ const jc = JSONCodec<RegistryEvent>();
 /** The event bus of distributed mode: JetStream, with Nats-Msg-Id = event id for dedupe. */
 export class NatsBus implements EventBus {
   readonly stream: string;
+  /** JetStream acknowledgements for a whole 1,000-row batch at once outlast the publish timeout on a loaded node; the relay keeps this many waiting. */
+  readonly maxPublishesInFlight = 256;
   readonly subjectPrefix: string;
   private connected = true;
   private closing = false;

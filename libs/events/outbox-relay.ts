@@ -70,7 +70,7 @@ export class OutboxRelay {
     options: OutboxRelayOptions = {},
   ) {
     this.batchSize = options.batchSize ?? 1000;
-    this.maxInFlight = Math.max(1, options.maxInFlight ?? this.batchSize);
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? bus.maxPublishesInFlight ?? this.batchSize);
     this.passes = Math.max(1, options.passes ?? 2);
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.onError = options.onError ?? (() => {});
