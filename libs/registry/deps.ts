@@ -3,6 +3,8 @@ import type { EventBus, EventSource } from '../events/index.js';
 import type { Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
+import type { PullThroughCache } from './proxy/pull-through.js';
+import type { UpstreamSettings } from './proxy/upstreams.js';
 
 export interface RegistryOptions {
   pullEvents: boolean;
@@ -19,6 +21,8 @@ export interface RegistryOptions {
   webhookEndpoints?: Array<{ name: string; url: string; disabled: boolean }>;
   /** Largest blob an upload may grow to, counted while the body streams; 0: no limit. */
   blobMaxBytes?: number;
+  /** Pull-through cache upstreams (proxy.upstreams); none: no repository is proxied. */
+  proxyUpstreams?: UpstreamSettings[];
 }
 
 export interface RegistryDeps {
@@ -35,6 +39,8 @@ export interface RegistryDeps {
   /** Whether the caller may read a repository; decides automatic cross-repository mounts. */
   canRead?: (repository: string) => boolean | Promise<boolean>;
   options: RegistryOptions;
+  /** Set by Registry when options.proxyUpstreams names any. */
+  proxy?: PullThroughCache;
 }
 
 export function gcPolicy(deps: RegistryDeps): GcPolicy {

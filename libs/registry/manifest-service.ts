@@ -48,9 +48,9 @@ export class ManifestService {
   async get(repository: string, reference: string, withPayload: boolean, context: RequestContext): Promise<StoredManifest> {
     checkName(repository);
     const ref = parseReference(reference);
-    const row = withPayload
-      ? await manifests.findManifestWithPayload(this.deps.db, repository, ref)
-      : await manifests.findManifest(this.deps.db, repository, ref);
+    const row =
+      (await this.deps.proxy?.manifest(repository, ref, withPayload, context)) ??
+      (withPayload ? await manifests.findManifestWithPayload(this.deps.db, repository, ref) : await manifests.findManifest(this.deps.db, repository, ref));
     if (!row) throw unknownManifest(reference);
     const result: StoredManifest = { digest: row.digest, mediaType: row.media_type, size: row.size };
     if ('payload' in row) {
@@ -69,6 +69,7 @@ export class ManifestService {
 
   async put(repository: string, reference: string, payload: Buffer, contentType: string | undefined, context: RequestContext): Promise<PutResult> {
     checkName(repository);
+    this.deps.proxy?.refusePush(repository);
     const ref = parseReference(reference);
     if (payload.length > this.deps.options.manifestMaxBytes) throw tooLarge(this.deps.options.manifestMaxBytes);
     const manifest = parseManifest(payload, contentType);

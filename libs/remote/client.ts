@@ -116,6 +116,17 @@ export class RemoteRegistry {
     return { size: length !== undefined ? Number(length) : undefined, body: res };
   }
 
+  /** The blob's size by HEAD, or undefined when the upstream has no such blob (404). */
+  async blobSize(repository: string, digest: string): Promise<number | undefined> {
+    const res = await this.request(repository, 'HEAD', `blobs/${digest}`, {});
+    drain(res);
+    if (res.statusCode === 404) return undefined;
+    this.expectOk(res, `blob ${repository}@${digest}`);
+    const length = Number(res.headers['content-length']);
+    if (!Number.isSafeInteger(length) || length < 0) throw new RemoteError('protocol', `upstream ${this.name}: blob HEAD without a Content-Length`);
+    return length;
+  }
+
   /** The upstream's referrers index for `digest`, or undefined when it has no referrers API (404). */
   async referrers(repository: string, digest: string): Promise<Buffer | undefined> {
     const res = await this.request(repository, 'GET', `referrers/${digest}`, { accept: 'application/vnd.oci.image.index.v1+json' });

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { readFileSync } from 'node:fs';
 import { buildApi } from '../api/app.js';
 import { authFromConfig, isLoopback } from '../api/auth-config.js';
-import { parseEndpoints, redactUrl, splitAddr, type Config } from '../../libs/config/index.js';
+import { parseEndpoints, parseUpstreams, redactUrl, splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
@@ -96,6 +96,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       gc: gcPolicyFromConfig(config),
       webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),
       blobMaxBytes: config['limits.blobbytes'],
+      proxyUpstreams: parseUpstreams(config['proxy.upstreams']),
     },
   });
   const auth = authFromConfig(config);

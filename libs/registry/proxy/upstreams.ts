@@ -1,0 +1,67 @@
+import { RemoteRegistry } from '../../remote/index.js';
+
+/** An upstream as configured (proxy.upstreams; services/cli passes libs/config's parsed values). */
+export interface UpstreamSettings {
+  name: string;
+  url: string;
+  mirrors: string[];
+  prefix: string;
+  /** Upstream namespace the prefix maps to; '' for the root. */
+  path: string;
+  /** Single-segment names are library/<x> upstream. */
+  library: boolean;
+  username: string;
+  password: string;
+  ttlMs: number;
+  /** 0: cached content is kept whether pulled or not. */
+  retentionMs: number;
+  onNotFound: 'serve' | 'forget';
+  timeoutMs: number;
+  retries: number;
+}
+
+/** One configured upstream with its client. */
+export interface Upstream {
+  config: UpstreamSettings;
+  remote: RemoteRegistry;
+}
+
+/** A local repository name resolved to the upstream that serves it and the name it has there. */
+export interface ProxiedName {
+  upstream: Upstream;
+  /** The repository's name upstream; undefined for the prefix itself, which names no upstream repository. */
+  remoteName: string | undefined;
+}
+
+/** Which local names are proxied, and where to. */
+export class UpstreamRoutes {
+  readonly upstreams: Upstream[];
+
+  constructor(configs: UpstreamSettings[], onAttemptFailed?: (upstream: string, info: { url: string; error: string }) => void) {
+    this.upstreams = configs.map((config) => ({
+      config,
+      remote: new RemoteRegistry({
+        name: config.name,
+        urls: [config.url, ...config.mirrors],
+        ...(config.username ? { credentials: { username: config.username, password: config.password } } : {}),
+        timeoutMs: config.timeoutMs,
+        retries: config.retries,
+        userAgent: 'wharf-proxy',
+        ...(onAttemptFailed ? { onAttemptFailed: (info: { url: string; error: string }) => onAttemptFailed(config.name, info) } : {}),
+      }),
+    }));
+  }
+
+  /** The upstream whose prefix holds `name`, or undefined when the name is not proxied. */
+  route(name: string): ProxiedName | undefined {
+    for (const upstream of this.upstreams) {
+      const { prefix, path, library } = upstream.config;
+      if (name === prefix) return { upstream, remoteName: undefined };
+      if (!name.startsWith(`${prefix}/`)) continue;
+      let rest = name.slice(prefix.length + 1);
+      if (library && path === '' && !rest.includes('/')) rest = `library/${rest}`;
+      return { upstream, remoteName: path === '' ? rest : `${path}/${rest}` };
+    }
+    return undefined;
+  }
+}
