@@ -20,12 +20,13 @@ export interface GcTarget {
 /** Enough for a 1 s grace and a worker polling every 50 ms on a busy 2-core machine. */
 const SETTLE_MS = 30_000;
 
-export function imageManifest(config: Blob, layers: Blob[]): string {
+export function imageManifest(config: Blob, layers: Blob[], extra: Record<string, unknown> = {}): string {
   return JSON.stringify({
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
     config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.size },
     layers: layers.map((l) => ({ mediaType: OCI_LAYER, digest: l.digest, size: l.size })),
+    ...extra,
   });
 }
 
@@ -51,7 +52,7 @@ export async function blobStatus(base: string, name: string, digest: string): Pr
   return res.status;
 }
 
-async function blobRow(db: Kysely<Schema>, digest: string) {
+export async function blobRow(db: Kysely<Schema>, digest: string) {
   return db.selectFrom('blobs').selectAll().where('digest', '=', digest).executeTakeFirst();
 }
 
