@@ -1,10 +1,12 @@
 # One image for every role: `wharf serve`, `wharf worker`, `wharf migrate`, `wharf all`.
 FROM node:20-bookworm-slim
 WORKDIR /app
-COPY package.json package-lock.json binding.gyp ./
+COPY package.json package-lock.json ./
 # npm ci's install script builds the SHA-256 addon when the image has a compiler, else Wharf uses hash-wasm.
 COPY scripts ./scripts
-COPY native ./native
+COPY libs/hashing/binding.gyp ./libs/hashing/
+COPY libs/hashing/native ./libs/hashing/native
+COPY libs/hashing/scripts ./libs/hashing/scripts
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY tsconfig.json ./
 COPY libs ./libs

@@ -2,3 +2,4 @@ export * from './keys.js';
 export * from './config.js';
 export * from './notifications.js';
 export * from './proxy.js';
+export * from './duration.js';

@@ -119,7 +119,7 @@ export const KEYS = {
     type: 'string',
     default: 'keep',
     env: 'WHARF_GC_UNTAGGED',
-    doc: 'untagged manifests no index references: keep, or "delete-after <duration>" (e.g. delete-after 7d; units s, m, h, d) counted from when they lost their last tag',
+    doc: 'untagged manifests no index references: keep, or "delete-after <duration>" (e.g. delete-after 7d; units ms, s, m, h, d, combined as in 1d12h) counted from when they lost their last tag',
   },
   'gc.workers': { type: 'integer', default: 2, env: 'WHARF_GC_WORKERS', min: 1, doc: 'concurrent review loops per gc worker process (replicas share the queues)' },
   'gc.pollinterval': { type: 'integer', default: 1000, env: 'WHARF_GC_POLLINTERVAL', min: 10, doc: 'milliseconds an idle gc loop waits before looking for due reviews again' },

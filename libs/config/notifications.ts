@@ -1,3 +1,5 @@
+import { parseDuration } from './duration.js';
+
 /**
  * `notifications.endpoints`: webhook endpoints with CNCF Distribution's key names, plus
  * `maxattempts`, `maxbackoff`, `concurrency` and `secret`. parseEndpoints both validates (the
@@ -27,15 +29,6 @@ export interface WebhookEndpoint {
 const KNOWN = new Set([
   'name', 'url', 'headers', 'timeout', 'threshold', 'backoff', 'maxbackoff', 'disabled', 'ignoredmediatypes', 'ignore', 'maxattempts', 'concurrency', 'secret',
 ]);
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** A Go-style duration as Distribution writes them: "500ms", "1s", "1m30s". */
-export function parseDuration(text: string): number | undefined {
-  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) return undefined;
-  let total = 0;
-  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * UNITS[m[2]!]!;
-  return Math.round(total);
-}
 
 class EndpointError extends Error {}
 

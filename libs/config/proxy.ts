@@ -4,7 +4,7 @@
  * password read from its file or environment variable.
  */
 import { readFileSync } from 'node:fs';
-import { parseDuration } from './notifications.js';
+import { parseDuration } from './duration.js';
 
 export interface ProxyUpstream {
   /** Shown in metrics, events (actor.name) and logs. */
@@ -57,7 +57,7 @@ function duration(value: unknown, what: string, fallback: number, zero: boolean)
   if (value === undefined) return fallback;
   if (zero && (value === 0 || value === '0')) return 0;
   const ms = typeof value === 'string' ? parseDuration(value) : undefined;
-  if (ms === undefined || ms <= 0) throw new UpstreamError(`${what} must be a duration such as "30s", "10m" or "168h"${zero ? ' (or 0)' : ''}, got ${JSON.stringify(value)}`);
+  if (ms === undefined || ms <= 0) throw new UpstreamError(`${what} must be a duration such as "30s", "10m", "168h" or "7d"${zero ? ' (or 0)' : ''}, got ${JSON.stringify(value)}`);
   return ms;
 }
 

@@ -62,10 +62,6 @@ export async function insertOrLockBlob(db: Executor, blob: StoredBlob): Promise<
   }
 }
 
-export async function findBlob(db: Executor, digest: string): Promise<StoredBlob | undefined> {
-  return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).executeTakeFirst();
-}
-
 export async function linkBlob(db: Executor, repositoryId: number, digest: string): Promise<void> {
   await db
     .insertInto('repository_blobs')

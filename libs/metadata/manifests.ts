@@ -78,26 +78,22 @@ export async function lockManifestDigests(db: Executor, repositoryId: number, di
   return new Set(rows.map((r) => r.digest));
 }
 
-/** Deletes the manifest and, by cascade, its tags and references; returns it with the tags it had. */
-export async function deleteManifest(
-  db: Executor,
-  repositoryId: number,
-  digest: string,
-  /** Runs on the locked row before it goes (its references go with it). */
-  beforeDelete?: (row: ManifestContent) => Promise<void>,
-): Promise<(ManifestContent & { tags: string[] }) | undefined> {
-  const row = await db
+/** The manifest locked FOR UPDATE, the first step of deleting it (docs/gc.md: the lock order). */
+export async function lockManifestForDelete(db: Executor, repositoryId: number, digest: string): Promise<ManifestContent | undefined> {
+  return db
     .selectFrom('manifests')
     .select(['id', 'digest', 'media_type', 'size'])
     .where('repository_id', '=', repositoryId)
     .where('digest', '=', digest)
     .forUpdate()
     .executeTakeFirst();
-  if (!row) return undefined;
-  await beforeDelete?.(row);
-  const tags = (await db.selectFrom('tags').select('name').where('manifest_id', '=', row.id).execute()).map((t) => t.name);
-  await db.deleteFrom('manifests').where('id', '=', row.id).execute();
-  return { ...row, tags };
+}
+
+/** Deletes a manifest locked by lockManifestForDelete and, by cascade, its tags and references; returns the tags it had. */
+export async function deleteLockedManifest(db: Executor, manifestId: number): Promise<string[]> {
+  const tags = (await db.selectFrom('tags').select('name').where('manifest_id', '=', manifestId).execute()).map((t) => t.name);
+  await db.deleteFrom('manifests').where('id', '=', manifestId).execute();
+  return tags;
 }
 
 export interface ReferrerRow {

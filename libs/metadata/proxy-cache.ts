@@ -113,6 +113,11 @@ export async function fillHeartbeatAge(db: Executor, digest: string): Promise<nu
   return row ? Number(row.age) : undefined;
 }
 
+/** The blob row by digest, linked anywhere or nowhere. */
+export async function findStoredBlob(db: Executor, digest: string): Promise<{ digest: string; size: number; storage_key: string } | undefined> {
+  return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).executeTakeFirst();
+}
+
 /** Whether a manifest of the repository names the blob (config or layer): the upstream has it there. */
 export async function referencedInRepository(db: Executor, repositoryId: number, digest: string): Promise<boolean> {
   const row = await db

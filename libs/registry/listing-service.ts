@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { listings, type ManifestFilter, type Schema } from '../metadata/index.js';
-import { RegistryError, checkName, checkTag } from '../oci/index.js';
+import { RegistryError, badParameter, checkName, checkTag } from '../oci/index.js';
 import type { Page } from './discovery.js';
 
 /*
@@ -46,40 +46,6 @@ export interface ListedRepository {
 function pageOf<T>(rows: T[], n: number, key: (row: T) => string): Page<T> {
   if (rows.length > n) return { items: rows.slice(0, n), next: key(rows[n - 1]!) };
   return { items: rows };
-}
-
-function badParameter(message: string, detail: Record<string, string>): RegistryError {
-  return new RegistryError('UNSUPPORTED', message, { status: 400, detail });
-}
-
-/** Reads the filters of GET /v2/<name>/_wharf/manifests from its query string. */
-export function parseManifestFilter(query: URLSearchParams): ManifestFilter {
-  const filter: ManifestFilter = {};
-  const tagged = query.get('tagged');
-  if (tagged !== null) {
-    if (tagged !== 'true' && tagged !== 'false') throw badParameter('tagged must be true or false', { tagged });
-    filter.tagged = tagged === 'true';
-  }
-  const artifactType = query.get('artifactType');
-  if (artifactType !== null) {
-    if (artifactType === '') throw badParameter('artifactType must not be empty', { artifactType });
-    filter.artifactType = artifactType;
-  }
-  const annotations = query.getAll('annotation');
-  if (annotations.length > 0) {
-    filter.annotations = {};
-    for (const pair of annotations) {
-      const eq = pair.indexOf('=');
-      if (eq <= 0) throw badParameter('annotation must be key=value', { annotation: pair });
-      const key = pair.slice(0, eq);
-      const value = pair.slice(eq + 1);
-      if (key in filter.annotations && filter.annotations[key] !== value) {
-        throw badParameter('annotation names one key with two values', { annotation: key });
-      }
-      filter.annotations[key] = value;
-    }
-  }
-  return filter;
 }
 
 export class ListingService {

@@ -1,15 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Subjects } from '../events/index.js';
+import { BlobTooLargeError, BodyAbortedError, BodyTooLongError, HashStateError, HashingCounter, initialHashState, openHash, type HashSession } from '../hashing/index.js';
 import { blobs, gc, repositories, uploads, type Executor, type UploadRow } from '../metadata/index.js';
 import { RegistryError, checkName, parseDigest, type ParsedDigest } from '../oci/index.js';
 import type { UploadState } from '../storage/index.js';
 import type { RequestContext } from './context.js';
 import { gcPolicy, type RegistryDeps } from './deps.js';
 import { blobUrl, recordEvents } from './event-log.js';
-import { openHash, type HashSession } from './hash-pool.js';
-import { BlobTooLargeError, BodyAbortedError, BodyTooLongError, HashingCounter } from './hash-state.js';
-import { HashStateError, initialHashState } from './sha256-state.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -27,13 +25,8 @@ export interface UploadSession {
   offset: number;
 }
 
-/** The Range header value for a session at `offset` bytes: Distribution's `0-<last byte>`. */
-export function uploadRange(offset: number): string {
-  return `0-${Math.max(offset - 1, 0)}`;
-}
-
 function blobTooLarge(limit: number): RegistryError {
-  return new RegistryError('SIZE_INVALID', `blob is larger than the ${limit} bytes this registry accepts`, { status: 413, detail: { limit } });
+  return new RegistryError('SIZE_INVALID', `blob is larger than the ${limit} bytes this registry accepts`, { reason: 'too-large', detail: { limit } });
 }
 
 function unknownUpload(id: string): RegistryError {
@@ -238,8 +231,7 @@ export class UploadService {
   }
 
   private async readable(repository: string, context: RequestContext): Promise<boolean> {
-    if (context.mayRead && !context.mayRead(repository)) return false;
-    return this.deps.canRead ? await this.deps.canRead(repository) : true;
+    return !context.mayRead || context.mayRead(repository);
   }
 
   /** Locks the session row for this transaction, or explains why it cannot be used. */
@@ -249,9 +241,9 @@ export class UploadService {
     if (row === 'busy') {
       const current = await uploads.findUpload(this.deps.db, id);
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', {
-        status: 416,
+        reason: 'out-of-range',
         detail: { uuid: id },
-        headers: current ? { Range: uploadRange(current.byte_offset) } : {},
+        ...(current ? { uploadOffset: current.byte_offset } : {}),
       });
     }
     if (!row || row.repository !== repository) throw unknownUpload(id);
@@ -264,9 +256,8 @@ export class UploadService {
     if (chunk.range) {
       if (chunk.range.start !== offset || chunk.range.end < chunk.range.start) {
         throw new RegistryError('RANGE_INVALID', `chunk must start at byte ${offset}`, {
-          status: 416,
           detail: { offset, range: `${chunk.range.start}-${chunk.range.end}` },
-          headers: { Range: uploadRange(offset) },
+          uploadOffset: offset,
         });
       }
       const rangeLength = chunk.range.end - chunk.range.start + 1;

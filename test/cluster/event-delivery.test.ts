@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NatsBus, OutboxRelay, buildEvent, type EventBus } from '../../libs/events/index.js';
+import { OutboxRelay, buildEvent, type EventBus } from '../../libs/events/index.js';
+import { NatsBus } from '../../libs/events/nats-bus.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase, outbox } from '../../libs/metadata/index.js';
 import { startServe, type RunningWharf } from '../../services/cli/start.js';

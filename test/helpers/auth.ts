@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
 import { jwkThumbprint, signToken, type TokenClaims } from '../../libs/auth/index.js';
-import { splitV2Url } from '../../services/api/dispatch.js';
+import { matchV2Url } from '../../services/api/dispatch.js';
 import { startRoundRobin } from './round-robin.js';
 
 const run = promisify(execFile);
@@ -160,7 +160,7 @@ export async function startCredentialProxy(
     addHeaders: (req) => {
       if (scheme === 'basic') return { authorization: basic(credentials.user, credentials.password) };
       const url = req.url ?? '';
-      const parts = url.startsWith(`${v2}/`) ? splitV2Url(url, v2) : undefined;
+      const parts = url.startsWith(`${v2}/`) ? matchV2Url(url, v2) : undefined;
       const scopes = parts ? scopesFor(req.method ?? 'GET', parts.path, parts.query) : [];
       const key = scopes.join(' ');
       const cached = tokens.get(key);

@@ -56,7 +56,7 @@ export class BlobCache {
         proxyMetrics.requests.inc({ upstream: upstream.config.name, kind: 'blob', result: waited ? 'waited' : 'hit' });
         return this.stored(linked);
       }
-      const stored = await blobs.findBlob(this.deps.db, digest);
+      const stored = await proxyCache.findStoredBlob(this.deps.db, digest);
       if (stored && (await this.vouched(upstream, remoteName, repository, digest))) {
         if (await linkCachedBlob(this.deps, upstream, repository, digest, context)) {
           proxyMetrics.requests.inc({ upstream: upstream.config.name, kind: 'blob', result: waited ? 'waited' : 'hit' });
@@ -71,7 +71,7 @@ export class BlobCache {
       }
       waited = true;
       const outcome = await this.waitForFill(digest);
-      if (outcome === 'ended' && !(await blobs.findBlob(this.deps.db, digest))) failedFills++;
+      if (outcome === 'ended' && !(await proxyCache.findStoredBlob(this.deps.db, digest))) failedFills++;
       if (failedFills >= MAX_FAILED_FILLS) {
         throw new RegistryError('UNAVAILABLE', `the fetch of this blob from upstream ${upstream.config.name} failed; try again`, { detail: { digest, upstream: upstream.config.name } });
       }
@@ -152,7 +152,7 @@ export class BlobCache {
       // Without a Content-Length the response cannot start before the bytes are all here.
       fill.detach();
       await done;
-      const blob = await blobs.findBlob(this.deps.db, digest);
+      const blob = await proxyCache.findStoredBlob(this.deps.db, digest);
       if (!blob) throw blobUnknown(digest);
       return this.stored(blob);
     }
@@ -163,7 +163,7 @@ export class BlobCache {
         if (!range) return fill.client;
         fill.detach();
         await done;
-        const blob = await blobs.findBlob(this.deps.db, digest);
+        const blob = await proxyCache.findStoredBlob(this.deps.db, digest);
         if (!blob) throw blobUnknown(digest);
         return this.deps.store.read(blob.storage_key, range);
       },

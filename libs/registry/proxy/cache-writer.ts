@@ -27,13 +27,13 @@ export async function storeManifest(
 ): Promise<void> {
   const { digest, payload } = fetched;
   if (payload.length > deps.options.manifestMaxBytes) {
-    throw new RegistryError('MANIFEST_INVALID', `upstream ${upstream.config.name} sent a manifest larger than ${deps.options.manifestMaxBytes} bytes`, { status: 502 });
+    throw new RegistryError('UNAVAILABLE', `upstream ${upstream.config.name} sent a manifest larger than ${deps.options.manifestMaxBytes} bytes`, { detail: { upstream: upstream.config.name, digest } });
   }
   let manifest;
   try {
     manifest = parseManifest(payload, fetched.mediaType || undefined);
   } catch (err) {
-    throw new RegistryError('MANIFEST_INVALID', `upstream ${upstream.config.name} sent a manifest Wharf cannot read: ${(err as Error).message}`, { status: 502, detail: { digest } });
+    throw new RegistryError('UNAVAILABLE', `upstream ${upstream.config.name} sent a manifest Wharf cannot read: ${(err as Error).message}`, { detail: { upstream: upstream.config.name, digest } });
   }
   await deps.db.transaction().execute(async (trx) => {
     const repositoryId = await repositories.ensureRepository(trx, repository);

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { ManifestLookup } from '../../metadata/index.js';
 import { RegistryError } from '../../oci/index.js';
 import type { BlobHandle } from '../blob-service.js';
@@ -18,6 +20,8 @@ export class PullThroughCache {
   readonly routes: UpstreamRoutes;
   private readonly manifests: ManifestCache;
   private readonly blobs: BlobCache;
+  /** Names this process in fill rows (their owner) and in events of work no request reached. */
+  private readonly node = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   constructor(
     private readonly deps: RegistryDeps,
@@ -25,7 +29,7 @@ export class PullThroughCache {
   ) {
     this.routes = new UpstreamRoutes(upstreams, (upstream, info) => deps.warn(`upstream ${upstream}: attempt failed at ${info.url}: ${info.error}`, undefined));
     this.manifests = new ManifestCache(deps);
-    this.blobs = new BlobCache(deps, deps.options.source.instanceID);
+    this.blobs = new BlobCache(deps, this.node);
   }
 
   serves(repository: string): boolean {
@@ -52,7 +56,7 @@ export class PullThroughCache {
   async blob(repository: string, digest: string, head: boolean, context: RequestContext | undefined): Promise<BlobHandle | undefined> {
     const proxied = this.routes.route(repository);
     if (!proxied) return undefined;
-    return this.blobs.find(proxied, repository, digest, head, context ?? backgroundContext(this.deps));
+    return this.blobs.find(proxied, repository, digest, head, context ?? backgroundContext(this.node));
   }
 
   /** A linked blob of a proxied repository was read: counted, and its pull time kept for retention. */
@@ -67,11 +71,11 @@ export class PullThroughCache {
   async referrers(repository: string, digest: string, context: RequestContext | undefined): Promise<void> {
     const proxied = this.routes.route(repository);
     if (!proxied) return;
-    await refreshReferrers(this.deps, proxied, repository, digest, context ?? backgroundContext(this.deps));
+    await refreshReferrers(this.deps, proxied, repository, digest, context ?? backgroundContext(this.node));
   }
 }
 
 /** For work no request context reached (events still name the upstream as actor). */
-function backgroundContext(deps: RegistryDeps): RequestContext {
-  return { urlBase: '', request: { id: '', addr: '', host: '', method: 'GET', useragent: '' }, actor: {}, source: deps.options.source };
+function backgroundContext(node: string): RequestContext {
+  return { urlBase: '', request: { id: '', addr: '', host: '', method: 'GET', useragent: '' }, actor: {}, source: { addr: '', instanceID: node } };
 }
