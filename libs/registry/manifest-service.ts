@@ -1,5 +1,5 @@
 import { Subjects } from '../events/index.js';
-import { blobs, gc, manifests, repositories, tags, type ManifestLookup } from '../metadata/index.js';
+import { blobs, gc, manifests, repositories, tags, type Executor, type ManifestLookup } from '../metadata/index.js';
 import {
   RegistryError,
   checkName,
@@ -93,20 +93,7 @@ export class ManifestService {
       if (missingChild) {
         throw new RegistryError('MANIFEST_UNKNOWN', 'index references a manifest unknown to this repository', { detail: { digest: missingChild } });
       }
-      const { id, created } = await manifests.insertManifest(trx, {
-        repository_id: repositoryId,
-        digest,
-        media_type: manifest.mediaType,
-        artifact_type: manifest.artifactType,
-        size: payload.length,
-        payload,
-        config_digest: manifest.configDigest,
-        subject_digest: manifest.subject?.digest ?? null,
-        annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
-      });
-      if (created) {
-        await manifests.insertReferences(trx, id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
-      }
+      const { id, created } = await insertParsedManifest(trx, repositoryId, digest, manifest, payload);
       const policy = gcPolicy(this.deps);
       if (tag !== undefined) {
         const { previous } = await tags.setTag(trx, repositoryId, tag, id, digest);
@@ -188,6 +175,23 @@ export class ManifestService {
     }
     return true;
   }
+}
+
+/** Stores a parsed manifest's row and, when it is new, its references; the id and whether it was new. */
+export async function insertParsedManifest(trx: Executor, repositoryId: number, digest: string, manifest: ParsedManifest, payload: Buffer): Promise<{ id: number; created: boolean }> {
+  const inserted = await manifests.insertManifest(trx, {
+    repository_id: repositoryId,
+    digest,
+    media_type: manifest.mediaType,
+    artifact_type: manifest.artifactType,
+    size: payload.length,
+    payload,
+    config_digest: manifest.configDigest,
+    subject_digest: manifest.subject?.digest ?? null,
+    annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+  });
+  if (inserted.created) await manifests.insertReferences(trx, inserted.id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
+  return inserted;
 }
 
 function unique(values: string[]): string[] {

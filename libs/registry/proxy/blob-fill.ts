@@ -64,7 +64,14 @@ export class BlobCache {
         }
         continue; // collected in between: fetch it again
       }
-      if (head) return this.headUpstream(upstream, remoteName, digest);
+      if (head) {
+        // A fill under way answers the HEAD once it is committed, without asking the upstream.
+        const age = waited ? undefined : await proxyCache.fillHeartbeatAge(this.deps.db, digest);
+        if (age === undefined || age > STALE_SECONDS) return this.headUpstream(upstream, remoteName, digest);
+        waited = true;
+        await this.waitForFill(digest);
+        continue;
+      }
       const owner = `${this.node}:${randomUUID()}`;
       if (await proxyCache.claimFill(this.deps.db, digest, owner, STALE_SECONDS)) {
         return this.lead(upstream, remoteName, repository, digest, owner, context);
@@ -239,10 +246,11 @@ class Fill {
         badDigest = true;
         throw new Error(`upstream sent bytes with digest ${actual}`);
       }
+      // The client has every byte and they check out: it need not wait for the store to seal them.
+      this.client.end();
       await deps.store.completeUpload(key, state, size);
       const redundant = await commitBlob(deps, this.upstream, this.repository, { digest, size, key }, { owner: this.owner }, this.context);
       if (redundant !== undefined) await this.discard(key, {}, redundant);
-      this.client.end();
     } catch (err) {
       remote.body.destroy();
       proxyMetrics.upstreamErrors.inc({ upstream: name, reason: badDigest ? 'digest' : 'unavailable' });

@@ -1,10 +1,11 @@
 import { Subjects } from '../../events/index.js';
-import { blobs, gc, manifests, proxyCache, repositories, tags } from '../../metadata/index.js';
+import { blobs, gc, proxyCache, repositories, tags } from '../../metadata/index.js';
 import { RegistryError, parseManifest } from '../../oci/index.js';
 import type { RequestContext } from '../context.js';
 import { gcPolicy, type RegistryDeps } from '../deps.js';
 import { blobUrl, manifestUrl, recordEvents } from '../event-log.js';
 import { untaggedDelay } from '../gc-policy.js';
+import { insertParsedManifest } from '../manifest-service.js';
 import type { Upstream } from './upstreams.js';
 
 /** Events of cached content name the upstream as their actor: webhooks and read models see who put it there. */
@@ -37,18 +38,7 @@ export async function storeManifest(
   }
   await deps.db.transaction().execute(async (trx) => {
     const repositoryId = await repositories.ensureRepository(trx, repository);
-    const { id, created } = await manifests.insertManifest(trx, {
-      repository_id: repositoryId,
-      digest,
-      media_type: manifest.mediaType,
-      artifact_type: manifest.artifactType,
-      size: payload.length,
-      payload,
-      config_digest: manifest.configDigest,
-      subject_digest: manifest.subject?.digest ?? null,
-      annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
-    });
-    if (created) await manifests.insertReferences(trx, id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
+    const { id, created } = await insertParsedManifest(trx, repositoryId, digest, manifest, payload);
     const policy = gcPolicy(deps);
     if (tag) {
       const { previous } = await tags.setTag(trx, repositoryId, tag.name, id, digest);

@@ -1,24 +1,8 @@
+import type { ProxyUpstream } from '../../config/proxy.js';
 import { RemoteRegistry } from '../../remote/index.js';
 
-/** An upstream as configured (proxy.upstreams; services/cli passes libs/config's parsed values). */
-export interface UpstreamSettings {
-  name: string;
-  url: string;
-  mirrors: string[];
-  prefix: string;
-  /** Upstream namespace the prefix maps to; '' for the root. */
-  path: string;
-  /** Single-segment names are library/<x> upstream. */
-  library: boolean;
-  username: string;
-  password: string;
-  ttlMs: number;
-  /** 0: cached content is kept whether pulled or not. */
-  retentionMs: number;
-  onNotFound: 'serve' | 'forget';
-  timeoutMs: number;
-  retries: number;
-}
+/** An upstream as configured: proxy.upstreams as libs/config parses it (a type only: nothing of config runs here). */
+export type UpstreamSettings = ProxyUpstream;
 
 /** One configured upstream with its client. */
 export interface Upstream {
