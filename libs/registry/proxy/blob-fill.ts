@@ -230,8 +230,9 @@ class Fill {
           if (remote.size !== undefined && size > remote.size) throw new Error(`upstream sent more than the ${remote.size} bytes it announced`);
           hash.update(bytes);
           proxyMetrics.upstreamBytes.inc({ upstream: name }, bytes.length);
-          if (!sink.write(bytes)) await Promise.race([once(sink, 'drain'), appending]);
-          await this.toClient(bytes);
+          // Store and client take the chunk side by side; the next waits for the slower of the two.
+          const stored = sink.write(bytes) ? undefined : Promise.race([once(sink, 'drain'), appending]);
+          await Promise.all([stored, this.toClient(bytes)]);
         }
       } catch (err) {
         sink.destroy(err as Error);
