@@ -70,7 +70,8 @@ async function measured(into: Moves, mib: number, processes: Array<{ label: stri
   return seconds;
 }
 
-async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+/** A fresh database on the bench's PostgreSQL, dropped by drop(). */
+export async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `wharf_bench_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();

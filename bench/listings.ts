@@ -4,21 +4,18 @@
 // Usage: npm run bench:listings [-- --requests N]
 // Needs PostgreSQL (WHARF_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres:
 // a database is created per dataset and dropped at the end) and /usr/bin/docker-registry.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { migrate, openDatabase, readModels } from '../libs/metadata/index.js';
 import { startDistribution } from './registries.js';
-import { WHARF_MAIN } from './wharf-main.js';
+import { startWharfServe } from './wharf-serve.js';
 
 const ADMIN_URL = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PORTS = { large: 5410, small: 5411, distribution: 5401 };
 const PAGE = 100;
 const log = (line: string) => console.error(`[bench:listings] ${line}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let requests = 400;
 for (let i = 2; i < process.argv.length; i++) {
@@ -128,33 +125,6 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-/** `wharf serve` on the dataset's database (in-process bus, no workers: the models were built by reindex). */
-async function startWharf(dataset: Dataset, port: number): Promise<{ base: string; stop(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-listings-'));
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
-  const child: ChildProcess = spawn(process.execPath, [WHARF_MAIN, 'serve'], {
-    cwd: join(import.meta.dirname, '..'),
-    env: { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_DATA_DIR: dir, WHARF_DATABASE_URL: dataset.url, WHARF_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const base = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`wharf serve exited with ${child.exitCode}`);
-    const ok = await fetch(`${base}/v2/`).then((r) => r.status === 200, () => false);
-    if (ok) return { base, stop };
-    await sleep(100);
-  }
-  await stop();
-  throw new Error('wharf serve did not start');
-}
-
 interface Result {
   p50: number;
   p99: number;
@@ -247,9 +217,9 @@ async function main(): Promise<void> {
     datasets.push(await seed('large', 100_000, 50_000));
     datasets.push(await seed('small', 1_000, 1_000));
     const [large, small] = datasets as [Dataset, Dataset];
-    const wharfLarge = await startWharf(large, PORTS.large);
+    const wharfLarge = await startWharfServe(large.url, PORTS.large);
     stops.push(wharfLarge.stop);
-    const wharfSmall = await startWharf(small, PORTS.small);
+    const wharfSmall = await startWharfServe(small.url, PORTS.small);
     stops.push(wharfSmall.stop);
     const smallCases = await cases(small);
     for (const [i, c] of (await cases(large)).entries()) {

@@ -107,8 +107,11 @@ export async function launch(
   return running;
 }
 
-/** CNCF Distribution (Debian's docker-registry 2.8.2) with filesystem storage in a fresh temp dir. */
-export async function startDistribution(port: number): Promise<RunningRegistry> {
+/**
+ * CNCF Distribution (Debian's docker-registry 2.8.2) with filesystem storage in a fresh temp dir,
+ * or with the storage driver lines given (indented under `storage:`, e.g. an `s3:` block).
+ */
+export async function startDistribution(port: number, storage?: string[]): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-distribution-'));
   const config = [
     'version: 0.1',
@@ -117,8 +120,7 @@ export async function startDistribution(port: number): Promise<RunningRegistry> 
     '  accesslog:',
     '    disabled: true',
     'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${join(dir, 'data')}`,
+    ...(storage ?? ['  filesystem:', `    rootdirectory: ${join(dir, 'data')}`]),
     '  cache:',
     '    blobdescriptor: inmemory',
     '  delete:',
@@ -130,7 +132,9 @@ export async function startDistribution(port: number): Promise<RunningRegistry> 
   const configFile = join(dir, 'config.yml');
   await writeFile(configFile, config);
   try {
-    return await launch('Distribution', dir, `http://127.0.0.1:${port}`, '/usr/bin/docker-registry', ['serve', configFile], { readyTimeoutMs: 15_000 });
+    // Its S3 driver (aws-sdk-go) panics on AWS_CA_BUNDLE with a custom transport; an http:// endpoint needs none.
+    const { AWS_CA_BUNDLE: _bundle, ...env } = process.env;
+    return await launch('Distribution', dir, `http://127.0.0.1:${port}`, '/usr/bin/docker-registry', ['serve', configFile], { env, readyTimeoutMs: 15_000 });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

@@ -5,7 +5,7 @@
 // a file is rewritten only when its content changed, by a rename, so running processes never
 // read a half-written module.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -15,10 +15,12 @@ const trees = ['services', 'libs'].filter((d) => existsSync(join(root, d)));
 if (trees.length === 0) process.exit(0); // a Docker layer with only package.json: built after COPY
 
 // The addon's build script and node-gyp's output (the addon, objects, makefiles) stay where they are.
-const notModules = ['build', 'scripts'].map((d) => join(root, 'libs', 'hashing', d) + '/');
+// services/ui is browser code: bundled on its own into dist/ui (services/ui/build.mjs), not transpiled for node.
+const uiSource = join(root, 'services', 'ui');
+const notModules = [...['build', 'scripts'].map((d) => join(root, 'libs', 'hashing', d)), uiSource].map((d) => d + sep);
 const sources = trees
   .flatMap((d) => readdirSync(join(root, d), { recursive: true }).map((f) => join(root, d, f)))
-  .filter((f) => !notModules.some((d) => f.startsWith(d)));
+  .filter((f) => f !== uiSource && !notModules.some((d) => f.startsWith(d)));
 const entryPoints = sources.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
 const copies = sources.filter((f) => f.endsWith('.mjs') || f.endsWith('.cjs') || f.endsWith('.json'));
 
@@ -36,6 +38,10 @@ const result = await build({
 
 const wanted = new Map(result.outputFiles.map((o) => [o.path, Buffer.from(o.contents)]));
 for (const f of copies) wanted.set(join(dist, relative(root, f)), readFileSync(f));
+if (existsSync(join(uiSource, 'build.mjs'))) {
+  const { uiOutputs } = await import(join(uiSource, 'build.mjs'));
+  for (const [path, contents] of await uiOutputs(join(dist, 'ui'))) wanted.set(path, contents);
+}
 
 let written = 0;
 for (const [path, contents] of wanted) {
@@ -47,7 +53,7 @@ for (const [path, contents] of wanted) {
   written++;
 }
 // Modules whose source is gone must not linger: an import of a deleted file should fail.
-for (const d of trees) {
+for (const d of [...trees, 'ui']) {
   const out = join(dist, d);
   if (!existsSync(out)) continue;
   for (const f of readdirSync(out, { recursive: true })) {

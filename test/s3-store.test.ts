@@ -1,16 +1,18 @@
 /** S3BlobStore against a real S3 endpoint: s3rver in a child process, or WHARF_TEST_S3_ENDPOINT. */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { UploadState } from '../libs/storage/index.js';
-import { DEFAULT_PART_SIZE, S3BlobStore, type S3UploadState } from '../libs/storage/s3.js';
+import { S3BlobStore, type S3UploadState } from '../libs/storage/s3.js';
 import { startS3rver, type S3Endpoint } from './helpers/s3rver.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
-const PART = DEFAULT_PART_SIZE;
+/** The part size these tests' byte arithmetic is written for (the default is larger). */
+const PART = 8 * MiB;
 
 let s3: S3Endpoint;
 let store: S3BlobStore;
@@ -24,6 +26,7 @@ function openStore(): S3BlobStore {
     prefix: 'wharf-test/',
     forcePathStyle: true,
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    partSize: PART,
   });
   stores.push(opened);
   return opened;
@@ -217,6 +220,23 @@ describe('S3BlobStore', () => {
     assert.deepEqual(await objectsFor(key), [`wharf-test/${key}`]);
   });
 
+  test('concurrent uploads in several appends each get their own bytes (part buffers are pooled across requests)', async () => {
+    const one = async () => {
+      const key = newKey();
+      const data = randomBytes(3 * PART + 123 * KiB);
+      let state = await store.beginUpload(key);
+      let offset = 0;
+      for (const size of [PART + 5, 2 * PART - 7, 123 * KiB + 2]) {
+        const r = await store.append(key, state, offset, sourceOf(data.subarray(offset, offset + size), 256 * KiB));
+        offset += r.written;
+        state = r.state;
+      }
+      await store.completeUpload(key, state, data.length);
+      assert.equal(sha256(await readAll(await store.read(key))), sha256(data));
+    };
+    await Promise.all([one(), one(), one()]);
+  });
+
   test('a blob of exactly two parts has no tail', async () => {
     const key = newKey();
     const data = randomBytes(2 * PART);
@@ -286,6 +306,40 @@ describe('S3BlobStore', () => {
     await store.delete(newKey());
     await assert.rejects(store.read(key), { name: 'NoSuchKey' });
     await assert.rejects(store.read(key, { start: 0, end: 10 }), { name: 'NoSuchKey' });
+  });
+
+  test('with a public endpoint, presigned URLs name it and are signed for it', async () => {
+    const key = newKey();
+    const data = randomBytes(3000);
+    const { state, offset } = await appendAll(key, await store.beginUpload(key), [data]);
+    await store.completeUpload(key, state, offset);
+    // An address, so that neither server takes the host for a virtual-hosted bucket name.
+    const publicHost = '127.0.0.2:9443';
+    const fronted = new S3BlobStore({
+      endpoint: s3.endpoint,
+      publicEndpoint: `http://${publicHost}`,
+      region: s3.region,
+      bucket: s3.bucket,
+      prefix: 'wharf-test/',
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+    stores.push(fronted);
+    const url = new URL(await fronted.presignedGetUrl(key, 60));
+    assert.equal(url.host, publicHost);
+    // What a proxy at the public address does: forward to S3 with the Host the client used.
+    const direct = new URL(s3.endpoint);
+    const res = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+      request({ host: direct.hostname, port: direct.port, path: url.pathname + url.search, headers: { host: publicHost } }, (r) => {
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      })
+        .on('error', reject)
+        .end();
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, data);
   });
 
   test('presignedGetUrl can be fetched without credentials', async () => {

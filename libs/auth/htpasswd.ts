@@ -62,6 +62,12 @@ export class Htpasswd {
     }
   }
 
+  /** Whether the file (as last re-read) has an entry for `user`: a refresh token of a removed user is refused. */
+  has(user: string): boolean {
+    this.refresh();
+    return this.entries.has(user);
+  }
+
   async verify(user: string, password: string): Promise<boolean> {
     this.refresh();
     const tag = createHmac('sha256', this.cacheKey).update(user).update('\u0000').update(password).digest('base64');

@@ -134,6 +134,7 @@ function validate(config: Config): void {
   if ((config['storage.s3.accesskeyid'] === '') !== (config['storage.s3.secretaccesskey'] === '')) {
     throw new ConfigError('storage.s3.accesskeyid and storage.s3.secretaccesskey go together');
   }
+  checkS3(config);
   if (parseUntaggedPolicy(config['gc.untagged']) === undefined) {
     throw new ConfigError(`gc.untagged must be keep or "delete-after <duration>" (e.g. delete-after 7d; units ms, s, m, h, d), got ${JSON.stringify(config['gc.untagged'])}`);
   }
@@ -175,4 +176,29 @@ export function configToEnv(config: Config): Record<string, string> {
     env[spec.env] = spec.type === 'json' ? JSON.stringify(value) : Array.isArray(value) ? value.join(',') : String(value);
   }
   return env;
+}
+
+const S3_CHECKSUM_MODES = ['auto', 'when_required', 'when_supported'];
+
+/** The S3 client keys: URLs that parse, a known checksum mode, and bounds S3 itself sets. */
+function checkS3(config: Config): void {
+  for (const key of ['storage.s3.endpoint', 'storage.s3.publicendpoint'] as const) {
+    const value = config[key];
+    if (value === '') continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      // reported below
+    }
+    if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash) {
+      throw new ConfigError(`${key} must be an http:// or https:// URL, got ${JSON.stringify(value)}`);
+    }
+  }
+  if (!S3_CHECKSUM_MODES.includes(config['storage.s3.checksum'])) {
+    throw new ConfigError(`storage.s3.checksum must be ${S3_CHECKSUM_MODES.join(', ')}, got ${JSON.stringify(config['storage.s3.checksum'])}`);
+  }
+  if (config['storage.s3.maxattempts'] > 10) throw new ConfigError(`storage.s3.maxattempts must be at most 10, got ${config['storage.s3.maxattempts']}`);
+  if (config['storage.s3.partsize'] > 5 * 1024 ** 3) throw new ConfigError(`storage.s3.partsize must be at most 5 GiB (S3's limit), got ${config['storage.s3.partsize']}`);
+  if (config['storage.s3.partconcurrency'] > 16) throw new ConfigError(`storage.s3.partconcurrency must be at most 16, got ${config['storage.s3.partconcurrency']}`);
 }

@@ -27,6 +27,7 @@ export const KEYS = {
     env: 'WHARF_HTTP_PREFIX',
     doc: 'path prefix the whole API answers under, e.g. /registry (then /registry/v2/...); Location and Link headers carry it',
   },
+  'ui.enabled': { type: 'boolean', default: true, env: 'WHARF_UI_ENABLED', doc: 'serve the browser UI at <http.prefix>/ui (static files; it calls only the public HTTP API); false: /ui is 404' },
   'http.bodytimeout': { type: 'integer', default: 300, env: 'WHARF_HTTP_BODYTIMEOUT', min: 1, doc: 'seconds a request body may stall before the request is dropped' },
   'http.shutdowntimeout': {
     type: 'integer',
@@ -57,6 +58,27 @@ export const KEYS = {
     min: 1,
     doc: 'connections for upload bodies in flight (each holds its session row lock); caps concurrent PATCH/PUT bodies per node',
   },
+  'database.statementtimeout': {
+    type: 'integer',
+    default: 30,
+    env: 'WHARF_DATABASE_STATEMENTTIMEOUT',
+    min: 0,
+    doc: "seconds one SQL statement may run (PostgreSQL's statement_timeout); a statement with no answer 5 s past it (a stalled connection) fails too and its connection is dropped; the request gets 503; 0: no limit",
+  },
+  'database.locktimeout': {
+    type: 'integer',
+    default: 10,
+    env: 'WHARF_DATABASE_LOCKTIMEOUT',
+    min: 0,
+    doc: "seconds a statement may wait for a lock (PostgreSQL's lock_timeout); the request gets 503; 0: no limit",
+  },
+  'database.idletransactiontimeout': {
+    type: 'integer',
+    default: 60,
+    env: 'WHARF_DATABASE_IDLETRANSACTIONTIMEOUT',
+    min: 0,
+    doc: "seconds a connection may sit idle inside a transaction before PostgreSQL ends it (idle_in_transaction_session_timeout): a backstop, so no bug can hold a lock forever; upload connections get http.bodytimeout more, since their transaction waits on the body between statements; 0: no limit",
+  },
   'storage.driver': { type: 'string', default: 'filesystem', env: 'WHARF_STORAGE_DRIVER', doc: 'where blob bytes go: filesystem (under data.dir/blobs) or s3' },
   'storage.s3.endpoint': { type: 'string', default: '', env: 'WHARF_S3_ENDPOINT', doc: 'S3 endpoint URL (MinIO, s3rver); empty: AWS for the region' },
   'storage.s3.region': { type: 'string', default: 'us-east-1', env: 'WHARF_S3_REGION', doc: 'S3 region' },
@@ -72,6 +94,46 @@ export const KEYS = {
     doc: 'answer blob GETs with a 307 to a presigned S3 URL instead of streaming through the node',
   },
   'storage.s3.redirectexpiry': { type: 'integer', default: 900, env: 'WHARF_S3_REDIRECTEXPIRY', min: 1, doc: 'seconds a presigned blob URL stays valid' },
+  'storage.s3.publicendpoint': {
+    type: 'string',
+    default: '',
+    env: 'WHARF_S3_PUBLICENDPOINT',
+    doc: 'endpoint URL presigned redirect URLs are made for, when clients reach S3 at another address than the nodes do; empty: storage.s3.endpoint',
+  },
+  'storage.s3.checksum': {
+    type: 'string',
+    default: 'auto',
+    env: 'WHARF_S3_CHECKSUM',
+    doc: "request checksums: when_required (Ceph RGW 16, s3rver, older MinIO), when_supported (AWS), or auto: when_supported on AWS (no endpoint), else when_required",
+  },
+  'storage.s3.timeout': {
+    type: 'integer',
+    default: 30,
+    env: 'WHARF_S3_TIMEOUT',
+    min: 1,
+    doc: 'seconds one S3 call may wait for its answer (after sending its body) before it is retried or the request fails with 503',
+  },
+  'storage.s3.maxattempts': {
+    type: 'integer',
+    default: 4,
+    env: 'WHARF_S3_MAXATTEMPTS',
+    min: 1,
+    doc: "attempts per S3 call on 500/503/SlowDown, timeouts and connection resets, with exponential backoff and full jitter (the AWS SDK's standard retry mode)",
+  },
+  'storage.s3.partsize': {
+    type: 'integer',
+    default: 8_388_608,
+    env: 'WHARF_S3_PARTSIZE',
+    min: 5_242_880,
+    doc: 'bytes of each multipart part but the last; a PATCH holds up to partconcurrency + 1 parts in memory',
+  },
+  'storage.s3.partconcurrency': {
+    type: 'integer',
+    default: 2,
+    env: 'WHARF_S3_PARTCONCURRENCY',
+    min: 1,
+    doc: 'parts of one upload request sent to S3 at once while the next one fills',
+  },
   'nats.url': { type: 'string', default: '', env: 'WHARF_NATS_URL', doc: 'NATS server(s), comma-separated; empty: the in-process bus (embedded mode)' },
   'nats.stream': { type: 'string', default: 'WHARF_EVENTS', env: 'WHARF_NATS_STREAM', doc: 'JetStream stream holding the events' },
   'nats.subjectprefix': {
@@ -121,6 +183,13 @@ export const KEYS = {
     env: 'WHARF_GC_UNTAGGED',
     doc: 'untagged manifests no index references: keep, or "delete-after <duration>" (e.g. delete-after 7d; units ms, s, m, h, d, combined as in 1d12h) counted from when they lost their last tag',
   },
+  'gc.sweepinterval': {
+    type: 'integer',
+    default: 3600,
+    env: 'WHARF_GC_SWEEPINTERVAL',
+    min: 1,
+    doc: 'seconds between sweeps for S3 multipart uploads no upload session owns; those older than gc.uploadgrace are aborted',
+  },
   'gc.workers': { type: 'integer', default: 2, env: 'WHARF_GC_WORKERS', min: 1, doc: 'concurrent review loops per gc worker process (replicas share the queues)' },
   'gc.pollinterval': { type: 'integer', default: 1000, env: 'WHARF_GC_POLLINTERVAL', min: 10, doc: 'milliseconds an idle gc loop waits before looking for due reviews again' },
   'uploads.maxidle': {
@@ -129,6 +198,12 @@ export const KEYS = {
     env: 'WHARF_UPLOADS_MAXIDLE',
     min: 1,
     doc: 'seconds an upload session may go without a request before the gc worker cancels it and frees its storage',
+  },
+  'uploads.automount': {
+    type: 'boolean',
+    default: true,
+    env: 'WHARF_UPLOADS_AUTOMOUNT',
+    doc: 'a cross-repository mount without from (POST ?mount=<digest>) links the blob from any repository the caller may pull that holds it; false: a mount needs from, and one without it starts an ordinary upload (202)',
   },
   'notifications.endpoints': {
     type: 'json',
@@ -172,6 +247,13 @@ export const KEYS = {
   'auth.token.jwks': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_JWKS', doc: 'JWKS file of keys that sign tokens, looked up by kid' },
   'auth.token.signingkey': { type: 'string', default: '', env: 'WHARF_AUTH_TOKEN_SIGNINGKEY', doc: 'PEM private key (RSA, EC P-256/384/521 or Ed25519) of the built-in issuer; set, GET /auth/token issues tokens and its key is trusted' },
   'auth.token.expiry': { type: 'integer', default: 300, env: 'WHARF_AUTH_TOKEN_EXPIRY', min: 60, doc: 'seconds a token from the built-in issuer stays valid' },
+  'auth.token.refreshexpiry': {
+    type: 'integer',
+    default: 28800,
+    env: 'WHARF_AUTH_TOKEN_REFRESHEXPIRY',
+    min: 60,
+    doc: 'seconds a refresh token from the built-in issuer (GET /auth/token?offline_token=true) can be exchanged for access tokens; what the UI keeps instead of the password',
+  },
   'auth.policy': {
     type: 'json',
     default: [],
@@ -195,5 +277,6 @@ export const KEYS = {
 export type ConfigKey = keyof typeof KEYS;
 
 /** Variables under WHARF_ that are not configuration keys. */
-export const NON_KEY_ENV = new Set(['WHARF_CONFIG']);
+/** WHARF_SKIP_NATIVE and WHARF_BUILD_QUIET are read by the build scripts (scripts/), not by Wharf. */
+export const NON_KEY_ENV = new Set(['WHARF_CONFIG', 'WHARF_SKIP_NATIVE', 'WHARF_BUILD_QUIET']);
 export const NON_KEY_ENV_PREFIXES = ['WHARF_TEST_', 'WHARF_BENCH_'];

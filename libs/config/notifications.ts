@@ -64,9 +64,9 @@ function parseOne(raw: unknown, i: number): WebhookEndpoint {
   try {
     url = new URL(String(o.url));
   } catch {
-    throw new EndpointError(`${where}: url must be an absolute http or https URL, got ${JSON.stringify(o.url)}`);
+    throw new EndpointError(`${where}: url must be an absolute http or https URL, got ${JSON.stringify(redactUrlText(String(o.url)))}`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EndpointError(`${where}: url must be http or https, got ${JSON.stringify(o.url)}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EndpointError(`${where}: url must be http or https, got ${JSON.stringify(redactUrlText(String(o.url)))}`);
   const headers: Record<string, string[]> = {};
   if (o.headers !== undefined) {
     if (typeof o.headers !== 'object' || o.headers === null || Array.isArray(o.headers)) throw new EndpointError(`${where}: headers must map names to a value or a list of values`);
@@ -136,6 +136,11 @@ export function endpointWants(endpoint: WebhookEndpoint, event: { action: string
   if (endpoint.ignoredActions.includes(event.action)) return false;
   const mediaType = event.target?.mediaType;
   return !(mediaType !== undefined && endpoint.ignoredMediaTypes.includes(mediaType));
+}
+
+/** Like redactUrl, for text that may not even parse as a URL (an error message about it). */
+export function redactUrlText(text: string): string {
+  return text.replace(/\/\/[^/?#@\s]*@/g, '//[redacted]@').replace(/\?[^\s"]*/g, '?[redacted]');
 }
 
 /** The URL without credentials or query string, for logs and the admin view. */

@@ -1,4 +1,5 @@
 import type { Executor } from './schema.js';
+import { batches } from './batches.js';
 
 export interface StoredBlob {
   digest: string;
@@ -84,13 +85,16 @@ export async function unlinkBlob(db: Executor, repositoryId: number, digest: str
  * unlink cannot slip between this check and the caller's commit.
  */
 export async function lockLinkedDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
-  if (digests.length === 0) return new Set();
-  const rows = await db
-    .selectFrom('repository_blobs')
-    .select('digest')
-    .where('repository_id', '=', repositoryId)
-    .where('digest', 'in', digests)
-    .forShare()
-    .execute();
-  return new Set(rows.map((r) => r.digest));
+  const found = new Set<string>();
+  for (const batch of batches(digests, 1)) {
+    const rows = await db
+      .selectFrom('repository_blobs')
+      .select('digest')
+      .where('repository_id', '=', repositoryId)
+      .where('digest', 'in', batch)
+      .forShare()
+      .execute();
+    for (const r of rows) found.add(r.digest);
+  }
+  return found;
 }

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { batches } from './batches.js';
 import type { Executor } from './schema.js';
 
 /*
@@ -23,43 +24,46 @@ function dueIn(seconds: number) {
  */
 export async function enqueueBlobReviews(db: Executor, digests: string[], delaySeconds: number, event: string): Promise<void> {
   const sorted = [...new Set(digests)].sort();
-  if (sorted.length === 0) return;
-  await db
-    .insertInto('gc_blob_reviews')
-    .values(sorted.map((digest) => ({ digest, review_after: dueIn(delaySeconds), event })))
-    .onConflict((oc) =>
-      oc.column('digest').doUpdateSet({
-        review_after: sql`greatest(gc_blob_reviews.review_after, excluded.review_after)`,
-        event: sql`excluded.event`,
-      }),
-    )
-    .execute();
+  for (const batch of batches(sorted, 3)) {
+    await db
+      .insertInto('gc_blob_reviews')
+      .values(batch.map((digest) => ({ digest, review_after: dueIn(delaySeconds), event })))
+      .onConflict((oc) =>
+        oc.column('digest').doUpdateSet({
+          review_after: sql`greatest(gc_blob_reviews.review_after, excluded.review_after)`,
+          event: sql`excluded.event`,
+        }),
+      )
+      .execute();
+  }
 }
 
 /** Pushes existing blob reviews out to at least `delaySeconds` from now; adds none. */
 export async function postponeBlobReviews(db: Executor, digests: string[], delaySeconds: number): Promise<void> {
   const sorted = [...new Set(digests)].sort();
-  if (sorted.length === 0) return;
-  await db
-    .updateTable('gc_blob_reviews')
-    .set({ review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` })
-    .where('digest', 'in', sorted)
-    .execute();
+  for (const batch of batches(sorted, 1)) {
+    await db
+      .updateTable('gc_blob_reviews')
+      .set({ review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` })
+      .where('digest', 'in', batch)
+      .execute();
+  }
 }
 
 export async function enqueueManifestReviews(db: Executor, repositoryId: number, digests: string[], delaySeconds: number, event: string): Promise<void> {
   const sorted = [...new Set(digests)].sort();
-  if (sorted.length === 0) return;
-  await db
-    .insertInto('gc_manifest_reviews')
-    .values(sorted.map((digest) => ({ repository_id: repositoryId, digest, review_after: dueIn(delaySeconds), event })))
-    .onConflict((oc) =>
-      oc.columns(['repository_id', 'digest']).doUpdateSet({
-        review_after: sql`greatest(gc_manifest_reviews.review_after, excluded.review_after)`,
-        event: sql`excluded.event`,
-      }),
-    )
-    .execute();
+  for (const batch of batches(sorted, 4)) {
+    await db
+      .insertInto('gc_manifest_reviews')
+      .values(batch.map((digest) => ({ repository_id: repositoryId, digest, review_after: dueIn(delaySeconds), event })))
+      .onConflict((oc) =>
+        oc.columns(['repository_id', 'digest']).doUpdateSet({
+          review_after: sql`greatest(gc_manifest_reviews.review_after, excluded.review_after)`,
+          event: sql`excluded.event`,
+        }),
+      )
+      .execute();
+  }
 }
 
 export interface ClaimedBlobReview {

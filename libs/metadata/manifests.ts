@@ -1,3 +1,4 @@
+import { batches } from './batches.js';
 import type { Executor, NewManifest } from './schema.js';
 
 export interface ManifestContent {
@@ -57,25 +58,29 @@ export async function insertReferences(
   manifestId: number,
   references: Array<{ kind: 'config' | 'layer' | 'manifest'; digest: string }>,
 ): Promise<void> {
-  if (references.length === 0) return;
-  await db
-    .insertInto('manifest_references')
-    .values(references.map((r) => ({ manifest_id: manifestId, kind: r.kind, child_digest: r.digest })))
-    .onConflict((oc) => oc.doNothing())
-    .execute();
+  for (const batch of batches(references, 3)) {
+    await db
+      .insertInto('manifest_references')
+      .values(batch.map((r) => ({ manifest_id: manifestId, kind: r.kind, child_digest: r.digest })))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
 }
 
 /** Which of `digests` are manifests of the repository; share-locked against a concurrent delete. */
 export async function lockManifestDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
-  if (digests.length === 0) return new Set();
-  const rows = await db
-    .selectFrom('manifests')
-    .select('digest')
-    .where('repository_id', '=', repositoryId)
-    .where('digest', 'in', digests)
-    .forShare()
-    .execute();
-  return new Set(rows.map((r) => r.digest));
+  const found = new Set<string>();
+  for (const batch of batches(digests, 1)) {
+    const rows = await db
+      .selectFrom('manifests')
+      .select('digest')
+      .where('repository_id', '=', repositoryId)
+      .where('digest', 'in', batch)
+      .forShare()
+      .execute();
+    for (const r of rows) found.add(r.digest);
+  }
+  return found;
 }
 
 /** The manifest locked FOR UPDATE, the first step of deleting it (docs/gc.md: the lock order). */

@@ -78,3 +78,11 @@ export async function expireIdleUploads(db: Executor, maxIdleSeconds: number, li
     returning id`.execute(db);
   return result.rows.length;
 }
+
+/**
+ * A no-op statement in the upload's transaction: while its body is still arriving, the
+ * transaction is not idle, so idle_in_transaction_session_timeout ends only a stalled one.
+ */
+export async function touchTransaction(db: Executor): Promise<void> {
+  await sql`select 1`.execute(db);
+}

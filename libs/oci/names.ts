@@ -15,6 +15,10 @@ export function checkName(name: string): string {
   return name;
 }
 
+export function isTag(tag: string): boolean {
+  return TAG.test(tag);
+}
+
 export function checkTag(tag: string): string {
   if (!TAG.test(tag)) throw new RegistryError('TAG_INVALID', 'invalid tag', { detail: { tag } });
   return tag;

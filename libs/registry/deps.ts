@@ -22,6 +22,13 @@ export interface RegistryOptions {
   blobMaxBytes?: number;
   /** Pull-through cache upstreams (proxy.upstreams); none: no repository is proxied. */
   proxyUpstreams?: UpstreamSettings[];
+  /**
+   * Milliseconds between no-op statements in an upload's transaction while its body keeps
+   * arriving, so the server's idle-in-transaction backstop ends only stalled ones; absent: none.
+   */
+  uploadKeepAliveMs?: number;
+  /** Whether a mount without `from` may find the blob in any readable repository (the spec makes this optional); default true. */
+  automaticMount?: boolean;
 }
 
 export interface RegistryDeps {

@@ -1,5 +1,5 @@
 import { listings, manifests, tags } from '../metadata/index.js';
-import { MediaTypes, RegistryError, checkName, parseDigest, type Descriptor } from '../oci/index.js';
+import { MediaTypes, RegistryError, checkName, isStorableText, parseDigest, type Descriptor } from '../oci/index.js';
 import type { RequestContext } from './context.js';
 import type { PullThroughCache } from './proxy/pull-through.js';
 
@@ -41,7 +41,8 @@ export class DiscoveryService {
     checkName(repository);
     parseDigest(digest);
     await this.proxy?.referrers(repository, digest, context);
-    const rows = await manifests.listReferrers(this.db, repository, digest, artifactType);
+    // No stored artifactType holds a character PostgreSQL refuses: such a filter matches nothing.
+    const rows = artifactType !== undefined && !isStorableText(artifactType) ? [] : await manifests.listReferrers(this.db, repository, digest, artifactType);
     return {
       schemaVersion: 2,
       mediaType: MediaTypes.ociIndex,

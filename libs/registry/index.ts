@@ -13,3 +13,4 @@ export type { ManifestFilter } from '../metadata/index.js';
 export type { ListedRepository, ManifestDescriptor, TagDetail, HistoryEntry } from './listing-service.js';
 export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';
 export { ProxyRetention } from './proxy/retention.js';
+export { sweepUnfinishedUploads, type SweepReport } from './multipart-sweep.js';

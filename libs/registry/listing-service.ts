@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { listings, type ManifestFilter, type Schema } from '../metadata/index.js';
-import { RegistryError, badParameter, checkName, checkTag } from '../oci/index.js';
+import { RegistryError, badParameter, checkName, checkTag, findUnstorableText } from '../oci/index.js';
 import type { Page } from './discovery.js';
 
 /*
@@ -73,7 +73,8 @@ export class ListingService {
 
   /** Every manifest of the repository, tagged or not, from the manifest listing read model. */
   async manifests(repo: ListedRepository, filter: ManifestFilter, n: number, last: string | undefined): Promise<Page<ManifestDescriptor>> {
-    if (n === 0) return { items: [] };
+    // A filter no stored manifest can match (a character PostgreSQL refuses) is an empty page, not a failed query.
+    if (n === 0 || findUnstorableText(filter) !== undefined) return { items: [] };
     const rows = await listings.manifestPage(this.db, repo.id, filter, n + 1, last);
     // Keys in descriptor order: artifactType and annotations (when set) before tags and pushedAt.
     const descriptors = rows.map(

@@ -4,6 +4,7 @@ import {
   RegistryError,
   checkName,
   checkTag,
+  isTag,
   digestOf,
   isDigest,
   isForeignLayer,
@@ -47,6 +48,9 @@ export class ManifestService {
 
   async get(repository: string, reference: string, withPayload: boolean, context: RequestContext): Promise<StoredManifest> {
     checkName(repository);
+    // A tag that breaks the grammar cannot have been pushed: not found, as Distribution and the
+    // conformance suite answer (a PUT of one still gets 400 TAG_INVALID).
+    if (!isDigest(reference) && !isTag(reference)) throw unknownManifest(reference);
     const ref = parseReference(reference);
     const row =
       (await this.deps.proxy?.manifest(repository, ref, withPayload, context)) ??

@@ -1,3 +1,4 @@
+import { AdminStatusService } from './admin-status.js';
 import { BlobService } from './blob-service.js';
 import type { RegistryDeps } from './deps.js';
 import { DiscoveryService } from './discovery.js';
@@ -15,6 +16,7 @@ export class Registry {
   readonly discovery: DiscoveryService;
   readonly webhooks: WebhookStatusService;
   readonly listings: ListingService;
+  readonly admin: AdminStatusService;
 
   readonly proxy: PullThroughCache | undefined;
 
@@ -31,5 +33,6 @@ export class Registry {
     this.discovery = new DiscoveryService(deps.db, deps.proxy);
     this.webhooks = new WebhookStatusService(deps.db, deps.options.webhookEndpoints ?? []);
     this.listings = new ListingService(deps.db);
+    this.admin = new AdminStatusService(deps.db, deps.bus);
   }
 }

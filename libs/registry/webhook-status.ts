@@ -29,6 +29,11 @@ export class WebhookStatusService {
     private readonly endpoints: WebhookEndpointInfo[],
   ) {}
 
+  /** Moves dead letters (all, one endpoint's, one event's) back to pending with their attempts reset; returns how many. */
+  redrive(filter: { endpoint?: string; eventId?: string }): Promise<number> {
+    return webhooks.redrive(this.db, filter);
+  }
+
   async status(): Promise<{ endpoints: WebhookEndpointStatus[] }> {
     const counts = new Map((await webhooks.endpointCounts(this.db)).map((c) => [c.endpoint, c]));
     const names = [...new Set([...this.endpoints.map((e) => e.name), ...counts.keys()])];

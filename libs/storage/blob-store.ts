@@ -23,6 +23,13 @@ export interface StoredObject {
   modified: Date;
 }
 
+/** A driver-level upload in progress that holds storage of its own: an S3 multipart upload. */
+export interface UnfinishedUpload {
+  key: string;
+  uploadId: string;
+  initiated: Date;
+}
+
 /**
  * Where blob bytes live. An upload writes straight to the object that will hold the finished blob
  * (`key`), so completing it never copies bytes.
@@ -49,6 +56,10 @@ export interface BlobStore {
   ping(signal?: AbortSignal): Promise<void>;
   /** Every object of the store, in no particular order (wharf reconcile compares it with metadata). */
   list(): AsyncIterable<StoredObject>;
+  /** Stores whose uploads hold storage outside any object (S3's multipart uploads): every one in progress. */
+  listUnfinishedUploads?(): AsyncIterable<UnfinishedUpload>;
+  /** Drops one of those; one already gone is not an error. */
+  abortUnfinishedUpload?(key: string, uploadId: string): Promise<void>;
   /** A URL clients can GET the object from directly for a while, where the store has one (S3). */
   presignedGetUrl?(key: string, expiresSeconds: number): Promise<string>;
 }

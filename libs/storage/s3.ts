@@ -5,14 +5,17 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  type S3ClientConfig,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
-import type { BlobStore, ByteRange, StoredObject, UploadState } from './blob-store.js';
+import type { BlobStore, ByteRange, StoredObject, UnfinishedUpload, UploadState } from './blob-store.js';
 
 export interface S3BlobStoreOptions {
   /** Endpoint URL (MinIO, s3rver); absent: AWS for the region. */
@@ -26,8 +29,22 @@ export interface S3BlobStoreOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Default lifetime of presigned GET URLs; 900 s when absent. */
   presignExpirySeconds?: number;
-  /** Size of every multipart part but the last (bytes); 8 MiB when absent, at least 5 MiB. */
+  /** Size of every multipart part but the last (bytes); DEFAULT_PART_SIZE when absent, at least 5 MiB. */
   partSize?: number;
+  /** Parts of one append sent at once while the next fills; 2 when absent. */
+  partConcurrency?: number;
+  /**
+   * Whether requests carry checksums: 'when_supported' (the SDK's default, AWS) sends streamed
+   * bodies aws-chunked with a trailing checksum, which Ceph RGW 16 answers 411 and s3rver stores
+   * verbatim; 'when_required' does not. 'auto' when absent: when_supported without an endpoint (AWS), else when_required.
+   */
+  checksum?: 'auto' | 'when_required' | 'when_supported';
+  /** Endpoint presigned URLs are made for, when clients reach S3 elsewhere than the nodes do. */
+  publicEndpoint?: string;
+  /** Milliseconds one attempt of a call may wait for its answer; 30 s when absent. */
+  timeoutMs?: number;
+  /** Attempts per call on 5xx, throttling, timeouts and connection resets; 4 when absent. */
+  maxAttempts?: number;
 }
 
 /** One uploaded part of the multipart upload. */
@@ -75,9 +92,12 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
+  /** Signs presigned URLs for the public endpoint; the same client when there is none. */
+  private readonly presigner: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly partSize: number;
+  private readonly partConcurrency: number;
   private readonly presignExpirySeconds: number;
 
   constructor(options: S3BlobStoreOptions) {
@@ -87,25 +107,17 @@ export class S3BlobStore implements BlobStore {
     if (!Number.isSafeInteger(this.partSize) || this.partSize < MIN_PART_SIZE) {
       throw new Error(`S3 part size must be an integer of at least ${MIN_PART_SIZE} bytes, not ${options.partSize}`);
     }
+    this.partConcurrency = options.partConcurrency ?? 2;
+    if (!Number.isSafeInteger(this.partConcurrency) || this.partConcurrency < 1) throw new Error(`S3 part concurrency must be a positive integer, not ${options.partConcurrency}`);
     this.presignExpirySeconds = options.presignExpirySeconds ?? 900;
-    this.client = new S3Client({
-      endpoint: options.endpoint,
-      region: options.region,
-      forcePathStyle: options.forcePathStyle,
-      credentials: options.credentials,
-      // Otherwise streamed bodies go out with aws-chunked framing, which s3rver stores verbatim.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      // An endpoint that drops packets fails within seconds (and counts as down) instead of
-      // holding requests for the operating system's TCP timeout. No socket idle timeout: a slow
-      // client legitimately leaves a GET's S3 stream idle.
-      requestHandler: { connectionTimeout: 5_000 },
-    });
+    this.client = new S3Client(clientConfig(options, options.endpoint));
+    this.presigner = options.publicEndpoint ? new S3Client(clientConfig(options, options.publicEndpoint)) : this.client;
   }
 
   /** Closes the client's connections. */
   destroy(): void {
     this.client.destroy();
+    if (this.presigner !== this.client) this.presigner.destroy();
   }
 
   private objectKey(key: string): string {
@@ -135,36 +147,45 @@ export class S3BlobStore implements BlobStore {
 
     // Tails an earlier committed request replaced: nothing references them now.
     const cleanup = this.deleteQuietly(state.stale);
-    // One part may be on its way to S3 while the next fills: the request's bytes keep coming in
-    // during an UploadPart instead of waiting for it. So at most two part buffers per request.
-    let inFlight: Promise<S3Part> | undefined;
+    // Up to partConcurrency parts may be on their way to S3 while the next fills: the request's
+    // bytes keep coming in during an UploadPart instead of waiting for it. So at most
+    // partConcurrency + 1 part buffers per request; parts are settled in order.
+    const inFlight: Array<Promise<S3Part>> = [];
+    const buffers: PartBuffer[] = [];
+    const partBuffer = () => {
+      const b = new PartBuffer(this.partSize);
+      buffers.push(b);
+      return b;
+    };
     try {
       const generation = state.generation + 1;
       const parts = [...state.parts];
-      let buffer = new PartBuffer(this.partSize);
-      let spare: PartBuffer | undefined;
+      let buffer = partBuffer();
+      const spares: PartBuffer[] = [];
+      const settleOldest = async () => {
+        const part = inFlight.shift();
+        if (part) parts.push(await part);
+      };
       const settle = async () => {
-        if (!inFlight) return;
-        const part = inFlight;
-        inFlight = undefined;
-        parts.push(await part);
+        while (inFlight.length) await settleOldest();
       };
       const consume = async (chunk: Buffer) => {
         let at = 0;
         while (at < chunk.length) {
           at += buffer.fill(chunk, at);
           if (buffer.full) {
-            await settle();
-            if (parts.length >= MAX_FULL_PARTS) throw new Error(`S3 upload of ${key} exceeds ${MAX_FULL_PARTS} parts of ${this.partSize} bytes; raise the part size`);
+            if (inFlight.length >= this.partConcurrency) await settleOldest();
+            const number = parts.length + inFlight.length + 1;
+            if (number > MAX_FULL_PARTS) throw new Error(`S3 upload of ${key} exceeds ${MAX_FULL_PARTS} parts of ${this.partSize} bytes; raise the part size`);
             const full = buffer;
-            buffer = spare ?? new PartBuffer(this.partSize);
-            spare = undefined;
-            inFlight = this.uploadPart(key, state.uploadId, parts.length + 1, full.bytes()).then((part) => {
+            buffer = spares.pop() ?? partBuffer();
+            const sending = this.uploadPart(key, state.uploadId, number, full.bytes()).then((part) => {
               full.clear();
-              spare = full;
+              spares.push(full);
               return part;
             });
-            inFlight.catch(() => {}); // awaited by settle() or below; never an unhandled rejection
+            sending.catch(() => {}); // awaited by settle() or below; never an unhandled rejection
+            inFlight.push(sending);
           }
         }
       };
@@ -206,7 +227,8 @@ export class S3BlobStore implements BlobStore {
       return { written, state: next };
     } finally {
       // Never leave a request in flight behind a settled append.
-      await inFlight?.catch(() => {});
+      await Promise.allSettled(inFlight);
+      for (const b of buffers) b.release();
       await cleanup;
     }
   }
@@ -228,14 +250,20 @@ export class S3BlobStore implements BlobStore {
         const body = await this.tailBytes(state.tail);
         parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, body));
       }
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: objectKey,
-          UploadId: state.uploadId,
-          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
-        }),
-      );
+      try {
+        await this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: objectKey,
+            UploadId: state.uploadId,
+            MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+          }),
+        );
+      } catch (err) {
+        // A retried Complete whose first attempt succeeded (its answer lost) finds no upload:
+        // the object of this size with this many parts is that first attempt's work.
+        if ((err as { name?: string }).name !== 'NoSuchUpload' || !(await this.isCompleted(objectKey, size, parts.length))) throw err;
+      }
     }
     await this.deleteQuietly(this.tailsOf(key, state));
   }
@@ -282,9 +310,31 @@ export class S3BlobStore implements BlobStore {
     } while (token);
   }
 
-  /** A URL that GETs the object without credentials until it expires. */
+  /** Multipart uploads in progress under the prefix (ListMultipartUploads), oldest pages first as S3 lists them. */
+  async *listUnfinishedUploads(): AsyncIterable<UnfinishedUpload> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix || undefined, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+      );
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId) continue;
+        yield { key: upload.Key.slice(this.prefix.length), uploadId: upload.UploadId, initiated: upload.Initiated ?? new Date(0) };
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+  }
+
+  /** Aborts one multipart upload, which frees its parts; one already gone is not an error. */
+  async abortUnfinishedUpload(key: string, uploadId: string): Promise<void> {
+    await this.abortMultipart(this.objectKey(key), uploadId);
+  }
+
+  /** A URL that GETs the object without credentials until it expires (made for the public endpoint when there is one). */
   async presignedGetUrl(key: string, expiresSeconds: number = this.presignExpirySeconds): Promise<string> {
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: expiresSeconds });
+    return getSignedUrl(this.presigner, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: expiresSeconds });
   }
 
   private async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<S3Part> {
@@ -326,6 +376,15 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
+  private async isCompleted(objectKey: string, size: number, parts: number): Promise<boolean> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }));
+      return head.ContentLength === size && (head.ETag ?? '').endsWith(`-${parts}"`);
+    } catch {
+      return false;
+    }
+  }
+
   /** Every tail object an upload in `state` may have left: its own, the stale ones, and the next generation a failed request may have written. */
   private tailsOf(key: string, state: S3UploadState): string[] {
     const keys = new Set(state.stale);
@@ -339,6 +398,37 @@ export class S3BlobStore implements BlobStore {
     const results = await Promise.allSettled(keys.map((k) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: k }))));
     return keys.filter((_, i) => results[i]?.status === 'rejected');
   }
+}
+
+function clientConfig(options: S3BlobStoreOptions, endpoint: string | undefined): S3ClientConfig {
+  const checksum = options.checksum === undefined || options.checksum === 'auto' ? (options.endpoint ? 'when_required' : 'when_supported') : options.checksum;
+  const mode = checksum === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return {
+    endpoint,
+    region: options.region,
+    forcePathStyle: options.forcePathStyle,
+    credentials: options.credentials,
+    requestChecksumCalculation: mode,
+    responseChecksumValidation: mode,
+    // The SDK's standard mode: exponential backoff with full jitter (base 100 ms, 500 ms after
+    // SlowDown/throttling, at most 20 s) on 5xx, throttling, timeouts and connection resets, within
+    // a retry quota. Every body this driver sends is a Buffer, so a retry can send it again.
+    retryMode: 'standard',
+    maxAttempts: options.maxAttempts ?? 4,
+    // Expect: 100-continue (the SDK's default above 2 MB) costs a round trip per part and, in this
+    // SDK, a fresh connection each time: every part would open a new socket.
+    expectContinueHeader: false,
+    requestHandler: {
+      // An endpoint that drops packets fails within seconds instead of the operating system's TCP timeout.
+      connectionTimeout: Math.min(5_000, timeoutMs),
+      // Each attempt's wait for the answer's headers (after its body is sent) is bounded, so a
+      // stalled S3 fails the call (503 to the client) instead of hanging it. No socket idle timeout:
+      // a slow client legitimately leaves a GET's S3 stream idle.
+      requestTimeout: timeoutMs,
+      throwOnRequestTimeout: true,
+    },
+  };
 }
 
 function committedSize(state: S3UploadState): number {
@@ -359,9 +449,31 @@ function parseState(state: UploadState): S3UploadState {
   return s as S3UploadState;
 }
 
-/** Bytes of one part being assembled; grows on demand up to the part size, so small requests stay small. */
+/**
+ * Full-size part buffers kept between requests. Allocating a fresh multi-MiB buffer for every
+ * part (and growing it by doubling) cost more CPU in a profile of a push than the copy into it:
+ * page faults of new memory, re-copies on growth, and the garbage collector freeing them.
+ * A few are kept; more than that go back to the collector.
+ */
+const POOLED_PARTS = 4;
+const pool = new Map<number, Buffer[]>();
+
+function takeBuffer(capacity: number): Buffer {
+  return pool.get(capacity)?.pop() ?? Buffer.allocUnsafeSlow(capacity);
+}
+
+function giveBuffer(buf: Buffer): void {
+  const free = pool.get(buf.length) ?? [];
+  if (free.length < POOLED_PARTS) free.push(buf);
+  pool.set(buf.length, free);
+}
+
+/** Past this many bytes a part buffer takes its full size at once (from the pool) instead of growing. */
+const SMALL_PART = 1024 * 1024;
+
+/** Bytes of one part being assembled; small until a request brings more than SMALL_PART, so small requests stay small. */
 class PartBuffer {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   length = 0;
 
   constructor(private readonly capacity: number) {}
@@ -374,7 +486,8 @@ class PartBuffer {
   fill(chunk: Buffer, from: number): number {
     const n = Math.min(chunk.length - from, this.capacity - this.length);
     if (this.length + n > this.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.min(this.capacity, Math.max(this.length + n, this.buf.length * 2, 64 * 1024)));
+      const need = this.length + n;
+      const grown = need > SMALL_PART ? takeBuffer(this.capacity) : Buffer.allocUnsafe(Math.min(SMALL_PART, Math.max(need, this.buf.length * 2, 64 * 1024)));
       this.buf.copy(grown, 0, 0, this.length);
       this.buf = grown;
     }
@@ -388,6 +501,13 @@ class PartBuffer {
   }
 
   clear(): void {
+    this.length = 0;
+  }
+
+  /** Hands a full-size buffer back to the pool; the PartBuffer is empty afterwards. Only once no request reads bytes(). */
+  release(): void {
+    if (this.buf.length === this.capacity && this.capacity > SMALL_PART) giveBuffer(this.buf);
+    this.buf = Buffer.alloc(0);
     this.length = 0;
   }
 }

@@ -17,6 +17,10 @@ import { upload, uploadStart } from './routes/uploads.js';
 import { extensions, manifestListing, namespace, tagDetails, tagHistory } from './routes/wharf.js';
 import { installAccessControl, installRateLimit, type AuthOptions } from './auth.js';
 import { installTokenIssuer } from './token-issuer.js';
+import { installAdminRoutes } from './routes/admin.js';
+import { installUi, type UiConfig } from './ui-static.js';
+import { checkPageMarker } from './query-text.js';
+import { originForm } from './absolute-form.js';
 
 export interface ApiOptions {
   registry: Registry;
@@ -36,6 +40,9 @@ export interface ApiOptions {
   tls?: { cert: string; key: string };
   /** Largest request head Node's parser accepts (431 above); Node's default when absent. */
   maxHeaderBytes?: number;
+  /** Serve the browser UI at <prefix>/ui (ui.enabled); `uiDir` overrides where its build is read from. */
+  ui?: boolean;
+  uiDir?: string;
 }
 
 const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K }>> } = {
@@ -86,6 +93,7 @@ function createServer(options: ApiOptions): FastifyInstance {
     connectionTimeout: 0,
     keepAliveTimeout: 75_000,
     clientErrorHandler: answerClientError,
+    rewriteUrl: (req) => originForm(req),
     frameworkErrors: (err, _request, reply) => {
       reply.header('docker-distribution-api-version', 'registry/2.0');
       const error = err.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_INVALID', 'malformed URL path', { detail: { reason: err.message } }) : toRegistryError(err);
@@ -166,6 +174,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const endpoint = request.v2?.endpoint;
     if (!endpoint) throw noSuchEndpoint();
     request.routeTemplate = ROUTE_TEMPLATES[endpoint.kind];
+    checkPageMarker(endpoint.kind, request.v2?.query ?? new URLSearchParams());
     if ('name' in endpoint) request.repository = endpoint.name;
     const table = TABLES[endpoint.kind] as MethodTable<Endpoint>;
     const handler = table[request.method] as Handler | undefined;
@@ -189,7 +198,18 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.route({ method: [...METHODS], url: `${v2}/`, handler: dispatch, exposeHeadRoute: false });
   app.route({ method: [...METHODS], url: `${v2}/*`, handler: dispatch, exposeHeadRoute: false });
   installOpsRoutes(app, options);
+  installAdminRoutes(app, options.registry, options.prefix);
+  if (options.ui) installUi(app, options.prefix, uiConfig(options), (message) => options.logger.warn(message), options.uiDir);
   return app;
+}
+
+/** How the UI signs in: through the built-in token service when this node serves it. */
+function uiConfig(options: ApiOptions): UiConfig {
+  const auth = options.auth;
+  if (!auth || auth.mode === 'none') return { auth: 'none' };
+  if (auth.mode === 'htpasswd') return { auth: 'htpasswd' };
+  const builtIn = !auth.token.realm && auth.issuer !== undefined;
+  return { auth: 'token', service: auth.token.service, ...(builtIn ? { tokenPath: `${options.prefix}/auth/token` } : {}) };
 }
 
 function noSuchEndpoint(): HttpError {

@@ -23,6 +23,8 @@ export interface TokenIssuerOptions {
   service: string;
   issuer: string;
   expirySeconds: number;
+  /** Lifetime of the built-in issuer's refresh tokens (offline_token=true). */
+  refreshExpirySeconds?: number;
 }
 
 interface CommonAuthOptions {

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { ConfigError, parseUpstreams, type Config } from '../../libs/config/index.js';
-import { openDatabase, runningEmbeddedPostgresUrl, startEmbeddedPostgres, type Database } from '../../libs/metadata/index.js';
+import { openDatabase, runningEmbeddedPostgresUrl, type Database } from '../../libs/metadata/index.js';
 import { fsck } from './fsck.js';
 import { reconcile } from './reconcile.js';
 import type { BlobStore } from '../../libs/storage/index.js';
-import { openBlobStore } from './parts.js';
+import { openBlobStore, startLockedEmbeddedPostgres } from './parts.js';
 
 /** `wharf reconcile` (alias `wharf gc`) and `wharf fsck`: offline-style checks that run safely next to a live registry. */
 
@@ -23,7 +23,7 @@ async function openAdminParts(config: Config): Promise<AdminParts> {
     const running = await runningEmbeddedPostgresUrl(dir);
     if (running) url = running;
     else {
-      const started = await startEmbeddedPostgres(dir);
+      const started = await startLockedEmbeddedPostgres(config);
       url = started.url;
       stop = started.stop;
     }
@@ -97,14 +97,19 @@ export async function runReconcile(config: Config, args: string[]): Promise<numb
       console.log(`missing object ${m.key} of blob ${m.digest}${m.manifests.length ? `, named by ${m.manifests.join(', ')}` : ''}${apply ? ': blob forgotten, push it again' : ''}`);
     }
     for (const d of report.dangling) console.log(`dangling reference: ${d.manifest} names ${d.digest}, which is not stored`);
+    for (const u of report.strayUploads) {
+      console.log(`unfinished multipart upload ${u.uploadId} of ${u.key} (started ${u.initiated.toISOString()}), no session owns it${apply ? ': aborted' : ''}`);
+    }
     console.log(
       `wharf reconcile${apply ? ' --apply' : ' --dry-run'}: ${report.objects} objects (${mib(report.bytes)}); ` +
         `${report.orphans.length} orphan objects (${mib(report.orphanBytes)})${apply ? `, ${report.orphansDeleted} deleted` : ''}; ` +
         `${report.missing.length} blobs with a missing object${apply ? `, ${report.blobsForgotten} forgotten` : ''}; ` +
-        `${report.dangling.length} dangling references`,
+        `${report.dangling.length} dangling references; ` +
+        `${report.strayUploads.length} unfinished multipart uploads no session owns${apply ? `, ${report.strayUploadsAborted} aborted` : ''}`,
     );
     const orphansLeft = apply ? report.orphans.length - report.orphansDeleted : report.orphans.length;
-    return orphansLeft > 0 || report.missing.length > 0 || report.dangling.length > 0 ? 1 : 0;
+    const straysLeft = apply ? report.strayUploads.length - report.strayUploadsAborted : report.strayUploads.length;
+    return orphansLeft > 0 || straysLeft > 0 || report.missing.length > 0 || report.dangling.length > 0 ? 1 : 0;
   } finally {
     await parts.close();
   }

@@ -6,6 +6,7 @@ import { runFsck, runReconcile } from './admin.js';
 import { runReindex } from './reindex.js';
 import { startServe, startWharf, startWorker } from './start.js';
 import { runWebhooks } from './webhooks.js';
+import { preflight } from './preflight.js';
 
 const USAGE = `usage: wharf <command> [--config FILE]
 
@@ -110,12 +111,15 @@ async function main(): Promise<void> {
   const config = loadConfig({ file: configFile });
   switch (command) {
     case 'all':
+      await preflight(config, 'all');
       return runUntilSignal(config, 'all', (logger) => startWharf(config, logger));
     case 'serve':
       needDatabase(config, 'serve');
+      await preflight(config, 'serve');
       return runUntilSignal(config, 'serve', (logger) => startServe(config, logger));
     case 'worker':
       needDatabase(config, 'worker');
+      await preflight(config, 'worker');
       return runUntilSignal(config, 'worker', (logger) => startWorker(config, logger));
     case 'migrate':
       return runMigrate(config);

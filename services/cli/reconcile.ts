@@ -2,7 +2,8 @@
 import type { Kysely } from 'kysely';
 import { inventory, type Schema } from '../../libs/metadata/index.js';
 import { isForeignLayer, parseManifest } from '../../libs/oci/index.js';
-import type { BlobStore } from '../../libs/storage/index.js';
+import { sweepUnfinishedUploads } from '../../libs/registry/index.js';
+import type { BlobStore, UnfinishedUpload } from '../../libs/storage/index.js';
 
 export interface ReconcileOptions {
   /** Delete orphan objects, and forget blobs whose object is gone (so clients upload them again). */
@@ -24,8 +25,11 @@ export interface ReconcileReport {
   missing: Array<{ digest: string; key: string; manifests: string[] }>;
   /** A manifest naming a config or layer that has no blob (a foreign layer excepted). */
   dangling: Array<{ manifest: string; digest: string }>;
-  /** With apply: orphans deleted and missing blobs forgotten. */
+  /** S3 multipart uploads older than minAgeSeconds that no upload session owns (their parts are in no listing). */
+  strayUploads: UnfinishedUpload[];
+  /** With apply: orphans deleted, stray multipart uploads aborted and missing blobs forgotten. */
   orphansDeleted: number;
+  strayUploadsAborted: number;
   blobsForgotten: number;
 }
 
@@ -71,6 +75,8 @@ export async function reconcile(db: Kysely<Schema>, store: BlobStore, options: R
     missing.push({ digest: blob.digest, key, manifests: await inventory.manifestsNaming(db, blob.digest, 10) });
   }
 
+  const strays = await sweepUnfinishedUploads(db, store, { olderThanSeconds: options.minAgeSeconds, apply: options.apply });
+
   let orphansDeleted = 0;
   let blobsForgotten = 0;
   if (options.apply) {
@@ -87,7 +93,9 @@ export async function reconcile(db: Kysely<Schema>, store: BlobStore, options: R
     orphans,
     orphanBytes: orphans.reduce((sum, o) => sum + o.size, 0),
     missing,
+    strayUploads: strays.stray,
     orphansDeleted,
+    strayUploadsAborted: strays.aborted,
     blobsForgotten,
   };
 }

@@ -152,7 +152,9 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
 /** `wharf all`: API, relay and (later) workers in one process; applies migrations first. The embedded default. */
 export async function startWharf(config: Config, logger = createLogger(config['log.level'])): Promise<RunningWharf> {
   return assembled(config, logger, async (parts) => {
-    const applied = await migrate(parts.database.db);
+    // A migration step may take longer than the statement timeout a serving connection gets.
+    const unbounded = parts.database.unbounded();
+    const applied = await migrate(unbounded.db).finally(() => unbounded.close());
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
   }, true);
 }

@@ -37,6 +37,9 @@ export function registryOptionsFromConfig(config: Config): RegistryOptions {
     webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),
     blobMaxBytes: config['limits.blobbytes'],
     proxyUpstreams: parseUpstreams(config['proxy.upstreams']),
+    // Well inside the upload pool's idle-in-transaction timeout (parts.ts: databaseTimeouts).
+    automaticMount: config['uploads.automount'],
+    uploadKeepAliveMs: config['database.idletransactiontimeout'] > 0 ? (config['database.idletransactiontimeout'] * 1000) / 3 : undefined,
   };
 }
 
@@ -59,6 +62,7 @@ export function apiOptionsFromConfig(config: Config, runtime: { registry: Regist
     auth: authFromConfig(config),
     ...(tls ? { tls } : {}),
     maxHeaderBytes: config['limits.headerbytes'],
+    ui: config['ui.enabled'],
   };
 }
 
@@ -74,7 +78,12 @@ function parsed<T>(key: string, parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    throw new ConfigError(`${key}: ${(err as Error).message}`);
+    // read() already named the key: no second prefix.
+    if (err instanceof ConfigError) throw err;
+    const message = (err as Error).message;
+    // OpenSSL's "error:1E08010C:DECODER routines::unsupported" says nothing to an operator.
+    if (/DECODER routines|unsupported|no start line|bad base64/i.test(message)) throw new ConfigError(`${key}: the file is not a PEM key or certificate this registry can read (${message})`);
+    throw new ConfigError(`${key}: ${message}`);
   }
 }
 
@@ -93,7 +102,7 @@ export function authFromConfig(config: Config): AuthOptions {
   // loadConfig made sure the issuer has its htpasswd file.
   const issuer: TokenIssuerOptions | undefined =
     signingKey && htpasswd
-      ? { signingKey, htpasswd, service: config['auth.token.service'], issuer: config['auth.token.issuer'], expirySeconds: config['auth.token.expiry'] }
+      ? { signingKey, htpasswd, service: config['auth.token.service'], issuer: config['auth.token.issuer'], expirySeconds: config['auth.token.expiry'], refreshExpirySeconds: config['auth.token.refreshexpiry'] }
       : undefined;
   const common = {
     basicRealm: config['auth.htpasswd.realm'],

@@ -2,7 +2,7 @@ import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
 import { parseUpstreams } from '../../libs/config/index.js';
 import { gc } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
-import { GarbageCollector, ProxyRetention, type ReviewResult } from '../../libs/registry/index.js';
+import { GarbageCollector, ProxyRetention, sweepUnfinishedUploads, type ReviewResult } from '../../libs/registry/index.js';
 import type { WorkerContext, WorkerRole } from './role.js';
 
 const decisions = counter({ name: 'wharf_gc_decisions_total', help: 'Garbage collection review decisions', labelNames: ['kind', 'outcome'] });
@@ -10,6 +10,7 @@ const bytesReclaimed = counter({ name: 'wharf_gc_bytes_reclaimed_total', help: '
 const objectsDeleted = counter({ name: 'wharf_gc_objects_deleted_total', help: 'Storage objects deleted by garbage collection', labelNames: ['reason'] });
 const linksRemoved = counter({ name: 'wharf_gc_links_removed_total', help: 'Repository blob links removed because no manifest of the repository referenced them' });
 const uploadsExpired = counter({ name: 'wharf_gc_uploads_expired_total', help: 'Upload sessions cancelled after uploads.maxidle without a request' });
+const multipartAborted = counter({ name: 'wharf_gc_multipart_uploads_aborted_total', help: 'S3 multipart uploads no upload session owned, aborted by the sweep' });
 const queueDepth = gauge({ name: 'wharf_gc_queue_depth', help: 'Rows in each garbage collection queue, due or not', labelNames: ['queue'] });
 const oldestDue = gauge({ name: 'wharf_gc_oldest_due_seconds', help: 'How long the oldest due review or deletion has been waiting' });
 
@@ -79,9 +80,19 @@ export const gcRole: WorkerRole = {
       }
     };
 
+    let nextSweep = 0;
+    const sweep = async () => {
+      if (Date.now() < nextSweep) return;
+      nextSweep = Date.now() + config['gc.sweepinterval'] * 1000;
+      const report = await sweepUnfinishedUploads(database.db, store, { olderThanSeconds: config['gc.uploadgrace'], apply: true });
+      if (report.aborted > 0) multipartAborted.inc(report.aborted);
+      if (report.stray.length > 0) logger.info({ aborted: report.aborted, failed: report.failed }, 'multipart uploads no session owns were aborted');
+    };
+
     const housekeepingLoop = async () => {
       while (running) {
         try {
+          await sweep();
           const expired = await collector.expireIdleUploads(config['uploads.maxidle'], 500);
           if (expired > 0) uploadsExpired.inc(expired);
           const { deleted } = await collector.deleteQueuedObjects(100);

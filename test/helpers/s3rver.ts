@@ -1,13 +1,16 @@
 /**
- * An S3 endpoint for tests. With WHARF_TEST_S3_ENDPOINT set, that endpoint is used (MinIO, AWS…):
+ * An S3 endpoint for tests. With WHARF_TEST_S3_ENDPOINT set, that endpoint is used (Ceph RGW from
+ * scripts/rgw.sh, as CI runs it; MinIO, AWS…):
  * the bucket is WHARF_TEST_S3_BUCKET, or a uniquely named one created here and removed by close().
  * Otherwise s3rver runs in a child process (services/cli/local-s3.ts).
  */
 import { randomBytes } from 'node:crypto';
 import {
+  AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -41,6 +44,14 @@ async function externalEndpoint(endpoint: string): Promise<S3Endpoint> {
         await Promise.all((page.Contents ?? []).map((o) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }))));
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
+      // A bucket with multipart uploads in progress cannot be deleted (RGW, AWS).
+      let marker: { KeyMarker?: string; UploadIdMarker?: string } = {};
+      for (;;) {
+        const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, ...marker }));
+        await Promise.all((page.Uploads ?? []).map((u) => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }))));
+        if (!page.IsTruncated) break;
+        marker = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
+      }
       await client.send(new DeleteBucketCommand({ Bucket: bucket }));
     } catch {
       // best effort: a bucket left behind has a name that says where it came from
