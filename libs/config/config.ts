@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { checkUpstreams } from './proxy.js';
 import { parseUntaggedPolicy } from './duration.js';
 import { KEYS, NON_KEY_ENV, NON_KEY_ENV_PREFIXES, type ConfigKey, type KeySpec } from './keys.js';
 
@@ -144,6 +145,9 @@ function validate(config: Config): void {
   }
   if (config['auth.token.signingkey'] !== '' && config['auth.htpasswd.path'] === '') throw new ConfigError('the built-in token issuer (auth.token.signingkey) checks users against auth.htpasswd.path');
   if ((config['http.tls.certificate'] === '') !== (config['http.tls.key'] === '')) throw new ConfigError('http.tls.certificate and http.tls.key go together');
+  // Overrides skip the per-key check that file and environment values get.
+  const upstreams = checkUpstreams(config['proxy.upstreams']);
+  if (upstreams) throw new ConfigError(`proxy.upstreams: ${upstreams}`);
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(config['log.level'])) throw new ConfigError(`log.level must be one of ${levels.join(', ')}`);
   for (const key of ['validation.manifests.urls.allow', 'validation.manifests.urls.deny'] as const) {

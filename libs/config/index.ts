@@ -1,4 +1,5 @@
 export * from './keys.js';
 export * from './config.js';
 export * from './notifications.js';
+export * from './proxy.js';
 export * from './duration.js';

@@ -1,4 +1,5 @@
 import { checkEndpoints } from './notifications.js';
+import { checkUpstreams } from './proxy.js';
 import { checkGroups, checkPolicy } from '../auth/policy.js';
 
 /** Every configuration key: its type, default, environment variable and meaning. docs/configuration.md mirrors this table. */
@@ -217,6 +218,13 @@ export const KEYS = {
     env: 'WHARF_NOTIFICATIONS_RETENTION',
     min: 60,
     doc: 'seconds delivered webhook deliveries and recorded attempts are kept (the window in which a re-delivered event is recognised) before they are pruned',
+  },
+  'proxy.upstreams': {
+    type: 'json',
+    default: [],
+    env: 'WHARF_PROXY_UPSTREAMS',
+    doc: 'pull-through cache: registries served under local prefixes (list of name, url, mirrors, prefix, path, library, username, passwordfile or passwordenv, ttl, retention, onnotfound, timeout, retries); see docs/proxy.md',
+    check: (value) => checkUpstreams(value),
   },
   'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
   'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },

@@ -16,4 +16,5 @@ export * as listings from './listings.js';
 export * as readModels from './read-models.js';
 export type { ManifestFilter } from './listings.js';
 export type { ListingChange } from './read-models.js';
+export * as proxyCache from './proxy-cache.js';
 export * as unfinishedUploads from './unfinished-uploads.js';

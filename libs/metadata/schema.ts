@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type { ProxyBlobFillsTable, ProxyChecksTable, ProxyPullsTable } from './proxy-cache.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
@@ -129,6 +130,9 @@ export interface Schema {
   namespace_children: NamespaceChildrenTable;
   manifest_listing: ManifestListingTable;
   manifest_listing_state: ManifestListingStateTable;
+  proxy_checks: ProxyChecksTable;
+  proxy_pulls: ProxyPullsTable;
+  proxy_blob_fills: ProxyBlobFillsTable;
 }
 
 // Read models (migrations/0003_listings.sql), written by the catalog-indexer and manifest-lister.

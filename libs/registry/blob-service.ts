@@ -24,11 +24,12 @@ export class BlobService {
    * in Distribution. `keep` (a HEAD: a client deciding not to upload) pushes a pending garbage
    * collection review of the blob out by the grace period.
    */
-  async find(repository: string, digest: string, how: { keep?: boolean } = {}): Promise<BlobHandle> {
+  async find(repository: string, digest: string, how: { keep?: boolean; context?: RequestContext } = {}): Promise<BlobHandle> {
     checkName(repository);
     parseDigest(digest);
     const blob = await blobs.findLinkedBlob(this.deps.db, repository, digest);
     if (blob) {
+      this.deps.proxy?.blobHit(repository, digest);
       if (how.keep) await gc.postponeBlobReviews(this.deps.db, [digest], gcPolicy(this.deps).uploadGraceSeconds);
       const handle: BlobHandle = { digest, size: blob.size, open: (range) => this.deps.store.read(blob.storage_key, range) };
       const { store, options } = this.deps;
@@ -46,6 +47,8 @@ export class BlobService {
         open: async (range) => Readable.from([range ? bytes.subarray(range.start, range.end + 1) : bytes]),
       };
     }
+    const cached = await this.deps.proxy?.blob(repository, digest, how.keep === true, how.context);
+    if (cached) return cached;
     throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
   }
 

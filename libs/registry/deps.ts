@@ -3,6 +3,8 @@ import type { EventBus, RegistryEvent } from '../events/index.js';
 import type { Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
+import type { PullThroughCache } from './proxy/pull-through.js';
+import type { UpstreamSettings } from './proxy/upstreams.js';
 
 export interface RegistryOptions {
   pullEvents: boolean;
@@ -18,6 +20,8 @@ export interface RegistryOptions {
   webhookEndpoints?: Array<{ name: string; url: string; disabled: boolean }>;
   /** Largest blob an upload may grow to, counted while the body streams; 0: no limit. */
   blobMaxBytes?: number;
+  /** Pull-through cache upstreams (proxy.upstreams); none: no repository is proxied. */
+  proxyUpstreams?: UpstreamSettings[];
   /**
    * Milliseconds between no-op statements in an upload's transaction while its body keeps
    * arriving, so the server's idle-in-transaction backstop ends only stalled ones; absent: none.
@@ -41,6 +45,8 @@ export interface RegistryDeps {
   /** Reports failures that must not fail the request (a best-effort pull event, a redundant object left behind). */
   warn: (message: string, err: unknown) => void;
   options: RegistryOptions;
+  /** Set by Registry when options.proxyUpstreams names any. */
+  proxy?: PullThroughCache;
 }
 
 export function gcPolicy(deps: RegistryDeps): GcPolicy {

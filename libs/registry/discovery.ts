@@ -1,5 +1,7 @@
 import { listings, manifests, tags } from '../metadata/index.js';
 import { MediaTypes, RegistryError, checkName, isStorableText, parseDigest, type Descriptor } from '../oci/index.js';
+import type { RequestContext } from './context.js';
+import type { PullThroughCache } from './proxy/pull-through.js';
 
 export interface Page<T> {
   items: T[];
@@ -20,7 +22,10 @@ function page(items: string[], n: number): Page<string> {
 
 /** Content discovery: tags, referrers, and the catalog. */
 export class DiscoveryService {
-  constructor(private readonly db: import('kysely').Kysely<import('../metadata/index.js').Schema>) {}
+  constructor(
+    private readonly db: import('kysely').Kysely<import('../metadata/index.js').Schema>,
+    private readonly proxy?: PullThroughCache,
+  ) {}
 
   /** A page of tags as the text of a JSON array, and the `last` of the next page when more follow. */
   async tagsJson(repository: string, n: number, last: string | undefined): Promise<{ json: string; next?: string }> {
@@ -32,9 +37,10 @@ export class DiscoveryService {
     return page;
   }
 
-  async referrers(repository: string, digest: string, artifactType: string | undefined): Promise<ImageIndex> {
+  async referrers(repository: string, digest: string, artifactType: string | undefined, context?: RequestContext): Promise<ImageIndex> {
     checkName(repository);
     parseDigest(digest);
+    await this.proxy?.referrers(repository, digest, context);
     // No stored artifactType holds a character PostgreSQL refuses: such a filter matches nothing.
     const rows = artifactType !== undefined && !isStorableText(artifactType) ? [] : await manifests.listReferrers(this.db, repository, digest, artifactType);
     return {

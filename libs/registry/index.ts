@@ -12,4 +12,5 @@ export type { WebhookEndpointStatus } from './webhook-status.js';
 export type { ManifestFilter } from '../metadata/index.js';
 export type { ListedRepository, ManifestDescriptor, TagDetail, HistoryEntry } from './listing-service.js';
 export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';
+export { ProxyRetention } from './proxy/retention.js';
 export { sweepUnfinishedUploads, type SweepReport } from './multipart-sweep.js';

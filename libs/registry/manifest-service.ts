@@ -1,5 +1,5 @@
 import { Subjects } from '../events/index.js';
-import { blobs, gc, manifests, repositories, tags, type ManifestLookup } from '../metadata/index.js';
+import { blobs, gc, manifests, repositories, tags, type Executor, type ManifestLookup } from '../metadata/index.js';
 import {
   RegistryError,
   checkName,
@@ -52,9 +52,9 @@ export class ManifestService {
     // conformance suite answer (a PUT of one still gets 400 TAG_INVALID).
     if (!isDigest(reference) && !isTag(reference)) throw unknownManifest(reference);
     const ref = parseReference(reference);
-    const row = withPayload
-      ? await manifests.findManifestWithPayload(this.deps.db, repository, ref)
-      : await manifests.findManifest(this.deps.db, repository, ref);
+    const row =
+      (await this.deps.proxy?.manifest(repository, ref, withPayload, context)) ??
+      (withPayload ? await manifests.findManifestWithPayload(this.deps.db, repository, ref) : await manifests.findManifest(this.deps.db, repository, ref));
     if (!row) throw unknownManifest(reference);
     const result: StoredManifest = { digest: row.digest, mediaType: row.media_type, size: row.size };
     if ('payload' in row) {
@@ -73,6 +73,7 @@ export class ManifestService {
 
   async put(repository: string, reference: string, payload: Buffer, contentType: string | undefined, context: RequestContext): Promise<PutResult> {
     checkName(repository);
+    this.deps.proxy?.refusePush(repository);
     const ref = parseReference(reference);
     if (payload.length > this.deps.options.manifestMaxBytes) throw tooLarge(this.deps.options.manifestMaxBytes);
     const manifest = parseManifest(payload, contentType);
@@ -96,20 +97,7 @@ export class ManifestService {
       if (missingChild) {
         throw new RegistryError('MANIFEST_UNKNOWN', 'index references a manifest unknown to this repository', { detail: { digest: missingChild } });
       }
-      const { id, created } = await manifests.insertManifest(trx, {
-        repository_id: repositoryId,
-        digest,
-        media_type: manifest.mediaType,
-        artifact_type: manifest.artifactType,
-        size: payload.length,
-        payload,
-        config_digest: manifest.configDigest,
-        subject_digest: manifest.subject?.digest ?? null,
-        annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
-      });
-      if (created) {
-        await manifests.insertReferences(trx, id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
-      }
+      const { id, created } = await insertParsedManifest(trx, repositoryId, digest, manifest, payload);
       const policy = gcPolicy(this.deps);
       if (tag !== undefined) {
         const { previous } = await tags.setTag(trx, repositoryId, tag, id, digest);
@@ -191,6 +179,23 @@ export class ManifestService {
     }
     return true;
   }
+}
+
+/** Stores a parsed manifest's row and, when it is new, its references; the id and whether it was new. */
+export async function insertParsedManifest(trx: Executor, repositoryId: number, digest: string, manifest: ParsedManifest, payload: Buffer): Promise<{ id: number; created: boolean }> {
+  const inserted = await manifests.insertManifest(trx, {
+    repository_id: repositoryId,
+    digest,
+    media_type: manifest.mediaType,
+    artifact_type: manifest.artifactType,
+    size: payload.length,
+    payload,
+    config_digest: manifest.configDigest,
+    subject_digest: manifest.subject?.digest ?? null,
+    annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+  });
+  if (inserted.created) await manifests.insertReferences(trx, inserted.id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
+  return inserted;
 }
 
 function unique(values: string[]): string[] {

@@ -50,6 +50,7 @@ export class UploadService {
 
   async start(repository: string): Promise<UploadSession> {
     checkName(repository);
+    this.deps.proxy?.refusePush(repository);
     const id = randomUUID();
     const key = `${id.slice(0, 2)}/${id}`;
     const storageState = await this.deps.store.beginUpload(key);
@@ -183,6 +184,7 @@ export class UploadService {
    */
   async mount(repository: string, digest: string, from: string | undefined, context: RequestContext): Promise<boolean> {
     checkName(repository);
+    this.deps.proxy?.refusePush(repository);
     parseDigest(digest);
     let source: string | undefined;
     if (from !== undefined) {

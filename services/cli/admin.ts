@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ConfigError, type Config } from '../../libs/config/index.js';
+import { ConfigError, parseUpstreams, type Config } from '../../libs/config/index.js';
 import { openDatabase, runningEmbeddedPostgresUrl, type Database } from '../../libs/metadata/index.js';
 import { fsck } from './fsck.js';
 import { reconcile } from './reconcile.js';
@@ -89,7 +89,8 @@ export async function runReconcile(config: Config, args: string[]): Promise<numb
   const parts = await openAdminParts(config);
   try {
     const bar = progress('listing storage');
-    const report = await reconcile(parts.database.db, parts.store, { apply, minAgeSeconds, onProgress: bar.update });
+    const proxiedPrefixes = parseUpstreams(config['proxy.upstreams']).map((u) => u.prefix);
+    const report = await reconcile(parts.database.db, parts.store, { apply, minAgeSeconds, onProgress: bar.update, proxiedPrefixes });
     bar.end();
     for (const o of report.orphans) console.log(`orphan object ${o.key} (${o.size} bytes)${apply ? ': deleted' : ''}`);
     for (const m of report.missing) {

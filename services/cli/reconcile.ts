@@ -11,6 +11,8 @@ export interface ReconcileOptions {
   /** Objects younger than this are never orphans: their metadata may be a moment behind. */
   minAgeSeconds: number;
   onProgress?: (done: number, total: number | undefined) => void;
+  /** Pull-through cache prefixes: their manifests name blobs fetched only when first pulled, which is not dangling. */
+  proxiedPrefixes?: string[];
 }
 
 export interface ReconcileReport {
@@ -85,7 +87,7 @@ export async function reconcile(db: Kysely<Schema>, store: BlobStore, options: R
     for (const m of missing) if (await inventory.forgetBlob(db, m.digest, m.key)) blobsForgotten++;
   }
   return {
-    dangling: await danglingReferences(db),
+    dangling: await danglingReferences(db, options.proxiedPrefixes ?? []),
     objects: listed.size,
     bytes,
     orphans,
@@ -98,9 +100,10 @@ export async function reconcile(db: Kysely<Schema>, store: BlobStore, options: R
   };
 }
 
-async function danglingReferences(db: Kysely<Schema>): Promise<ReconcileReport['dangling']> {
+async function danglingReferences(db: Kysely<Schema>, proxiedPrefixes: string[]): Promise<ReconcileReport['dangling']> {
   const dangling: ReconcileReport['dangling'] = [];
   for (const row of await inventory.blobReferencesWithoutBlob(db)) {
+    if (proxiedPrefixes.some((p) => row.repository.startsWith(`${p}/`))) continue;
     let foreign = false;
     try {
       const parsed = parseManifest(row.payload, row.media_type);

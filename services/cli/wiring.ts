@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { buildTrustStore, Htpasswd, loadPrivateKey, parseCertificateBundle, parseJwks, Policy, type GroupDefinition, type PolicyRule } from '../../libs/auth/index.js';
-import { ConfigError, parseEndpoints, parseUntaggedPolicy, redactUrl, type Config } from '../../libs/config/index.js';
+import { ConfigError, parseEndpoints, parseUntaggedPolicy, parseUpstreams, redactUrl, type Config } from '../../libs/config/index.js';
 import type { EventSource } from '../../libs/events/index.js';
 import type { GcPolicy, HealthChecker, Registry, RegistryOptions } from '../../libs/registry/index.js';
 import type { Logger } from '../../libs/log/index.js';
@@ -36,6 +36,7 @@ export function registryOptionsFromConfig(config: Config): RegistryOptions {
     gc: gcPolicyFromConfig(config),
     webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),
     blobMaxBytes: config['limits.blobbytes'],
+    proxyUpstreams: parseUpstreams(config['proxy.upstreams']),
     // Well inside the upload pool's idle-in-transaction timeout (parts.ts: databaseTimeouts).
     automaticMount: config['uploads.automount'],
     uploadKeepAliveMs: config['database.idletransactiontimeout'] > 0 ? (config['database.idletransactiontimeout'] * 1000) / 3 : undefined,

@@ -1,7 +1,8 @@
 import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
+import { parseUpstreams } from '../../libs/config/index.js';
 import { gc } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
-import { GarbageCollector, sweepUnfinishedUploads, type ReviewResult } from '../../libs/registry/index.js';
+import { GarbageCollector, ProxyRetention, sweepUnfinishedUploads, type ReviewResult } from '../../libs/registry/index.js';
 import type { WorkerContext, WorkerRole } from './role.js';
 
 const decisions = counter({ name: 'wharf_gc_decisions_total', help: 'Garbage collection review decisions', labelNames: ['kind', 'outcome'] });
@@ -55,6 +56,10 @@ export const gcRole: WorkerRole = {
       outboxWritten: () => {},
       warn: (message, err) => logger.warn({ err }, message),
     });
+    const upstreams = parseUpstreams(config['proxy.upstreams']);
+    const retention = upstreams.length
+      ? new ProxyRetention({ db: database.db, policy: gcPolicy, source: { addr: '', instanceID: config['events.instanceid'] || `gc-${process.pid}` }, outboxWritten: () => {} }, upstreams)
+      : undefined;
     const pollMs = config['gc.pollinterval'];
     const naps = new WakeableSleep();
     let running = true;
@@ -91,6 +96,8 @@ export const gcRole: WorkerRole = {
           const expired = await collector.expireIdleUploads(config['uploads.maxidle'], 500);
           if (expired > 0) uploadsExpired.inc(expired);
           const { deleted } = await collector.deleteQueuedObjects(100);
+          // Cached content of a pull-through upstream unpulled past its retention (docs/proxy.md).
+          if (retention) await retention.sweep(100);
           for (const d of deleted) {
             objectsDeleted.inc({ reason: d.reason });
             bytesReclaimed.inc(d.size);

@@ -7,7 +7,7 @@ type BlobEndpoint = Extract<Endpoint, { kind: 'blob' }>;
 
 async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
   const { name, digest } = call.endpoint;
-  const blob = await call.registry.blobs.find(name, digest, { keep: !withBody });
+  const blob = await call.registry.blobs.find(name, digest, { keep: !withBody, context: call.context });
   if (withBody && blob.redirect) {
     const location = await blob.redirect();
     call.registry.blobs.pulled(name, blob, call.context);

@@ -34,7 +34,7 @@ export const catalog: MethodTable<CatalogEndpoint> = {
 export const referrers: MethodTable<ReferrersEndpoint> = {
   GET: async (call) => {
     const artifactType = call.query.get('artifactType') ?? undefined;
-    const index = await call.registry.discovery.referrers(call.endpoint.name, call.endpoint.digest, artifactType);
+    const index = await call.registry.discovery.referrers(call.endpoint.name, call.endpoint.digest, artifactType, call.context);
     if (artifactType !== undefined) call.reply.header('oci-filters-applied', 'artifactType');
     // A Buffer, so Fastify does not append a charset to the media type clients compare exactly.
     return call.reply.code(200).type('application/vnd.oci.image.index.v1+json').send(Buffer.from(JSON.stringify(index)));
