@@ -118,7 +118,10 @@ export class RssSampler {
 
   sample(): void {
     let peaks = this.peaks.get(this.phase);
-    if (!peaks) this.peaks.set(this.phase, (peaks = {}));
+    if (!peaks) {
+      peaks = {};
+      this.peaks.set(this.phase, peaks);
+    }
     const note = (series: string, kib: number) => {
       peaks![series] = Math.max(peaks![series] ?? 0, kib);
     };

@@ -69,7 +69,7 @@ async function measured(into: Moves, mib: number, procs: Proc[], task: () => Pro
   await task();
   const seconds = (performance.now() - t) / 1000;
   into.mibps.push(mib / seconds);
-  procs.forEach((p, i) => into.cpu.set(p.label, [...(into.cpu.get(p.label) ?? []), (cpuOf(p) - before[i]!) / mib]));
+  for (const [i, p] of procs.entries()) into.cpu.set(p.label, [...(into.cpu.get(p.label) ?? []), (cpuOf(p) - before[i]!) / mib]);
   return seconds;
 }
 

@@ -160,7 +160,9 @@ describe('NatsBus', { skip: unavailable ?? false }, () => {
     }
     await bus.publish(Subjects.blobPush, event('durable/not-for-this-filter'));
     // Earlier tests published manifest events too: the new durable starts from the stream's start.
-    await eventually(() => sent.forEach((e) => assert.equal(handled.get(e.id), 1, e.id)));
+    await eventually(() => {
+      for (const e of sent) assert.equal(handled.get(e.id), 1, e.id);
+    });
     // Stopping one replica leaves the work to the other.
     await stopA();
     const later: RegistryEvent[] = [];
@@ -169,7 +171,9 @@ describe('NatsBus', { skip: unavailable ?? false }, () => {
       later.push(e);
       await bus.publish(Subjects.manifestPush, e);
     }
-    await eventually(() => later.forEach((e) => assert.equal(handled.get(e.id), 1, e.id)));
+    await eventually(() => {
+      for (const e of later) assert.equal(handled.get(e.id), 1, e.id);
+    });
     await sleep(300);
     assert.ok([...handled.values()].every((n) => n === 1), 'no event handled twice');
     assert.ok(byReplica[0]! > 0 && byReplica[1]! > 0, `both replicas worked: ${byReplica}`);

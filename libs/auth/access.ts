@@ -42,7 +42,10 @@ export class AccessSet {
   add(a: Access): void {
     const key = `${a.type}\u0000${a.name}`;
     let set = this.map.get(key);
-    if (!set) this.map.set(key, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.map.set(key, set);
+    }
     for (const action of a.actions) set.add(action);
   }
 

@@ -71,12 +71,12 @@ function globToRegExp(pattern: string, user: string | undefined): RegExp | undef
   if (pattern.includes('${user}') && user === undefined) return undefined;
   const source = pattern
     .split(/(\*\*|\*|\$\{user\})/)
-    .map((piece) => (piece === '**' ? '.*' : piece === '*' ? '[^/]*' : piece === '${user}' ? escape(user!) : escape(piece)))
+    .map((piece) => (piece === '**' ? '.*' : piece === '*' ? '[^/]*' : piece === '${user}' ? escapeRegExp(user!) : escapeRegExp(piece)))
     .join('');
   return new RegExp(`^${source}$`);
 }
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The identity a request acts as: a user name, or undefined when anonymous. */
 export type Principal = string | undefined;

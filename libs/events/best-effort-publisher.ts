@@ -38,7 +38,10 @@ export class BestEffortPublisher {
   }
 
   offer(subject: string, event: RegistryEvent): void {
-    if (this.closed || this.queue.length >= this.maxQueued) return this.onDropped('full');
+    if (this.closed || this.queue.length >= this.maxQueued) {
+      this.onDropped('full');
+      return;
+    }
     this.queue.push({ subject, event });
     if (!this.scheduled) {
       this.scheduled = true;

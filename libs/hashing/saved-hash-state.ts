@@ -26,7 +26,7 @@ export class HashStateError extends Error {}
 export function encodeState(state: Sha256State): Buffer {
   const out = Buffer.alloc(HEADER + state.pending.length);
   MAGIC.copy(out, 0);
-  state.words.forEach((w, i) => out.writeUInt32BE(w >>> 0, MAGIC.length + 4 * i));
+  for (const [i, w] of state.words.entries()) out.writeUInt32BE(w >>> 0, MAGIC.length + 4 * i);
   out.writeBigUInt64BE(BigInt(state.count), MAGIC.length + 32);
   state.pending.copy(out, HEADER);
   return out;
@@ -78,7 +78,7 @@ export function toHashWasm(state: Sha256State, tag: Uint8Array): Uint8Array {
   Buffer.from(tag).copy(b, 0);
   state.pending.copy(b, WASM_TAG);
   b.writeBigUInt64LE(BigInt(state.count), WASM_TAG + 64);
-  state.words.forEach((w, i) => b.writeUInt32LE(w >>> 0, WASM_TAG + 72 + 4 * i));
+  for (const [i, w] of state.words.entries()) b.writeUInt32LE(w >>> 0, WASM_TAG + 72 + 4 * i);
   b.writeUInt32LE(32, WASM_TAG + 104);
   return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }

@@ -1,4 +1,5 @@
 /** U+0000, or a UTF-16 surrogate without its pair: PostgreSQL stores neither in text or jsonb. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is exactly what PostgreSQL text cannot hold
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** Whether PostgreSQL can store `s` in a text or jsonb column as it is. */

@@ -55,7 +55,10 @@ export class HealthChecker {
 
   check(): Promise<HealthReport> {
     if (this.last && Date.now() - this.last.at < this.maxAgeMs) return Promise.resolve(this.last.report);
-    return (this.running ??= this.run().finally(() => (this.running = undefined)));
+    this.running ??= this.run().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
   }
 
   private async run(): Promise<HealthReport> {

@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type Dir } from 'node:fs';
 import { access, constants, mkdir, open, opendir, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -68,7 +68,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async *list(): AsyncIterable<StoredObject> {
     const walk = async function* (dir: string, prefix: string): AsyncGenerator<StoredObject> {
-      let entries;
+      let entries: Dir;
       try {
         entries = await opendir(dir);
       } catch (err) {

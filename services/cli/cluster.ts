@@ -113,7 +113,7 @@ async function main(): Promise<void> {
       await waitForNode(urls[i]!, child);
     }
     run('worker', { WHARF_EVENTS_INSTANCEID: 'worker-0' });
-    urls.forEach((url, i) => console.log(`node ${i}: ${url}/`));
+    for (const [i, url] of urls.entries()) console.log(`node ${i}: ${url}/`);
     console.log('worker: running (outbox relay); Ctrl-C stops the cluster');
   } catch (err) {
     console.error(`cluster: ${(err as Error).message}`);

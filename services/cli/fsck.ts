@@ -1,5 +1,5 @@
 // `wharf fsck`: re-reads blobs and checks their digests and sizes, next to a live registry.
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { inventory, type Schema } from '../../libs/metadata/index.js';
 import type { BlobStore } from '../../libs/storage/index.js';
@@ -25,7 +25,7 @@ export async function fsck(
   let next = 0;
   const check = async (row: { digest: string; size: number; storage_key: string }) => {
     const [algorithm, expectedHex] = row.digest.split(':') as [string, string];
-    let hash;
+    let hash: Hash;
     try {
       hash = createHash(algorithm);
     } catch {

@@ -71,7 +71,9 @@ export function observeProcess(health: HealthChecker, database: Database, bus: E
       }
     }),
   ];
-  return () => stops.forEach((stop) => stop());
+  return () => {
+    for (const stop of stops) stop();
+  };
 }
 
 /**

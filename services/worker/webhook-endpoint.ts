@@ -135,8 +135,12 @@ export class EndpointLoop {
         const batch = this.delivered;
         this.delivered = [];
         webhooks.markDeliveredMany(this.db, batch).then(
-          () => batch.forEach((b) => b.settle()),
-          (err) => batch.forEach((b) => b.settle(err ?? new Error('not recorded'))),
+          () => {
+            for (const b of batch) b.settle();
+          },
+          (err) => {
+            for (const b of batch) b.settle(err ?? new Error('not recorded'));
+          },
         );
       });
     });

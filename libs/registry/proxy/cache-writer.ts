@@ -1,6 +1,6 @@
 import { Subjects } from '../../events/index.js';
 import { blobs, gc, proxyCache, repositories, tags } from '../../metadata/index.js';
-import { RegistryError, parseManifest } from '../../oci/index.js';
+import { RegistryError, parseManifest, type ParsedManifest } from '../../oci/index.js';
 import type { RequestContext } from '../context.js';
 import { gcPolicy, type RegistryDeps } from '../deps.js';
 import { blobUrl, manifestUrl, recordEvents } from '../event-log.js';
@@ -30,7 +30,7 @@ export async function storeManifest(
   if (payload.length > deps.options.manifestMaxBytes) {
     throw new RegistryError('UNAVAILABLE', `upstream ${upstream.config.name} sent a manifest larger than ${deps.options.manifestMaxBytes} bytes`, { detail: { upstream: upstream.config.name, digest } });
   }
-  let manifest;
+  let manifest: ParsedManifest;
   try {
     manifest = parseManifest(payload, fetched.mediaType || undefined);
   } catch (err) {
