@@ -17,6 +17,7 @@ import { manifests } from './routes/manifests.js';
 import { upload, uploadStart } from './routes/uploads.js';
 import { extensions, manifestListing, namespace, tagDetails, tagHistory } from './routes/wharf.js';
 import { installAuth, type AuthOptions } from './auth.js';
+import { externalOrigin } from './external-origin.js';
 import { installTokenIssuer } from './token-issuer.js';
 
 export interface ApiOptions {
@@ -37,6 +38,8 @@ export interface ApiOptions {
   tls?: { cert: string; key: string };
   /** Largest request head Node's parser accepts (431 above); Node's default when absent. */
   maxHeaderBytes?: number;
+  /** Reverse proxies (addresses, CIDR blocks, loopback/linklocal/uniquelocal) whose X-Forwarded-* headers count. */
+  trustedProxies?: string[];
 }
 
 const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K }>> } = {
@@ -111,6 +114,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const app = Fastify({
     ...(options.tls ? { https: { ...options.tls, ...serverOptions } } : { http: serverOptions }),
     loggerInstance: options.logger as FastifyBaseLogger,
+    // Behind a trusted proxy request.protocol, request.host and request.ip come from X-Forwarded-*.
+    trustProxy: options.trustedProxies?.length ? options.trustedProxies : false,
     // One log line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
     // An incoming X-Request-Id is kept when it looks like an id, so one id follows a request
@@ -205,11 +210,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     }
     const headers = request.headers;
     const context: RequestContext = {
-      urlBase: `${request.protocol}://${headers.host ?? 'localhost'}${options.prefix}`,
+      urlBase: `${externalOrigin(request)}${options.prefix}`,
       request: {
         id: String(request.id),
         addr: `${request.ip}:${request.socket.remotePort ?? 0}`,
-        host: headers.host ?? '',
+        host: request.host ?? '',
         method: request.method,
         useragent: headers['user-agent'] ?? '',
       },

@@ -4,6 +4,7 @@ import { AccessSet, TokenError, TokenVerifier, formatScope, mergeAccess, type Ac
 import { RegistryError, checkName } from '../../libs/oci/index.js';
 import { ADMIN, requiredAccess, type Requirement } from './access.js';
 import { splitV2Url } from './dispatch.js';
+import { externalOrigin } from './external-origin.js';
 import { RateLimiter } from './rate-limit.js';
 
 export interface TokenAuthOptions {
@@ -64,7 +65,7 @@ function decodedPath(url: string): string {
 const quote = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
 
 function externalUrl(request: FastifyRequest, path: string): string {
-  return `${request.protocol}://${request.headers.host ?? 'localhost'}${path}`;
+  return `${externalOrigin(request)}${path}`;
 }
 
 /**

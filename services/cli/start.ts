@@ -112,6 +112,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     auth,
     ...(tls ? { tls } : {}),
     maxHeaderBytes: config['limits.headerbytes'],
+    trustedProxies: config['http.trustedproxies'],
   });
   const hashing = await warmHashPool();
   if (hashing.nativeError) logger.info({ reason: hashing.nativeError }, 'native SHA-256 addon not loaded: uploads are hashed with hash-wasm');
