@@ -6,22 +6,24 @@ ARG NODE_VERSION=24.22.3
 # against this Node's own headers; the build fails rather than ship the slower fallback.
 FROM node:${NODE_VERSION}-bookworm AS build
 WORKDIR /app
-COPY package.json package-lock.json binding.gyp ./
+COPY package.json package-lock.json ./
 COPY scripts ./scripts
-COPY native ./native
-RUN npm ci --omit=dev --no-audit --no-fund && test -f build/Release/wharf_sha256.node
+COPY libs/hashing/binding.gyp ./libs/hashing/
+COPY libs/hashing/native ./libs/hashing/native
+COPY libs/hashing/scripts ./libs/hashing/scripts
+RUN npm ci --omit=dev --no-audit --no-fund && test -f libs/hashing/build/Release/wharf_sha256.node
 COPY tsconfig.json ./
 COPY bin ./bin
 COPY libs ./libs
 COPY services ./services
 # Plain JavaScript under dist/: no TypeScript loader thread in the running processes.
-RUN node scripts/build-js.mjs && rm -rf build/Release/obj.target build/Release/.deps
+RUN node scripts/build-js.mjs
 
 FROM node:${NODE_VERSION}-bookworm-slim
 WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/build/Release/wharf_sha256.node ./build/Release/
+COPY --from=build /app/libs/hashing/build/Release/wharf_sha256.node ./libs/hashing/build/Release/
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 COPY migrations ./migrations

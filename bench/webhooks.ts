@@ -9,7 +9,8 @@ import { createServer } from 'node:http';
 import pg from 'pg';
 import { connect } from 'nats';
 import { configToEnv, loadConfig, type Config } from '../libs/config/index.js';
-import { buildEvent, NatsBus, OutboxRelay, Subjects } from '../libs/events/index.js';
+import { buildEvent, OutboxRelay, Subjects } from '../libs/events/index.js';
+import { NatsBus } from '../libs/events/nats-bus.js';
 import { migrate, openDatabase, outbox, type Database } from '../libs/metadata/index.js';
 import { WHARF_MAIN } from './wharf-main.js';
 

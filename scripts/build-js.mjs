@@ -14,7 +14,11 @@ const dist = join(root, 'dist');
 const trees = ['services', 'libs'].filter((d) => existsSync(join(root, d)));
 if (trees.length === 0) process.exit(0); // a Docker layer with only package.json: built after COPY
 
-const sources = trees.flatMap((d) => readdirSync(join(root, d), { recursive: true }).map((f) => join(root, d, f)));
+// The addon's build script and node-gyp's output (the addon, objects, makefiles) stay where they are.
+const notModules = ['build', 'scripts'].map((d) => join(root, 'libs', 'hashing', d) + '/');
+const sources = trees
+  .flatMap((d) => readdirSync(join(root, d), { recursive: true }).map((f) => join(root, d, f)))
+  .filter((f) => !notModules.some((d) => f.startsWith(d)));
 const entryPoints = sources.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
 const copies = sources.filter((f) => f.endsWith('.mjs') || f.endsWith('.cjs') || f.endsWith('.json'));
 

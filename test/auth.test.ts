@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Htpasswd, Policy, TokenError, TokenVerifier, buildTrustStore, parseHtpasswd, type PolicyRule, type TokenClaims } from '../libs/auth/index.js';
 import { loadConfig, type Config } from '../libs/config/index.js';
-import { authFromConfig } from '../services/api/auth-config.js';
+import { authFromConfig } from '../services/cli/wiring.js';
 import { createLogger } from '../libs/log/index.js';
 import type { RegistryEvent } from '../libs/events/index.js';
 import { basic, claims, fetchToken, jwkThumbprint, makeAuthFixture, mint, signToken, signWith, type AuthFixture } from './helpers/auth.js';

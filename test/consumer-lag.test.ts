@@ -1,7 +1,8 @@
 /** Consumer lag, as /metrics reports it per worker role: JetStream's counts on NATS, the queue in process. */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { MemoryBus, NatsBus, Subjects, buildEvent, type RegistryEvent } from '../libs/events/index.js';
+import { MemoryBus, Subjects, buildEvent, type RegistryEvent } from '../libs/events/index.js';
+import { NatsBus } from '../libs/events/nats-bus.js';
 import { deleteStream, natsUnavailable, natsUrl, uniqueStreamNames } from './helpers/nats.js';
 import { eventually } from './helpers/wait.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { reconcile } from '../libs/registry/index.js';
+import { reconcile } from '../services/cli/reconcile.js';
 import { FilesystemBlobStore } from '../libs/storage/index.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { queuesDrained, raceScenario } from './helpers/gc.js';

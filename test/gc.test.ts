@@ -6,7 +6,7 @@ import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { configBlob, crossRepoScenario, emptyScenario, pushWith, tagDeleteScenario, type GcTarget } from './helpers/gc.js';
 import { runWharfCommand } from './helpers/processes.js';
 import { ConfigError, loadConfig } from '../libs/config/index.js';
-import { parseUntaggedPolicy } from '../libs/registry/index.js';
+import { parseUntaggedPolicy } from '../libs/config/index.js';
 import { pushBlob, randomBlob } from './helpers/oci.js';
 import { eventually } from './helpers/wait.js';
 
@@ -53,7 +53,7 @@ describe('online garbage collection (embedded)', () => {
     }, 30_000, 200);
   });
 
-  it('wharf gc and wharf fsck attach to the running embedded PostgreSQL and find planted damage', async () => {
+  it('wharf reconcile and wharf fsck attach to the running embedded PostgreSQL and find planted damage', async () => {
     const cliEnv = { WHARF_DATA_DIR: wharf.dataDir!, WHARF_LOG_LEVEL: 'silent' };
     const layer = randomBlob(1200);
     const pushed = await pushWith(wharf.base, 'gc/cli', 'v1', configBlob(), [layer]);
@@ -62,23 +62,27 @@ describe('online garbage collection (embedded)', () => {
     await rm(join(wharf.dataDir!, 'blobs', key));
     await mkdir(join(wharf.dataDir!, 'blobs', 'zz'), { recursive: true });
     await writeFile(join(wharf.dataDir!, 'blobs', 'zz', 'planted'), 'orphan');
-    const dry = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    const dry = await runWharfCommand(['reconcile', '--dry-run', '--min-age', '0'], cliEnv);
     assert.equal(dry.code, 1, dry.stdout + dry.stderr);
     assert.match(dry.stdout, /orphan object zz\/planted \(6 bytes\)/);
     assert.ok(dry.stdout.includes(`missing object ${key} of blob ${layer.digest}`), dry.stdout);
     const fsck = await runWharfCommand(['fsck'], cliEnv);
     assert.equal(fsck.code, 1, fsck.stdout + fsck.stderr);
     assert.match(fsck.stdout, /1 unreadable/);
-    const usage = await runWharfCommand(['gc'], cliEnv);
+    const usage = await runWharfCommand(['reconcile'], cliEnv);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /needs --dry-run or --apply/);
-    const apply = await runWharfCommand(['gc', '--apply', '--min-age', '0'], cliEnv);
+    // `wharf gc`, the old name, is the same command.
+    const alias = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    assert.equal(alias.code, 1, alias.stdout + alias.stderr);
+    assert.match(alias.stdout, /orphan object zz\/planted \(6 bytes\)/);
+    const apply = await runWharfCommand(['reconcile', '--apply', '--min-age', '0'], cliEnv);
     assert.equal(apply.code, 1, apply.stdout + apply.stderr);
-    const dangling = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    const dangling = await runWharfCommand(['reconcile', '--dry-run', '--min-age', '0'], cliEnv);
     assert.equal(dangling.code, 1, 'the manifest still names the lost blob');
     assert.ok(dangling.stdout.includes(`dangling reference: gc/cli@${pushed.digest} names ${layer.digest}`), dangling.stdout);
     await pushBlob(wharf.base, 'gc/cli', layer); // the client pushes it again
-    const after = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    const after = await runWharfCommand(['reconcile', '--dry-run', '--min-age', '0'], cliEnv);
     assert.equal(after.code, 0, after.stdout + after.stderr);
     assert.match(after.stdout, /0 orphan objects .*0 blobs with a missing object.*0 dangling references/);
   });

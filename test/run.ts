@@ -6,6 +6,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { dockerAvailable } from './helpers/services.js';
 
 const SPEC_SUITES = ['push-pull', 'manifests', 'bad-input', 'skopeo', 'prefix-and-config', 'listings'];
@@ -37,8 +38,15 @@ execFileSync(process.execPath, ['scripts/build-js.mjs'], { stdio: 'inherit', env
 
 const only = process.argv.slice(2);
 const selected = (files: string[]) => (only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files);
-const topLevel = (await readdir('test')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`).sort();
-const clusterOnly = (await readdir('test/cluster')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/cluster/${f}`).sort();
+/** Every test file under `dir`, subfolders included (a suite may be split into a folder of files). */
+async function testFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true });
+  return entries.filter((f) => f.endsWith('.test.ts')).map((f) => join(dir, f)).sort();
+}
+/** A suite is a file `test/<name>.test.ts` or a folder `test/<name>/` of them. */
+const inSuite = (file: string, name: string) => file === `test/${name}.test.ts` || file.startsWith(`test/${name}/`);
+const topLevel = (await testFiles('test')).filter((f) => !f.startsWith('test/cluster/'));
+const clusterOnly = await testFiles('test/cluster');
 
 const { WHARF_TEST_AUTH: _auth, ...baseEnv } = process.env;
 let failed = false;
@@ -47,13 +55,13 @@ if (embedded.length) {
   console.log(`\n== embedded mode: ${embedded.length} suites ==`);
   failed = (await runNodeTest(embedded, { ...baseEnv, WHARF_TEST_MODE: 'embedded' })) !== 0 || failed;
 }
-const authFiles = selected(topLevel.filter((f) => AUTH_SUITES.some((s) => f === `test/${s}.test.ts`)));
+const authFiles = selected(topLevel.filter((f) => AUTH_SUITES.some((s) => inSuite(f, s))));
 for (const scheme of ['basic', 'bearer']) {
   if (!authFiles.length) break;
   console.log(`\n== embedded mode with auth on (${scheme}): ${authFiles.length} suites ==`);
   failed = (await runNodeTest(authFiles, { ...baseEnv, WHARF_TEST_MODE: 'embedded', WHARF_TEST_AUTH: scheme })) !== 0 || failed;
 }
-const clusterFiles = selected([...topLevel.filter((f) => SPEC_SUITES.some((s) => f === `test/${s}.test.ts`)), ...clusterOnly]);
+const clusterFiles = selected([...topLevel.filter((f) => SPEC_SUITES.some((s) => inSuite(f, s))), ...clusterOnly]);
 if (clusterFiles.length) {
   const skip = await clusterSkipReason();
   if (skip) {

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createSHA256 } from 'hash-wasm';
-import { openHash, type HashImplementation } from '../libs/registry/hash-pool.js';
-import { nativeSha256, nativeSha256Error } from '../libs/registry/sha256-native.js';
-import { HashStateError, decodeState, initialHashState } from '../libs/registry/sha256-state.js';
+import { openHash, type HashImplementation } from '../libs/hashing/hash-pool.js';
+import { nativeSha256, nativeSha256Error } from '../libs/hashing/sha256-native.js';
+import { HashStateError, decodeState, initialHashState } from '../libs/hashing/saved-hash-state.js';
 import { sha256 } from './helpers/oci.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { parseUntaggedPolicy } from './duration.js';
 import { KEYS, NON_KEY_ENV, NON_KEY_ENV_PREFIXES, type ConfigKey, type KeySpec } from './keys.js';
 
 type ValueOf<K extends ConfigKey> = (typeof KEYS)[K]['type'] extends 'integer'
@@ -136,8 +137,8 @@ function validate(config: Config): void {
   if ((config['storage.s3.accesskeyid'] === '') !== (config['storage.s3.secretaccesskey'] === '')) {
     throw new ConfigError('storage.s3.accesskeyid and storage.s3.secretaccesskey go together');
   }
-  if (!/^\s*(keep|delete-after\s+\d+\s*[smhd]?)\s*$/.test(config['gc.untagged'])) {
-    throw new ConfigError(`gc.untagged must be keep or "delete-after <duration>" (e.g. delete-after 7d; units s, m, h, d), got ${JSON.stringify(config['gc.untagged'])}`);
+  if (parseUntaggedPolicy(config['gc.untagged']) === undefined) {
+    throw new ConfigError(`gc.untagged must be keep or "delete-after <duration>" (e.g. delete-after 7d; units ms, s, m, h, d), got ${JSON.stringify(config['gc.untagged'])}`);
   }
   if (!['none', 'htpasswd', 'token'].includes(config['auth.mode'])) throw new ConfigError(`auth.mode must be none, htpasswd or token, got ${JSON.stringify(config['auth.mode'])}`);
   if (config['auth.mode'] === 'htpasswd' && config['auth.htpasswd.path'] === '') throw new ConfigError('auth.mode htpasswd needs auth.htpasswd.path');

@@ -1,3 +1,5 @@
+import { parseDuration } from './duration.js';
+
 /**
  * `notifications.endpoints`: webhook endpoints with CNCF Distribution's key names, plus
  * `maxattempts`, `maxbackoff`, `concurrency` and `secret`. parseEndpoints both validates (the
@@ -27,15 +29,6 @@ export interface WebhookEndpoint {
 const KNOWN = new Set([
   'name', 'url', 'headers', 'timeout', 'threshold', 'backoff', 'maxbackoff', 'disabled', 'ignoredmediatypes', 'ignore', 'maxattempts', 'concurrency', 'secret',
 ]);
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** A Go-style duration as Distribution writes them: "500ms", "1s", "1m30s". */
-export function parseDuration(text: string): number | undefined {
-  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) return undefined;
-  let total = 0;
-  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * UNITS[m[2]!]!;
-  return Math.round(total);
-}
 
 class EndpointError extends Error {}
 
@@ -71,9 +64,9 @@ function parseOne(raw: unknown, i: number): WebhookEndpoint {
   try {
     url = new URL(String(o.url));
   } catch {
-    throw new EndpointError(`${where}: url must be an absolute http or https URL, got ${JSON.stringify(o.url)}`);
+    throw new EndpointError(`${where}: url must be an absolute http or https URL, got ${JSON.stringify(redactUrlText(String(o.url)))}`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EndpointError(`${where}: url must be http or https, got ${JSON.stringify(o.url)}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EndpointError(`${where}: url must be http or https, got ${JSON.stringify(redactUrlText(String(o.url)))}`);
   const headers: Record<string, string[]> = {};
   if (o.headers !== undefined) {
     if (typeof o.headers !== 'object' || o.headers === null || Array.isArray(o.headers)) throw new EndpointError(`${where}: headers must map names to a value or a list of values`);
@@ -143,6 +136,11 @@ export function endpointWants(endpoint: WebhookEndpoint, event: { action: string
   if (endpoint.ignoredActions.includes(event.action)) return false;
   const mediaType = event.target?.mediaType;
   return !(mediaType !== undefined && endpoint.ignoredMediaTypes.includes(mediaType));
+}
+
+/** Like redactUrl, for text that may not even parse as a URL (an error message about it). */
+export function redactUrlText(text: string): string {
+  return text.replace(/\/\/[^/?#@\s]*@/g, '//[redacted]@').replace(/\?[^\s"]*/g, '?[redacted]');
 }
 
 /** The URL without credentials or query string, for logs and the admin view. */

@@ -2,4 +2,5 @@ export * from './event.js';
 export * from './bus.js';
 export * from './memory-bus.js';
 export * from './outbox-relay.js';
-export * from './nats-bus.js';
+// nats-bus.ts is left out, as libs/storage/index.ts leaves out s3.ts: importing it loads the NATS
+// client, which embedded mode never needs. Cluster code imports './nats-bus.js' directly.

@@ -1,3 +1,4 @@
+import { WakeableSleep } from '../async/wakeable-sleep.js';
 import type { EventBus } from './bus.js';
 import type { RegistryEvent } from './event.js';
 
@@ -29,8 +30,7 @@ export class OutboxRelay {
   private readonly onError: (err: unknown) => void;
   private running = false;
   private loop: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
-  private pendingWake = false;
+  private readonly sleeper = new WakeableSleep();
 
   constructor(
     private readonly source: OutboxSource,
@@ -50,8 +50,7 @@ export class OutboxRelay {
 
   /** Asks for a pass now: called after a commit that wrote outbox rows. */
   wake(): void {
-    this.pendingWake = true;
-    this.wakeUp?.();
+    this.sleeper.wake();
   }
 
   /** Publishes everything unpublished right now; resolves with how many were published. */
@@ -68,14 +67,14 @@ export class OutboxRelay {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wakeUp?.();
+    this.sleeper.wake();
     await this.loop;
   }
 
   private async run(): Promise<void> {
     let failures = 0;
     while (this.running) {
-      this.pendingWake = false;
+      this.sleeper.resetWoken();
       try {
         await this.drain();
         failures = 0;
@@ -84,16 +83,9 @@ export class OutboxRelay {
         this.onError(err);
       }
       if (!this.running) break;
-      if (this.pendingWake && failures === 0) continue;
+      if (this.sleeper.woken && failures === 0) continue;
       const delay = failures === 0 ? this.pollIntervalMs : Math.min(5_000, this.pollIntervalMs * 2 ** Math.min(failures, 5));
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.wakeUp = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wakeUp = undefined;
+      await this.sleeper.sleep(delay);
     }
   }
 }

@@ -1,4 +1,5 @@
 import type { Executor } from './schema.js';
+import { batches } from './batches.js';
 
 export interface StoredBlob {
   digest: string;
@@ -62,10 +63,6 @@ export async function insertOrLockBlob(db: Executor, blob: StoredBlob): Promise<
   }
 }
 
-export async function findBlob(db: Executor, digest: string): Promise<StoredBlob | undefined> {
-  return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '=', digest).executeTakeFirst();
-}
-
 export async function linkBlob(db: Executor, repositoryId: number, digest: string): Promise<void> {
   await db
     .insertInto('repository_blobs')
@@ -88,13 +85,16 @@ export async function unlinkBlob(db: Executor, repositoryId: number, digest: str
  * unlink cannot slip between this check and the caller's commit.
  */
 export async function lockLinkedDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
-  if (digests.length === 0) return new Set();
-  const rows = await db
-    .selectFrom('repository_blobs')
-    .select('digest')
-    .where('repository_id', '=', repositoryId)
-    .where('digest', 'in', digests)
-    .forShare()
-    .execute();
-  return new Set(rows.map((r) => r.digest));
+  const found = new Set<string>();
+  for (const batch of batches(digests, 1)) {
+    const rows = await db
+      .selectFrom('repository_blobs')
+      .select('digest')
+      .where('repository_id', '=', repositoryId)
+      .where('digest', 'in', batch)
+      .forShare()
+      .execute();
+    for (const r of rows) found.add(r.digest);
+  }
+  return found;
 }

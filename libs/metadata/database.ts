@@ -27,8 +27,25 @@ export interface DatabaseOptions {
   poolSize: number;
   /** Connections held by in-flight upload requests (one each, for the session's row lock). */
   uploadPoolSize: number;
+  /** Server-side backstops (and a client-side deadline) on every connection; absent: none (one-off commands, migrations). */
+  timeouts?: DatabaseTimeouts;
   onError?: (err: Error) => void;
 }
+
+/** Milliseconds; 0 turns one off. */
+export interface DatabaseTimeouts {
+  /** statement_timeout; a query without an answer this long after it (plus a margin) also fails on the client. */
+  statementMs: number;
+  /** lock_timeout: how long a statement waits for a row or table lock. */
+  lockMs: number;
+  /** idle_in_transaction_session_timeout on the query pool. */
+  idleTransactionMs: number;
+  /** The same on the upload pool, whose transactions wait on a streaming body between statements. */
+  uploadIdleTransactionMs: number;
+}
+
+/** How long after statement_timeout a query's answer may still arrive before the connection is given up as stalled. */
+const CLIENT_DEADLINE_MARGIN_MS = 5_000;
 
 export interface PoolStats {
   /** 'queries' or 'uploads'. */
@@ -48,12 +65,16 @@ export interface Database {
   /** One round trip (`select 1`) on the query pool; rejects after `timeoutMs`. */
   ping(timeoutMs: number): Promise<void>;
   poolStats(): PoolStats[];
+  /** A separate one-connection database without the timeouts, for migrations and rebuilds that may run long; close it after use. */
+  unbounded(): Database;
   close(): Promise<void>;
 }
 
 /** Connection-level failures: the server is unreachable, restarting or refusing connections. */
 const UNAVAILABLE_SYSTEM_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
-const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)/i;
+const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)|Query read timeout/i;
+/** statement_timeout (57014) and lock_timeout (55P03) expired: PostgreSQL did not answer in time, which is not the client's fault. */
+const TIMED_OUT_CODES = new Set(['57014', '55P03']);
 
 /**
  * Whether `err` (from pg or Kysely) means PostgreSQL cannot be reached right now rather than
@@ -65,6 +86,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     const { code, message } = e as { code?: unknown; message?: unknown };
     if (typeof code === 'string') {
       if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
+      if (TIMED_OUT_CODES.has(code)) return true;
       if (UNAVAILABLE_SYSTEM_CODES.has(code)) return true;
     }
     if (typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message)) return true;
@@ -72,10 +94,36 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return false;
 }
 
-function makePool(url: string, max: number, onError?: (err: Error) => void): pg.Pool {
+/**
+ * A client that gives up a connection whose query went unanswered past its deadline (pg's
+ * query_timeout): pg fails the query but keeps the connection, so the next query would queue
+ * behind the stalled one. Destroying the socket makes the pool drop the client on release.
+ */
+class DeadlineClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const result = (pg.Client.prototype.query as (...a: unknown[]) => unknown).apply(this, args);
+    if (result instanceof Promise) {
+      result.catch((err: unknown) => {
+        if ((err as Error)?.message === 'Query read timeout') (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      });
+    }
+    return result as never;
+  }
+}
+
+function makePool(url: string, max: number, idleTransactionMs: number | undefined, timeouts: DatabaseTimeouts | undefined, onError?: (err: Error) => void): pg.Pool {
+  const bounds = timeouts
+    ? {
+        Client: DeadlineClient,
+        statement_timeout: timeouts.statementMs,
+        lock_timeout: timeouts.lockMs,
+        idle_in_transaction_session_timeout: idleTransactionMs ?? 0,
+        ...(timeouts.statementMs > 0 ? { query_timeout: timeouts.statementMs + CLIENT_DEADLINE_MARGIN_MS } : {}),
+      }
+    : {};
   // TCP keepalive: a connection to a server that vanished without closing it is noticed by the
   // operating system instead of looking alive forever.
-  const pool = new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+  const pool = new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...bounds });
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on('error', (err) => onError?.(err));
   // Nor may a checked-out one: the pool listens only while a client is idle, and an upload holds
@@ -86,8 +134,9 @@ function makePool(url: string, max: number, onError?: (err: Error) => void): pg.
 }
 
 export function openDatabase(options: DatabaseOptions): Database {
-  const pool = makePool(options.url, options.poolSize, options.onError);
-  const uploadPool = makePool(options.url, options.uploadPoolSize, options.onError);
+  const { timeouts } = options;
+  const pool = makePool(options.url, options.poolSize, timeouts?.idleTransactionMs, timeouts, options.onError);
+  const uploadPool = makePool(options.url, options.uploadPoolSize, timeouts?.uploadIdleTransactionMs, timeouts, options.onError);
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   const uploadsDb = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: uploadPool }) });
   const stats = (name: string, p: pg.Pool, max: number): PoolStats => ({ pool: name, max, total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount });
@@ -118,6 +167,7 @@ export function openDatabase(options: DatabaseOptions): Database {
       }
     },
     poolStats: () => [stats('queries', pool, options.poolSize), stats('uploads', uploadPool, options.uploadPoolSize)],
+    unbounded: () => openDatabase({ url: options.url, poolSize: 1, uploadPoolSize: 1, ...(options.onError ? { onError: options.onError } : {}) }),
     async close() {
       await Promise.all([db.destroy(), uploadsDb.destroy()]);
     },

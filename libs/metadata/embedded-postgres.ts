@@ -136,7 +136,7 @@ export async function startEmbeddedPostgres(dataDir: string, onLog: (line: strin
 
 /**
  * The URL of the embedded PostgreSQL a running Wharf holds on `dataDir`, or undefined when none
- * runs. Admin commands (wharf gc, wharf fsck) attach to it rather than restarting it.
+ * runs. Admin commands (wharf reconcile, wharf fsck) attach to it rather than restarting it.
  */
 export async function runningEmbeddedPostgresUrl(dataDir: string): Promise<string | undefined> {
   const dir = resolve(dataDir);

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
-import type { Kysely } from 'kysely';
-import type { Executor, Schema } from './schema.js';
+import { batches } from './batches.js';
+import type { Executor } from './schema.js';
 
 /*
  * Garbage collection queues and the queries its decisions need. The locking rules these rely on
@@ -24,43 +24,46 @@ function dueIn(seconds: number) {
  */
 export async function enqueueBlobReviews(db: Executor, digests: string[], delaySeconds: number, event: string): Promise<void> {
   const sorted = [...new Set(digests)].sort();
-  if (sorted.length === 0) return;
-  await db
-    .insertInto('gc_blob_reviews')
-    .values(sorted.map((digest) => ({ digest, review_after: dueIn(delaySeconds), event })))
-    .onConflict((oc) =>
-      oc.column('digest').doUpdateSet({
-        review_after: sql`greatest(gc_blob_reviews.review_after, excluded.review_after)`,
-        event: sql`excluded.event`,
-      }),
-    )
-    .execute();
+  for (const batch of batches(sorted, 3)) {
+    await db
+      .insertInto('gc_blob_reviews')
+      .values(batch.map((digest) => ({ digest, review_after: dueIn(delaySeconds), event })))
+      .onConflict((oc) =>
+        oc.column('digest').doUpdateSet({
+          review_after: sql`greatest(gc_blob_reviews.review_after, excluded.review_after)`,
+          event: sql`excluded.event`,
+        }),
+      )
+      .execute();
+  }
 }
 
 /** Pushes existing blob reviews out to at least `delaySeconds` from now; adds none. */
 export async function postponeBlobReviews(db: Executor, digests: string[], delaySeconds: number): Promise<void> {
   const sorted = [...new Set(digests)].sort();
-  if (sorted.length === 0) return;
-  await db
-    .updateTable('gc_blob_reviews')
-    .set({ review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` })
-    .where('digest', 'in', sorted)
-    .execute();
+  for (const batch of batches(sorted, 1)) {
+    await db
+      .updateTable('gc_blob_reviews')
+      .set({ review_after: sql`greatest(review_after, ${dueIn(delaySeconds)})` })
+      .where('digest', 'in', batch)
+      .execute();
+  }
 }
 
 export async function enqueueManifestReviews(db: Executor, repositoryId: number, digests: string[], delaySeconds: number, event: string): Promise<void> {
   const sorted = [...new Set(digests)].sort();
-  if (sorted.length === 0) return;
-  await db
-    .insertInto('gc_manifest_reviews')
-    .values(sorted.map((digest) => ({ repository_id: repositoryId, digest, review_after: dueIn(delaySeconds), event })))
-    .onConflict((oc) =>
-      oc.columns(['repository_id', 'digest']).doUpdateSet({
-        review_after: sql`greatest(gc_manifest_reviews.review_after, excluded.review_after)`,
-        event: sql`excluded.event`,
-      }),
-    )
-    .execute();
+  for (const batch of batches(sorted, 4)) {
+    await db
+      .insertInto('gc_manifest_reviews')
+      .values(batch.map((digest) => ({ repository_id: repositoryId, digest, review_after: dueIn(delaySeconds), event })))
+      .onConflict((oc) =>
+        oc.columns(['repository_id', 'digest']).doUpdateSet({
+          review_after: sql`greatest(gc_manifest_reviews.review_after, excluded.review_after)`,
+          event: sql`excluded.event`,
+        }),
+      )
+      .execute();
+  }
 }
 
 export interface ClaimedBlobReview {
@@ -265,23 +268,6 @@ export async function retryStorageDeletion(db: Executor, id: number, delaySecond
   await db.updateTable('gc_storage_deletions').set({ review_after: dueIn(delaySeconds) }).where('id', '=', id).execute();
 }
 
-/**
- * Cancels up to `limit` upload sessions idle for `maxIdleSeconds` and queues their objects for
- * deletion, in one statement. A session a request is writing to right now is locked and skipped.
- */
-export async function expireIdleUploads(db: Executor, maxIdleSeconds: number, limit: number): Promise<number> {
-  const result = await sql<{ id: number }>`
-    with gone as (
-      delete from uploads where id in (
-        select id from uploads where updated_at < now() - make_interval(secs => ${maxIdleSeconds})
-         order by updated_at limit ${limit} for update skip locked)
-      returning storage_key, storage_state, byte_offset)
-    insert into gc_storage_deletions (storage_key, storage_state, size, reason)
-    select storage_key, storage_state, byte_offset, 'abandoned-upload' from gone
-    returning id`.execute(db);
-  return result.rows.length;
-}
-
 export interface QueueStats {
   blobReviews: number;
   manifestReviews: number;
@@ -301,58 +287,4 @@ export async function queueStats(db: Executor): Promise<QueueStats> {
              (select min(review_after) from gc_storage_deletions where review_after <= now())))::float8 as oldest`.execute(db);
   const row = result.rows[0]!;
   return { blobReviews: row.blobs, manifestReviews: row.manifests, storageDeletions: row.deletions, oldestDueSeconds: Math.max(0, row.oldest ?? 0) };
-}
-
-/** Every storage key metadata knows of: blobs, upload sessions, and objects queued for deletion. */
-export async function knownStorageKeys(db: Executor): Promise<Set<string>> {
-  const result = await sql<{ k: string }>`
-    select storage_key as k from blobs
-    union all select storage_key from uploads
-    union all select storage_key from gc_storage_deletions`.execute(db);
-  return new Set(result.rows.map((r) => r.k));
-}
-
-/** Blob rows in digest order, a page at a time. */
-export async function blobPage(db: Executor, after: string, limit: number): Promise<Array<{ digest: string; size: number; storage_key: string }>> {
-  return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).where('digest', '>', after).orderBy('digest').limit(limit).execute();
-}
-
-/** `n` blob rows picked at random (fsck --sample). */
-export async function sampleBlobs(db: Executor, n: number): Promise<Array<{ digest: string; size: number; storage_key: string }>> {
-  return db.selectFrom('blobs').select(['digest', 'size', 'storage_key']).orderBy(sql`random()`).limit(n).execute();
-}
-
-/** For `wharf gc --apply` on a blob whose object is gone: drop its links and row so a client uploads it again. */
-export async function forgetBlob(db: Kysely<Schema>, digest: string, storageKey: string): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    const row = await trx.selectFrom('blobs').select('storage_key').where('digest', '=', digest).forUpdate().executeTakeFirst();
-    if (!row || row.storage_key !== storageKey) return false;
-    await trx.deleteFrom('repository_blobs').where('digest', '=', digest).execute();
-    await trx.deleteFrom('blobs').where('digest', '=', digest).execute();
-    return true;
-  });
-}
-
-/**
- * Config and layer references with no blob row, with the manifest that makes them: candidates for
- * "a manifest names a deleted blob" (foreign layers are legitimately absent; the caller checks).
- */
-export async function blobReferencesWithoutBlob(
-  db: Executor,
-): Promise<Array<{ repository: string; digest: string; media_type: string; payload: Buffer; child_digest: string }>> {
-  const result = await sql<{ repository: string; digest: string; media_type: string; payload: Buffer; child_digest: string }>`
-    select r.name as repository, m.digest, m.media_type, m.payload, mr.child_digest
-      from manifest_references mr join manifests m on m.id = mr.manifest_id join repositories r on r.id = m.repository_id
-     where mr.kind in ('config', 'layer') and not exists (select 1 from blobs b where b.digest = mr.child_digest)
-     order by r.name, m.digest`.execute(db);
-  return result.rows;
-}
-
-/** Manifests that name the digest, as repository@digest (for reports). */
-export async function manifestsNaming(db: Executor, digest: string, limit: number): Promise<string[]> {
-  const result = await sql<{ ref: string }>`
-    select r.name || '@' || m.digest as ref from manifest_references mr
-      join manifests m on m.id = mr.manifest_id join repositories r on r.id = m.repository_id
-     where mr.child_digest = ${digest} order by 1 limit ${limit}`.execute(db);
-  return result.rows.map((r) => r.ref);
 }

@@ -11,6 +11,7 @@ export * as outbox from './outbox.js';
 export * as webhooks from './webhooks.js';
 export type { ManifestLookup } from './manifests.js';
 export * as gc from './gc.js';
+export * as inventory from './inventory.js';
 export * as listings from './listings.js';
 export * as readModels from './read-models.js';
 export type { ManifestFilter } from './listings.js';

@@ -1,3 +1,4 @@
+import { batches } from './batches.js';
 import type { Executor, NewManifest } from './schema.js';
 
 export interface ManifestContent {
@@ -57,47 +58,47 @@ export async function insertReferences(
   manifestId: number,
   references: Array<{ kind: 'config' | 'layer' | 'manifest'; digest: string }>,
 ): Promise<void> {
-  if (references.length === 0) return;
-  await db
-    .insertInto('manifest_references')
-    .values(references.map((r) => ({ manifest_id: manifestId, kind: r.kind, child_digest: r.digest })))
-    .onConflict((oc) => oc.doNothing())
-    .execute();
+  for (const batch of batches(references, 3)) {
+    await db
+      .insertInto('manifest_references')
+      .values(batch.map((r) => ({ manifest_id: manifestId, kind: r.kind, child_digest: r.digest })))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
 }
 
 /** Which of `digests` are manifests of the repository; share-locked against a concurrent delete. */
 export async function lockManifestDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
-  if (digests.length === 0) return new Set();
-  const rows = await db
-    .selectFrom('manifests')
-    .select('digest')
-    .where('repository_id', '=', repositoryId)
-    .where('digest', 'in', digests)
-    .forShare()
-    .execute();
-  return new Set(rows.map((r) => r.digest));
+  const found = new Set<string>();
+  for (const batch of batches(digests, 1)) {
+    const rows = await db
+      .selectFrom('manifests')
+      .select('digest')
+      .where('repository_id', '=', repositoryId)
+      .where('digest', 'in', batch)
+      .forShare()
+      .execute();
+    for (const r of rows) found.add(r.digest);
+  }
+  return found;
 }
 
-/** Deletes the manifest and, by cascade, its tags and references; returns it with the tags it had. */
-export async function deleteManifest(
-  db: Executor,
-  repositoryId: number,
-  digest: string,
-  /** Runs on the locked row before it goes (its references go with it). */
-  beforeDelete?: (row: ManifestContent) => Promise<void>,
-): Promise<(ManifestContent & { tags: string[] }) | undefined> {
-  const row = await db
+/** The manifest locked FOR UPDATE, the first step of deleting it (docs/gc.md: the lock order). */
+export async function lockManifestForDelete(db: Executor, repositoryId: number, digest: string): Promise<ManifestContent | undefined> {
+  return db
     .selectFrom('manifests')
     .select(['id', 'digest', 'media_type', 'size'])
     .where('repository_id', '=', repositoryId)
     .where('digest', '=', digest)
     .forUpdate()
     .executeTakeFirst();
-  if (!row) return undefined;
-  await beforeDelete?.(row);
-  const tags = (await db.selectFrom('tags').select('name').where('manifest_id', '=', row.id).execute()).map((t) => t.name);
-  await db.deleteFrom('manifests').where('id', '=', row.id).execute();
-  return { ...row, tags };
+}
+
+/** Deletes a manifest locked by lockManifestForDelete and, by cascade, its tags and references; returns the tags it had. */
+export async function deleteLockedManifest(db: Executor, manifestId: number): Promise<string[]> {
+  const tags = (await db.selectFrom('tags').select('name').where('manifest_id', '=', manifestId).execute()).map((t) => t.name);
+  await db.deleteFrom('manifests').where('id', '=', manifestId).execute();
+  return tags;
 }
 
 export interface ReferrerRow {

@@ -46,15 +46,6 @@ export async function prunePublished(db: Executor, olderThanSeconds: number): Pr
   return Number(result.numDeletedRows);
 }
 
-export async function outboxBacklog(db: Executor): Promise<number> {
-  const row = await db
-    .selectFrom('outbox')
-    .select((eb) => eb.fn.countAll<string>().as('count'))
-    .where('published_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  return Number(row.count);
-}
-
 /** Unpublished rows and the age in seconds of the oldest (0 when none): one index scan for the age, a count for the backlog. */
 export async function outboxStats(db: Executor): Promise<{ backlog: number; oldestAgeSeconds: number }> {
   const row = await db

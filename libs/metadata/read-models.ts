@@ -124,7 +124,7 @@ export async function refreshManifestListing(db: Kysely<Schema>, name: string, c
       }
       if (digests.size > 0) {
         const list = [...digests];
-        await trx.deleteFrom('manifest_listing').where('repository_id', '=', repo.id).where('digest', 'in', list).execute();
+        await trx.deleteFrom('manifest_listing').where('repository_id', '=', repo.id).where('digest', '=', sql<string>`any(${list}::text[])`).execute();
         await sql`insert into manifest_listing select * from manifest_listing_source
                    where repository_id = ${repo.id} and digest = any(${list}::text[])`.execute(trx);
       }

@@ -5,6 +5,10 @@ export async function findRepositoryId(db: Executor, name: string): Promise<numb
   return row?.id;
 }
 
+export async function repositoryName(db: Executor, id: number): Promise<string> {
+  return (await db.selectFrom('repositories').select('name').where('id', '=', id).executeTakeFirstOrThrow()).name;
+}
+
 /** The repository's id, creating the row on first use. */
 export async function ensureRepository(db: Executor, name: string): Promise<number> {
   const inserted = await db

@@ -166,7 +166,6 @@ export interface ManifestListingStateTable {
 /** Either the database or a transaction on it: every store function takes one. */
 export type Executor = Kysely<Schema> | Transaction<Schema>;
 
-export type ManifestRow = Selectable<ManifestsTable>;
 export type UploadRow = Selectable<UploadsTable>;
 export type NewManifest = Insertable<ManifestsTable>;
 

@@ -65,7 +65,3 @@ export async function listTagsJson(db: Executor, repository: string, n: number, 
   const cut = names.lastIndexOf('","');
   return { json: names === '' ? '[]' : `["${names}"]`, next: names.slice(cut < 0 ? 0 : cut + 3) };
 }
-
-export async function tagsOfManifest(db: Executor, manifestId: number): Promise<string[]> {
-  return (await db.selectFrom('tags').select('name').where('manifest_id', '=', manifestId).orderBy('name').execute()).map((r) => r.name);
-}

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Executor, UploadRow } from './schema.js';
 
 export interface NewUpload {
@@ -59,4 +60,29 @@ export async function removeUpload(
   repository: string,
 ): Promise<{ storage_key: string; storage_state: Record<string, unknown> } | undefined> {
   return db.deleteFrom('uploads').where('id', '=', id).where('repository', '=', repository).returning(['storage_key', 'storage_state']).executeTakeFirst();
+}
+
+/**
+ * Cancels up to `limit` upload sessions idle for `maxIdleSeconds` and queues their objects for
+ * deletion, in one statement. A session a request is writing to right now is locked and skipped.
+ */
+export async function expireIdleUploads(db: Executor, maxIdleSeconds: number, limit: number): Promise<number> {
+  const result = await sql<{ id: number }>`
+    with gone as (
+      delete from uploads where id in (
+        select id from uploads where updated_at < now() - make_interval(secs => ${maxIdleSeconds})
+         order by updated_at limit ${limit} for update skip locked)
+      returning storage_key, storage_state, byte_offset)
+    insert into gc_storage_deletions (storage_key, storage_state, size, reason)
+    select storage_key, storage_state, byte_offset, 'abandoned-upload' from gone
+    returning id`.execute(db);
+  return result.rows.length;
+}
+
+/**
+ * A no-op statement in the upload's transaction: while its body is still arriving, the
+ * transaction is not idle, so idle_in_transaction_session_timeout ends only a stalled one.
+ */
+export async function touchTransaction(db: Executor): Promise<void> {
+  await sql`select 1`.execute(db);
 }

@@ -129,17 +129,6 @@ export async function redrive(db: Kysely<Schema>, filter: { endpoint?: string; e
   return Number(result.numAffectedRows ?? 0);
 }
 
-/** When the endpoint's next pending delivery is due (undefined when none is pending). */
-export async function nextDue(db: Executor, endpoint: string): Promise<Date | undefined> {
-  const row = await db
-    .selectFrom('webhook_deliveries')
-    .select((eb) => eb.fn.min('next_attempt_at').as('due'))
-    .where('endpoint', '=', endpoint)
-    .where('state', '=', 'pending')
-    .executeTakeFirst();
-  return row?.due ? new Date(row.due as Date) : undefined;
-}
-
 export interface EndpointCounts {
   endpoint: string;
   delivered: number;

@@ -1,42 +1,61 @@
-/** OCI Distribution error codes with the HTTP status each is sent with. */
-export const ErrorCodes = {
-  BLOB_UNKNOWN: 404,
-  BLOB_UPLOAD_INVALID: 400,
-  BLOB_UPLOAD_UNKNOWN: 404,
-  DIGEST_INVALID: 400,
-  MANIFEST_BLOB_UNKNOWN: 400,
-  MANIFEST_INVALID: 400,
-  MANIFEST_UNKNOWN: 404,
-  NAME_INVALID: 400,
-  NAME_UNKNOWN: 404,
-  SIZE_INVALID: 400,
-  TAG_INVALID: 400,
-  UNAUTHORIZED: 401,
-  DENIED: 403,
-  UNSUPPORTED: 405,
-  TOOMANYREQUESTS: 429,
-  RANGE_INVALID: 416,
-  PAYLOAD_TOO_LARGE: 413,
-  PAGINATION_NUMBER_INVALID: 400,
-  UNAVAILABLE: 503,
-  UNKNOWN: 500,
-} as const;
+/** The error codes of the OCI Distribution specification, with TOOMANYREQUESTS and UNAVAILABLE as Distribution adds them. */
+export const ERROR_CODES = [
+  'BLOB_UNKNOWN',
+  'BLOB_UPLOAD_INVALID',
+  'BLOB_UPLOAD_UNKNOWN',
+  'DIGEST_INVALID',
+  'MANIFEST_BLOB_UNKNOWN',
+  'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN',
+  'NAME_INVALID',
+  'NAME_UNKNOWN',
+  'SIZE_INVALID',
+  'TAG_INVALID',
+  'UNAUTHORIZED',
+  'DENIED',
+  'UNSUPPORTED',
+  'TOOMANYREQUESTS',
+  'RANGE_INVALID',
+  'PAYLOAD_TOO_LARGE',
+  'PAGINATION_NUMBER_INVALID',
+  'UNAVAILABLE',
+  'UNKNOWN',
+] as const;
 
-export type ErrorCode = keyof typeof ErrorCodes;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** An error a client caused or must be told about; rendered as OCI error JSON. */
+/**
+ * What went wrong beyond the code, where a client is told differently: `too-large`, a body
+ * passed a limit; `out-of-range`, the request does not fit the upload or blob it names (its
+ * offset, its size, another writer); `bad-parameter`, a query parameter is not understood.
+ * The API turns code and reason into a status (services/api/errors.ts).
+ */
+export type ErrorReason = 'too-large' | 'out-of-range' | 'bad-parameter';
+
+export interface ErrorOptions {
+  detail?: unknown;
+  reason?: ErrorReason;
+  /** The bytes an upload session holds, when the error is about one: where the client resumes. */
+  uploadOffset?: number;
+  /** Seconds after which a retry may succeed. */
+  retryAfterSeconds?: number;
+}
+
+/** An error a client caused or must be told about; rendered as OCI error JSON. It says nothing of HTTP. */
 export class RegistryError extends Error {
   readonly code: ErrorCode;
-  readonly status: number;
   readonly detail: unknown;
-  readonly headers: Record<string, string>;
+  readonly reason: ErrorReason | undefined;
+  readonly uploadOffset: number | undefined;
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { detail?: unknown; status?: number; headers?: Record<string, string> } = {}) {
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
     super(message);
     this.code = code;
-    this.status = opts.status ?? ErrorCodes[code];
     this.detail = opts.detail;
-    this.headers = opts.headers ?? {};
+    this.reason = opts.reason;
+    this.uploadOffset = opts.uploadOffset;
+    this.retryAfterSeconds = opts.retryAfterSeconds;
   }
 
   toJSON(): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
@@ -44,4 +63,9 @@ export class RegistryError extends Error {
     if (this.detail !== undefined) entry.detail = this.detail;
     return { errors: [entry] };
   }
+}
+
+/** A query parameter the endpoint cannot use: 400 UNSUPPORTED naming it. */
+export function badParameter(message: string, detail: Record<string, string>): RegistryError {
+  return new RegistryError('UNSUPPORTED', message, { reason: 'bad-parameter', detail });
 }

@@ -1,5 +1,6 @@
 import { parseDigest } from './digest.js';
 import { RegistryError } from './errors.js';
+import { findUnstorableText } from './text.js';
 import { FOREIGN_LAYER_TYPES, IMAGE_MANIFEST_TYPES, INDEX_TYPES, MANIFEST_TYPES, baseMediaType } from './media-types.js';
 
 export interface Descriptor {
@@ -79,6 +80,14 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
  * `contentType` is the request's Content-Type; it decides the type when the body has no mediaType.
  */
 export function parseManifest(bytes: Uint8Array, contentType: string | undefined): ParsedManifest {
+  const parsed = parseManifestFields(bytes, contentType);
+  // What is extracted is stored in text and jsonb columns (the bytes themselves go to bytea as they are).
+  const where = findUnstorableText(parsed);
+  if (where !== undefined) throw invalid('manifest strings must not contain U+0000 or unpaired surrogates', { field: where });
+  return parsed;
+}
+
+function parseManifestFields(bytes: Uint8Array, contentType: string | undefined): ParsedManifest {
   let doc: unknown;
   try {
     doc = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));

@@ -6,14 +6,16 @@ const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 /** Distribution's limit on a whole repository name; longer names cannot be tagged by docker. */
 export const MAX_NAME_LENGTH = 255;
 
+export function isValidName(name: string): boolean {
+  return name.length <= MAX_NAME_LENGTH && NAME.test(name);
+}
+
 export function checkName(name: string): string {
-  if (name.length > MAX_NAME_LENGTH || !NAME.test(name)) {
-    throw new RegistryError('NAME_INVALID', 'invalid repository name', { detail: { name } });
-  }
+  if (!isValidName(name)) throw new RegistryError('NAME_INVALID', 'invalid repository name', { detail: { name } });
   return name;
 }
 
-export function isValidTag(tag: string): boolean {
+export function isTag(tag: string): boolean {
   return TAG.test(tag);
 }
 

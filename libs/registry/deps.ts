@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { EventBus, EventSource } from '../events/index.js';
+import type { EventBus } from '../events/index.js';
 import type { Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
@@ -10,7 +10,6 @@ export interface RegistryOptions {
   /** A foreign layer's urls must each match one of these and none of `foreignUrlDeny`. */
   foreignUrlAllow: RegExp[];
   foreignUrlDeny: RegExp[];
-  source: EventSource;
   /** Seconds a blob GET may be answered with a redirect to the store's presigned URL; 0 streams every blob through the node. */
   blobRedirectSeconds: number;
   /** Garbage collection grace and untagged policy; DEFAULT_GC_POLICY when absent. */
@@ -19,6 +18,13 @@ export interface RegistryOptions {
   webhookEndpoints?: Array<{ name: string; url: string; disabled: boolean }>;
   /** Largest blob an upload may grow to, counted while the body streams; 0: no limit. */
   blobMaxBytes?: number;
+  /**
+   * Milliseconds between no-op statements in an upload's transaction while its body keeps
+   * arriving, so the server's idle-in-transaction backstop ends only stalled ones; absent: none.
+   */
+  uploadKeepAliveMs?: number;
+  /** Whether a mount without `from` may find the blob in any readable repository (the spec makes this optional); default true. */
+  automaticMount?: boolean;
 }
 
 export interface RegistryDeps {
@@ -32,8 +38,6 @@ export interface RegistryDeps {
   outboxWritten: () => void;
   /** Reports failures that must not fail the request (a best-effort pull event, a redundant object left behind). */
   warn: (message: string, err: unknown) => void;
-  /** Whether the caller may read a repository; decides automatic cross-repository mounts. */
-  canRead?: (repository: string) => boolean | Promise<boolean>;
   options: RegistryOptions;
 }
 

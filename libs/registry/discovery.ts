@@ -1,5 +1,5 @@
 import { listings, manifests, tags } from '../metadata/index.js';
-import { MediaTypes, RegistryError, checkName, parseDigest, type Descriptor } from '../oci/index.js';
+import { MediaTypes, RegistryError, checkName, isStorableText, parseDigest, type Descriptor } from '../oci/index.js';
 
 export interface Page<T> {
   items: T[];
@@ -35,7 +35,8 @@ export class DiscoveryService {
   async referrers(repository: string, digest: string, artifactType: string | undefined): Promise<ImageIndex> {
     checkName(repository);
     parseDigest(digest);
-    const rows = await manifests.listReferrers(this.db, repository, digest, artifactType);
+    // No stored artifactType holds a character PostgreSQL refuses: such a filter matches nothing.
+    const rows = artifactType !== undefined && !isStorableText(artifactType) ? [] : await manifests.listReferrers(this.db, repository, digest, artifactType);
     return {
       schemaVersion: 2,
       mediaType: MediaTypes.ociIndex,

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { Subjects, type EventSource } from '../events/index.js';
-import { gc, manifests, type Schema } from '../metadata/index.js';
+import { gc, manifests, repositories, uploads, type Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import type { RequestContext } from './context.js';
 import { recordEvents } from './event-log.js';
@@ -76,13 +76,16 @@ export class GarbageCollector {
         } else if (this.deps.policy.untaggedDeleteAfterSeconds === null) {
           return 'kept' as const;
         }
-        await manifests.deleteManifest(trx, repositoryId, digest, (row) => reviewWhatManifestKept(trx, this.deps.policy, repositoryId, row));
-        const repository = await trx.selectFrom('repositories').select('name').where('id', '=', repositoryId).executeTakeFirstOrThrow();
+        const locked = await manifests.lockManifestForDelete(trx, repositoryId, digest);
+        if (!locked) return 'gone' as const;
+        await reviewWhatManifestKept(trx, this.deps.policy, repositoryId, locked);
+        await manifests.deleteLockedManifest(trx, locked.id);
+        const repository = await repositories.repositoryName(trx, repositoryId);
         await recordEvents(trx, this.context, [
           {
             subject: Subjects.manifestDelete,
             action: 'delete',
-            target: { repository: repository.name, digest, mediaType: manifest.media_type, size: manifest.size },
+            target: { repository, digest, mediaType: manifest.media_type, size: manifest.size },
           },
         ]);
         return 'deleted' as const;
@@ -164,7 +167,7 @@ export class GarbageCollector {
 
   /** Cancels upload sessions idle for `maxIdleSeconds`; their objects join the deletion queue. */
   async expireIdleUploads(maxIdleSeconds: number, limit: number): Promise<number> {
-    return gc.expireIdleUploads(this.deps.db, maxIdleSeconds, limit);
+    return uploads.expireIdleUploads(this.deps.db, maxIdleSeconds, limit);
   }
 
   private async deleteObject(id: number, key: string, state: Record<string, unknown>, attempts = 0): Promise<boolean> {

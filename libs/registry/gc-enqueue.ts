@@ -2,8 +2,8 @@ import { gc, type Executor } from '../metadata/index.js';
 import { untaggedDelay, type GcPolicy } from './gc-policy.js';
 
 /**
- * Called inside the transaction that deletes a manifest, before the delete (its references go
- * with it): whatever it kept alive is scheduled for review. Its blobs after the grace period,
+ * A step of deleting a manifest, in its transaction, after locking the row and before the
+ * delete (its references go with it): whatever it kept alive is scheduled for review. Its blobs after the grace period,
  * its child manifests under the untagged policy, and its referrers, which lose their subject.
  */
 export async function reviewWhatManifestKept(trx: Executor, policy: GcPolicy, repositoryId: number, manifest: { id: number; digest: string }): Promise<void> {

@@ -13,25 +13,6 @@ export interface GcPolicy {
 
 export const DEFAULT_GC_POLICY: GcPolicy = { graceSeconds: 86_400, uploadGraceSeconds: 86_400, untaggedDeleteAfterSeconds: null };
 
-const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
-
-/** `90`, `90s`, `15m`, `24h`, `7d` -> seconds; undefined when it is none of those. */
-export function parseDuration(text: string): number | undefined {
-  const match = /^\s*(\d+)\s*([smhd]?)\s*$/.exec(text);
-  if (!match) return undefined;
-  return Number(match[1]) * UNITS[match[2] || 's']!;
-}
-
-/** `keep` or `delete-after <duration>`; throws a message naming the accepted forms. */
-export function parseUntaggedPolicy(text: string): number | null {
-  const value = text.trim();
-  if (value === 'keep') return null;
-  const match = /^delete-after\s+(.+)$/.exec(value);
-  const seconds = match ? parseDuration(match[1]!) : undefined;
-  if (seconds === undefined) throw new Error(`gc.untagged must be "keep" or "delete-after <duration>" (e.g. "delete-after 7d"), not ${JSON.stringify(text)}`);
-  return seconds;
-}
-
 /** Delay of a review for a manifest that just lost its last tag or index. */
 export function untaggedDelay(policy: GcPolicy): number {
   return Math.max(policy.graceSeconds, policy.untaggedDeleteAfterSeconds ?? 0);

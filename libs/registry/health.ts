@@ -100,6 +100,6 @@ export function unavailableDependency(err: unknown): Dependency | undefined {
 export function unavailableError(down: Dependency[]): RegistryError {
   return new RegistryError('UNAVAILABLE', `service unavailable: ${down.join(' and ')} ${down.length > 1 ? 'are' : 'is'} not reachable; retry later`, {
     detail: { unavailable: down },
-    headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+    retryAfterSeconds: RETRY_AFTER_SECONDS,
   });
 }

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { listings, type ManifestFilter, type Schema } from '../metadata/index.js';
-import { RegistryError, checkName, checkTag } from '../oci/index.js';
+import { RegistryError, badParameter, checkName, checkTag, findUnstorableText } from '../oci/index.js';
 import type { Page } from './discovery.js';
 
 /*
@@ -48,40 +48,6 @@ function pageOf<T>(rows: T[], n: number, key: (row: T) => string): Page<T> {
   return { items: rows };
 }
 
-function badParameter(message: string, detail: Record<string, string>): RegistryError {
-  return new RegistryError('UNSUPPORTED', message, { status: 400, detail });
-}
-
-/** Reads the filters of GET /v2/<name>/_wharf/manifests from its query string. */
-export function parseManifestFilter(query: URLSearchParams): ManifestFilter {
-  const filter: ManifestFilter = {};
-  const tagged = query.get('tagged');
-  if (tagged !== null) {
-    if (tagged !== 'true' && tagged !== 'false') throw badParameter('tagged must be true or false', { tagged });
-    filter.tagged = tagged === 'true';
-  }
-  const artifactType = query.get('artifactType');
-  if (artifactType !== null) {
-    if (artifactType === '') throw badParameter('artifactType must not be empty', { artifactType });
-    filter.artifactType = artifactType;
-  }
-  const annotations = query.getAll('annotation');
-  if (annotations.length > 0) {
-    filter.annotations = {};
-    for (const pair of annotations) {
-      const eq = pair.indexOf('=');
-      if (eq <= 0) throw badParameter('annotation must be key=value', { annotation: pair });
-      const key = pair.slice(0, eq);
-      const value = pair.slice(eq + 1);
-      if (key in filter.annotations && filter.annotations[key] !== value) {
-        throw badParameter('annotation names one key with two values', { annotation: key });
-      }
-      filter.annotations[key] = value;
-    }
-  }
-  return filter;
-}
-
 export class ListingService {
   constructor(private readonly db: Kysely<Schema>) {}
 
@@ -107,7 +73,8 @@ export class ListingService {
 
   /** Every manifest of the repository, tagged or not, from the manifest listing read model. */
   async manifests(repo: ListedRepository, filter: ManifestFilter, n: number, last: string | undefined): Promise<Page<ManifestDescriptor>> {
-    if (n === 0) return { items: [] };
+    // A filter no stored manifest can match (a character PostgreSQL refuses) is an empty page, not a failed query.
+    if (n === 0 || findUnstorableText(filter) !== undefined) return { items: [] };
     const rows = await listings.manifestPage(this.db, repo.id, filter, n + 1, last);
     // Keys in descriptor order: artifactType and annotations (when set) before tags and pushedAt.
     const descriptors = rows.map(

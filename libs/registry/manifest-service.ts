@@ -4,6 +4,7 @@ import {
   RegistryError,
   checkName,
   checkTag,
+  isTag,
   digestOf,
   isDigest,
   isForeignLayer,
@@ -47,6 +48,9 @@ export class ManifestService {
 
   async get(repository: string, reference: string, withPayload: boolean, context: RequestContext): Promise<StoredManifest> {
     checkName(repository);
+    // A tag that breaks the grammar cannot have been pushed: not found, as Distribution and the
+    // conformance suite answer (a PUT of one still gets 400 TAG_INVALID).
+    if (!isDigest(reference) && !isTag(reference)) throw unknownManifest(reference);
     const ref = parseReference(reference);
     const row = withPayload
       ? await manifests.findManifestWithPayload(this.deps.db, repository, ref)
@@ -149,8 +153,11 @@ export class ManifestService {
         ]);
         return;
       }
-      const removed = await manifests.deleteManifest(trx, repositoryId, ref.digest, (row) => reviewWhatManifestKept(trx, gcPolicy(this.deps), repositoryId, row));
-      if (!removed) throw unknownManifest(reference);
+      const locked = await manifests.lockManifestForDelete(trx, repositoryId, ref.digest);
+      if (!locked) throw unknownManifest(reference);
+      // Before the delete: its references go with it.
+      await reviewWhatManifestKept(trx, gcPolicy(this.deps), repositoryId, locked);
+      const removed = { ...locked, tags: await manifests.deleteLockedManifest(trx, locked.id) };
       await recordEvents(trx, context, [
         { subject: Subjects.manifestDelete, action: 'delete', target: { repository, digest: removed.digest, mediaType: removed.media_type, size: removed.size } },
         ...removed.tags.map((tag) => ({
@@ -191,5 +198,5 @@ function unique(values: string[]): string[] {
 }
 
 export function tooLarge(limit: number): RegistryError {
-  return new RegistryError('MANIFEST_INVALID', `manifest is larger than ${limit} bytes`, { status: 413, detail: { limit } });
+  return new RegistryError('MANIFEST_INVALID', `manifest is larger than ${limit} bytes`, { reason: 'too-large', detail: { limit } });
 }

@@ -1,15 +1,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Subjects } from '../events/index.js';
+import { BlobTooLargeError, BodyAbortedError, BodyTooLongError, HashStateError, HashingCounter, initialHashState, openHash, type HashSession } from '../hashing/index.js';
 import { blobs, gc, repositories, uploads, type Executor, type UploadRow } from '../metadata/index.js';
 import { RegistryError, checkName, parseDigest, type ParsedDigest } from '../oci/index.js';
 import type { UploadState } from '../storage/index.js';
 import type { RequestContext } from './context.js';
 import { gcPolicy, type RegistryDeps } from './deps.js';
 import { blobUrl, recordEvents } from './event-log.js';
-import { openHash, type HashSession } from './hash-pool.js';
-import { BlobTooLargeError, BodyAbortedError, BodyTooLongError, HashingCounter } from './hash-state.js';
-import { HashStateError, initialHashState } from './sha256-state.js';
+import { watchBody } from './body-watch.js';
+import { keepTransactionAlive } from './transaction-keepalive.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -27,13 +27,8 @@ export interface UploadSession {
   offset: number;
 }
 
-/** The Range header value for a session at `offset` bytes: Distribution's `0-<last byte>`. */
-export function uploadRange(offset: number): string {
-  return `0-${Math.max(offset - 1, 0)}`;
-}
-
 function blobTooLarge(limit: number): RegistryError {
-  return new RegistryError('SIZE_INVALID', `blob is larger than the ${limit} bytes this registry accepts`, { status: 413, detail: { limit } });
+  return new RegistryError('SIZE_INVALID', `blob is larger than the ${limit} bytes this registry accepts`, { reason: 'too-large', detail: { limit } });
 }
 
 function unknownUpload(id: string): RegistryError {
@@ -82,7 +77,7 @@ export class UploadService {
       const row = await this.lock(trx, repository, id);
       const hash = await openSessionHash(row);
       try {
-        const written = await this.write(row, hash, body, chunk);
+        const written = await this.write(trx, row, hash, body, chunk);
         await uploads.advanceUpload(trx, id, written.offset, await hash.save(), written.state);
         return { id, repository, offset: written.offset };
       } finally {
@@ -102,7 +97,7 @@ export class UploadService {
       if (expected.algorithm === 'sha256' || body) {
         const hash = await openSessionHash(row);
         try {
-          if (body) ({ offset: size, state } = await this.write(row, hash, body, chunk));
+          if (body) ({ offset: size, state } = await this.write(trx, row, hash, body, chunk));
           hashed = await hash.digest();
         } finally {
           hash.close();
@@ -111,7 +106,7 @@ export class UploadService {
       // The running hash is SHA-256; another algorithm is checked by re-reading the sealed object.
       const sealed = expected.algorithm !== 'sha256';
       if (sealed) await this.deps.store.completeUpload(row.storage_key, state, size);
-      const actual = sealed ? await this.digestStored(row.storage_key, expected) : hashed!;
+      const actual = sealed ? await this.digestStored(trx, row.storage_key, expected) : hashed!;
       if (actual !== expected.digest) {
         // A wrong digest ends the session: nothing of it stays behind.
         await uploads.deleteUpload(trx, id);
@@ -198,7 +193,7 @@ export class UploadService {
       }
       if (!(await this.readable(from, context))) return false;
       if (await blobs.findLinkedBlob(this.deps.db, from, digest)) source = from;
-    } else {
+    } else if (this.deps.options.automaticMount !== false) {
       for (const candidate of await blobs.repositoriesLinking(this.deps.db, digest, 20)) {
         if (await this.readable(candidate, context)) {
           source = candidate;
@@ -236,8 +231,7 @@ export class UploadService {
   }
 
   private async readable(repository: string, context: RequestContext): Promise<boolean> {
-    if (context.mayRead && !context.mayRead(repository)) return false;
-    return this.deps.canRead ? await this.deps.canRead(repository) : true;
+    return !context.mayRead || context.mayRead(repository);
   }
 
   /** Locks the session row for this transaction, or explains why it cannot be used. */
@@ -247,9 +241,9 @@ export class UploadService {
     if (row === 'busy') {
       const current = await uploads.findUpload(this.deps.db, id);
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', {
-        status: 416,
+        reason: 'out-of-range',
         detail: { uuid: id },
-        headers: current ? { Range: uploadRange(current.byte_offset) } : {},
+        ...(current ? { uploadOffset: current.byte_offset } : {}),
       });
     }
     if (!row || row.repository !== repository) throw unknownUpload(id);
@@ -257,14 +251,13 @@ export class UploadService {
   }
 
   /** Streams a chunk into storage at the session's offset, hashing it on the way. */
-  private async write(row: UploadRow, hash: HashSession, body: Readable, chunk: ChunkInfo): Promise<{ offset: number; state: UploadState }> {
+  private async write(trx: Executor, row: UploadRow, hash: HashSession, body: Readable, chunk: ChunkInfo): Promise<{ offset: number; state: UploadState }> {
     const offset = row.byte_offset;
     if (chunk.range) {
       if (chunk.range.start !== offset || chunk.range.end < chunk.range.start) {
         throw new RegistryError('RANGE_INVALID', `chunk must start at byte ${offset}`, {
-          status: 416,
           detail: { offset, range: `${chunk.range.start}-${chunk.range.end}` },
-          headers: { Range: uploadRange(offset) },
+          uploadOffset: offset,
         });
       }
       const rangeLength = chunk.range.end - chunk.range.start + 1;
@@ -280,11 +273,10 @@ export class UploadService {
     // Refused before a byte is read when the client says how much is coming; else counted as it streams.
     if (room !== undefined && declared !== undefined && declared > room) throw blobTooLarge(max!);
     const counter = new HashingCounter(hash, declared, room);
-    // pipe() does not forward the source's failure: a client that hangs up mid-body must fail the write.
-    const hangUp = (err?: Error) => counter.destroy(new BodyAbortedError(err));
-    const onClose = () => body.readableEnded || hangUp();
-    body.once('error', hangUp);
-    body.once('close', onClose);
+    // pipe() does not forward the source's failure: a client that hangs up mid-body (or already
+    // hung up while the session was being locked) must fail the write.
+    const unwatch = watchBody(body, (err) => counter.destroy(new BodyAbortedError(err)));
+    const stopKeepAlive = keepTransactionAlive(trx, this.deps.options.uploadKeepAliveMs, () => counter.bytes);
     let result: { written: number; state: UploadState };
     try {
       result = await this.deps.store.append(row.storage_key, row.storage_state, offset, body.pipe(counter));
@@ -295,8 +287,8 @@ export class UploadService {
       }
       throw err;
     } finally {
-      body.off('error', hangUp);
-      body.off('close', onClose);
+      unwatch();
+      stopKeepAlive();
     }
     if (declared !== undefined && counter.bytes !== declared) {
       throw new RegistryError('BLOB_UPLOAD_INVALID', `request body has ${counter.bytes} bytes, ${declared} were declared`, {
@@ -306,9 +298,18 @@ export class UploadService {
     return { offset: offset + result.written, state: result.state };
   }
 
-  private async digestStored(key: string, expected: ParsedDigest): Promise<string> {
+  private async digestStored(trx: Executor, key: string, expected: ParsedDigest): Promise<string> {
     const hash = createHash(expected.algorithm);
-    for await (const chunk of await this.deps.store.read(key)) hash.update(chunk as Buffer);
+    let read = 0;
+    const stopKeepAlive = keepTransactionAlive(trx, this.deps.options.uploadKeepAliveMs, () => read);
+    try {
+      for await (const chunk of await this.deps.store.read(key)) {
+        read += (chunk as Buffer).length;
+        hash.update(chunk as Buffer);
+      }
+    } finally {
+      stopKeepAlive();
+    }
     return `${expected.algorithm}:${hash.digest('hex')}`;
   }
 

@@ -47,7 +47,7 @@ export interface BlobStore {
    * Rejects when it does not, or when `signal` aborts first (readiness checks have a deadline).
    */
   ping(signal?: AbortSignal): Promise<void>;
-  /** Every object of the store, in no particular order (wharf gc compares it with metadata). */
+  /** Every object of the store, in no particular order (wharf reconcile compares it with metadata). */
   list(): AsyncIterable<StoredObject>;
   /** A URL clients can GET the object from directly for a while, where the store has one (S3). */
   presignedGetUrl?(key: string, expiresSeconds: number): Promise<string>;

@@ -1,5 +1,5 @@
 import type { Access } from '../../libs/auth/index.js';
-import { matchEndpoint } from './dispatch.js';
+import { splitWharfPath, type V2Request } from './dispatch.js';
 
 /** What a request needs: `access` must be granted; `alsoAsk` is named in the challenge too but not required (a mount's source). */
 export interface Requirement {
@@ -14,45 +14,54 @@ export const ADMIN: Access = { type: 'registry', name: 'admin', actions: ['*'] }
 /**
  * The access a request under /v2/ needs, from the endpoint it dispatches to. Reads need pull;
  * writes need pull and push (what clients ask for when they push, as in CNCF Distribution);
- * deleting content needs delete. `path` is the decoded path after /v2/. An empty `access` means
- * authentication alone (the base endpoint, a path that is no endpoint).
+ * deleting content needs delete. An empty `access` means authentication alone (the base
+ * endpoint, a path that is no endpoint).
  */
-export function requiredAccess(method: string, path: string, query: URLSearchParams): Requirement {
+export function requiredAccess(method: string, { path, query, endpoint }: V2Request): Requirement {
   const none: Requirement = { access: [], alsoAsk: [] };
-  // Extension listings (`_wharf`), whatever endpoint kinds dispatch gives them: a repository's need pull on it, namespace listings the catalog grant.
-  const listing = /^(?:(.+)\/)?_wharf\/(.+)$/.exec(path);
-  if (listing) {
-    const [, name, rest] = listing;
-    if (name === undefined && (rest === 'admin' || rest!.startsWith('admin/'))) return { access: [ADMIN], alsoAsk: [] };
-    return { access: [name === undefined || rest!.startsWith('repositories') ? CATALOG : repo(name, 'pull')], alsoAsk: [] };
+  const only = (access: Access): Requirement => ({ access: [access], alsoAsk: [] });
+  if (!endpoint) {
+    // Under `_wharf` even where no endpoint answers, so a 404 tells nothing: admin paths need the
+    // admin grant, other root paths the catalog grant, a repository's paths pull on it.
+    const wharf = splitWharfPath(path);
+    if (!wharf) return none;
+    if (wharf.name === undefined) return only(wharf.rest === 'admin' || wharf.rest.startsWith('admin/') ? ADMIN : CATALOG);
+    return only(repo(wharf.name, 'pull'));
   }
-  const endpoint = matchEndpoint(path);
-  if (!endpoint) return none;
   const read = method === 'GET' || method === 'HEAD';
   switch (endpoint.kind) {
     case 'base':
       return none;
     case 'catalog':
-      return { access: [CATALOG], alsoAsk: [] };
+    case 'namespace':
+      return only(CATALOG);
     case 'tags':
     case 'referrers':
-      return { access: [repo(endpoint.name, 'pull')], alsoAsk: [] };
+    case 'manifestListing':
+    case 'tagDetails':
+    case 'tagHistory':
+      return only(repo(endpoint.name, 'pull'));
+    case 'extensions':
+      if (endpoint.name === undefined) return none;
+      return only(repo(endpoint.name, ...(read ? ['pull'] : ['pull', 'push'])));
     case 'manifest':
     case 'blob':
-      if (read) return { access: [repo(endpoint.name, 'pull')], alsoAsk: [] };
-      if (method === 'DELETE') return { access: [repo(endpoint.name, 'delete')], alsoAsk: [] };
-      return { access: [repo(endpoint.name, 'pull', 'push')], alsoAsk: [] };
+      if (read) return only(repo(endpoint.name, 'pull'));
+      if (method === 'DELETE') return only(repo(endpoint.name, 'delete'));
+      return only(repo(endpoint.name, 'pull', 'push'));
     case 'uploads': {
       const from = query.get('from');
       return { access: [repo(endpoint.name, 'pull', 'push')], alsoAsk: query.has('mount') && from ? [repo(from, 'pull')] : [] };
     }
     case 'upload':
       // Cancelling an upload is part of pushing, not deleting content.
-      return { access: [repo(endpoint.name, 'pull', 'push')], alsoAsk: [] };
-    default: {
-      // An endpoint kind added later: a repository's content needs pull to read, push to write.
-      const other = endpoint as { name?: unknown };
-      return { access: typeof other.name === 'string' ? [repo(other.name, ...(read ? ['pull'] : ['pull', 'push']))] : [], alsoAsk: [] };
-    }
+      return only(repo(endpoint.name, 'pull', 'push'));
+    default:
+      return unreachable(endpoint);
   }
+}
+
+/** A compile-time check that every endpoint kind has its case above. */
+function unreachable(endpoint: never): never {
+  throw new Error(`no access rule for endpoint ${JSON.stringify(endpoint)}`);
 }

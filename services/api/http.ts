@@ -23,7 +23,7 @@ export function chunkInfo(req: IncomingMessage): ChunkInfo {
   const raw = req.headers['content-range'];
   if (raw !== undefined) {
     const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(raw.trim());
-    if (!m) throw new RegistryError('RANGE_INVALID', 'invalid Content-Range', { status: 416, detail: { contentRange: raw } });
+    if (!m) throw new RegistryError('RANGE_INVALID', 'invalid Content-Range', { detail: { contentRange: raw } });
     info.range = { start: Number(m[1]), end: Number(m[2]) };
   }
   return info;

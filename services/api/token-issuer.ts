@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseScope, signToken } from '../../libs/auth/index.js';
-import { RegistryError, checkName } from '../../libs/oci/index.js';
-import { basicCredentials, type AuthOptions } from './auth.js';
+import { RegistryError, isValidName } from '../../libs/oci/index.js';
+import { HttpError } from './errors.js';
+import { basicCredentials, type AuthOptions, type TokenIssuerOptions } from './auth.js';
 import { readLimited } from './http.js';
 
 /**
@@ -11,13 +12,11 @@ import { readLimited } from './http.js';
  * A token grants the intersection of what was asked and what the policy allows the user
  * (anonymous without credentials); asking for more than that is not an error, it is left out.
  */
-export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, prefix: string): void {
-  const token = options.token!;
-  const key = token.signingKey!;
-  const htpasswd = options.htpasswd!;
+export function installTokenIssuer(app: FastifyInstance, token: TokenIssuerOptions, options: Pick<AuthOptions, 'basicRealm' | 'policy'>, prefix: string): void {
+  const { htpasswd, signingKey: key } = token;
 
   const refuse = () =>
-    new RegistryError('UNAUTHORIZED', 'authentication required', { headers: { 'WWW-Authenticate': `Basic realm="${options.basicRealm.replace(/["\\]/g, '\\$&')}"` } });
+    new HttpError('UNAUTHORIZED', 'authentication required', { headers: { 'WWW-Authenticate': `Basic realm="${options.basicRealm.replace(/["\\]/g, '\\$&')}"` } });
 
   const issue = async (reply: FastifyReply, credentials: { user: string; password: string } | undefined, service: string | null, scopes: string[], oauth: boolean) => {
     if (credentials && !(await htpasswd.verify(credentials.user, credentials.password))) throw refuse();
@@ -27,7 +26,7 @@ export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, p
     const user = credentials?.user;
     // Only names a repository can have: a token never carries a name the registry would refuse.
     const requested = scopes.flatMap(parseScope).filter((a) => a.type !== 'repository' || isValidName(a.name));
-    if (requested.length > MAX_SCOPES) throw new RegistryError('DENIED', `at most ${MAX_SCOPES} resource scopes per token`, { status: 400 });
+    if (requested.length > MAX_SCOPES) throw new RegistryError('DENIED', `at most ${MAX_SCOPES} resource scopes per token`, { reason: 'bad-parameter' });
     const access = options.policy.grant(user, requested);
     const now = Math.floor(Date.now() / 1000);
     const jwt = signToken(
@@ -50,7 +49,7 @@ export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, p
 
   // OAuth2 (RFC 6749 4.3 and the registry spec's oauth.md): containerd and docker try it first.
   app.post(`${prefix}/auth/token`, async (request: FastifyRequest, reply) => {
-    const body = await readLimited(request.raw, 64 * 1024, () => new RegistryError('SIZE_INVALID', 'token request too large', { status: 413 }));
+    const body = await readLimited(request.raw, 64 * 1024, () => new RegistryError('SIZE_INVALID', 'token request too large', { reason: 'too-large' }));
     const form = new URLSearchParams(body.toString('utf8'));
     if (form.get('grant_type') !== 'password') {
       return reply.code(400).type('application/json').send({ error: 'unsupported_grant_type', error_description: 'only the password grant is supported' });
@@ -64,12 +63,3 @@ export function installTokenIssuer(app: FastifyInstance, options: AuthOptions, p
 
 /** More than any client asks for (a push with mounts asks for a handful); bounds token size and policy work. */
 const MAX_SCOPES = 100;
-
-function isValidName(name: string): boolean {
-  try {
-    checkName(name);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -1,11 +1,12 @@
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../../libs/config/index.js';
-import { openDatabase, runningEmbeddedPostgresUrl, startEmbeddedPostgres, type Database } from '../../libs/metadata/index.js';
-import { fsck, reconcile } from '../../libs/registry/index.js';
+import { openDatabase, runningEmbeddedPostgresUrl, type Database } from '../../libs/metadata/index.js';
+import { fsck } from './fsck.js';
+import { reconcile } from './reconcile.js';
 import type { BlobStore } from '../../libs/storage/index.js';
-import { openBlobStore } from './parts.js';
+import { openBlobStore, startLockedEmbeddedPostgres } from './parts.js';
 
-/** `wharf gc` and `wharf fsck`: offline-style checks that run safely next to a live registry. */
+/** `wharf reconcile` (alias `wharf gc`) and `wharf fsck`: offline-style checks that run safely next to a live registry. */
 
 interface AdminParts {
   database: Database;
@@ -22,7 +23,7 @@ async function openAdminParts(config: Config): Promise<AdminParts> {
     const running = await runningEmbeddedPostgresUrl(dir);
     if (running) url = running;
     else {
-      const started = await startEmbeddedPostgres(dir);
+      const started = await startLockedEmbeddedPostgres(config);
       url = started.url;
       stop = started.stop;
     }
@@ -74,7 +75,7 @@ function mib(bytes: number): string {
 }
 
 /** Exit code: 0 storage and metadata agree (or every orphan was deleted), 1 a discrepancy is left. */
-export async function runGc(config: Config, args: string[]): Promise<number> {
+export async function runReconcile(config: Config, args: string[]): Promise<number> {
   let apply: boolean | undefined;
   let minAgeSeconds = 3600;
   for (let i = 0; i < args.length; i++) {
@@ -82,9 +83,9 @@ export async function runGc(config: Config, args: string[]): Promise<number> {
     if (arg === '--dry-run') apply = false;
     else if (arg === '--apply') apply = true;
     else if (arg === '--min-age') minAgeSeconds = number('--min-age', args[++i], 0);
-    else throw new ConfigError(`wharf gc: unexpected argument ${arg} (usage: wharf gc --dry-run | --apply [--min-age SECONDS])`);
+    else throw new ConfigError(`wharf reconcile: unexpected argument ${arg} (usage: wharf reconcile --dry-run | --apply [--min-age SECONDS])`);
   }
-  if (apply === undefined) throw new ConfigError('wharf gc needs --dry-run or --apply');
+  if (apply === undefined) throw new ConfigError('wharf reconcile needs --dry-run or --apply');
   const parts = await openAdminParts(config);
   try {
     const bar = progress('listing storage');
@@ -96,7 +97,7 @@ export async function runGc(config: Config, args: string[]): Promise<number> {
     }
     for (const d of report.dangling) console.log(`dangling reference: ${d.manifest} names ${d.digest}, which is not stored`);
     console.log(
-      `wharf gc${apply ? ' --apply' : ' --dry-run'}: ${report.objects} objects (${mib(report.bytes)}); ` +
+      `wharf reconcile${apply ? ' --apply' : ' --dry-run'}: ${report.objects} objects (${mib(report.bytes)}); ` +
         `${report.orphans.length} orphan objects (${mib(report.orphanBytes)})${apply ? `, ${report.orphansDeleted} deleted` : ''}; ` +
         `${report.missing.length} blobs with a missing object${apply ? `, ${report.blobsForgotten} forgotten` : ''}; ` +
         `${report.dangling.length} dangling references`,

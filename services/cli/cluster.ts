@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, configToEnv, loadConfig, splitAddr } from '../../libs/config/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { startLocalS3, type LocalS3 } from './local-s3.js';
+import { httpStatus } from './http-status.js';
 
 /** The children run what this process runs: the compiled main.js beside cluster.js, or main.ts through tsx. */
 function mainCommand(): string[] {
@@ -44,7 +45,7 @@ async function waitForNode(url: string, child: ChildProcess): Promise<void> {
   for (;;) {
     if (child.exitCode !== null) throw new Error(`node at ${url} exited with code ${child.exitCode}`);
     try {
-      if ((await fetch(`${url}/`)).status === 200) return;
+      if ((await httpStatus(`${url}/`)) === 200) return;
     } catch {
       // not listening yet
     }

@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { httpStatus } from './http-status.js';
 
 export interface LocalS3 {
   endpoint: string;
@@ -145,8 +146,7 @@ async function waitReady(endpoint: string): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     try {
-      const res = await fetch(`${endpoint}/`, { signal: AbortSignal.timeout(2_000) });
-      await res.arrayBuffer();
+      await httpStatus(`${endpoint}/`, 2_000);
       return;
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`s3rver at ${endpoint} not answering: ${(err as Error).message}`);

@@ -2,7 +2,7 @@
 import { ConfigError, loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
-import { runFsck, runGc } from './admin.js';
+import { runFsck, runReconcile } from './admin.js';
 import { runKeys } from './keys.js';
 import { runReindex } from './reindex.js';
 import { startServe, startWharf, startWorker } from './start.js';
@@ -21,12 +21,13 @@ commands:
   migrate   apply database migrations to database.url and exit
   reindex   rebuild the listing read models (catalog, namespace tree, manifest listing) from
             the source tables and exit; embedded mode: only while Wharf is stopped
-  gc --dry-run | --apply [--min-age SECONDS]
+  reconcile --dry-run | --apply [--min-age SECONDS]
             compare storage with metadata: list objects no metadata names (orphans, older than
             --min-age, default 3600), blobs whose object is missing, and manifests naming a
             blob that is not stored (dangling references); --apply deletes the
             orphans and forgets the missing blobs so clients push them again. Exit 1 when a
-            discrepancy is left. Safe while the registry runs.
+            discrepancy is left. Safe while the registry runs. \`wharf gc\` is the old name
+            (the online collector is the gc worker role; this is an offline-style check)
   webhooks redrive [--endpoint NAME] [--event ID]
             move dead-lettered webhook deliveries back to pending (database.url, or the
             embedded PostgreSQL of a running wharf all on the same data.dir)
@@ -42,7 +43,7 @@ commands:
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
 
 /** Commands that take arguments of their own after the command name. */
-const WITH_ARGS = new Set(['gc', 'fsck', 'webhooks', 'keys']);
+const WITH_ARGS = new Set(['reconcile', 'gc', 'fsck', 'webhooks', 'keys']);
 
 function parseArgs(argv: string[]): { command: string | undefined; configFile: string | undefined; rest: string[] } {
   let command: string | undefined;
@@ -125,8 +126,9 @@ async function main(): Promise<void> {
       return runUntilSignal(config, 'worker', (logger) => startWorker(config, logger));
     case 'migrate':
       return runMigrate(config);
-    case 'gc':
-      process.exitCode = await runGc(config, rest);
+    case 'reconcile':
+    case 'gc': // the old name, kept so scripts keep working
+      process.exitCode = await runReconcile(config, rest);
       return;
     case 'fsck':
       process.exitCode = await runFsck(config, rest);

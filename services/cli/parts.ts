@@ -2,8 +2,9 @@ import { join } from 'node:path';
 import type { Config } from '../../libs/config/index.js';
 import { MemoryBus, type EventBus } from '../../libs/events/index.js';
 import type { Logger } from '../../libs/log/index.js';
-import { openDatabase, startEmbeddedPostgres, type Database, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
+import { openDatabase, startEmbeddedPostgres, type Database, type DatabaseTimeouts, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
 import { FilesystemBlobStore, type BlobStore } from '../../libs/storage/index.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 /** The three drivers a process needs: database, blob store and bus. Embedded and cluster mode differ only here. */
 export interface Parts {
@@ -13,18 +14,51 @@ export interface Parts {
   close(): Promise<void>;
 }
 
+/** The configured backstops, in milliseconds. An upload's transaction may wait on its body up to http.bodytimeout between statements. */
+export function databaseTimeouts(config: Config): DatabaseTimeouts {
+  const idle = config['database.idletransactiontimeout'] * 1000;
+  return {
+    statementMs: config['database.statementtimeout'] * 1000,
+    lockMs: config['database.locktimeout'] * 1000,
+    idleTransactionMs: idle,
+    uploadIdleTransactionMs: idle === 0 ? 0 : idle + config['http.bodytimeout'] * 1000,
+  };
+}
+
+/** The embedded PostgreSQL and the data directory's lock, stopped and released together. */
+export async function startLockedEmbeddedPostgres(config: Config, onLog?: (line: string) => void): Promise<EmbeddedPostgresHandle> {
+  const lock = await lockDataDir(config['data.dir']);
+  try {
+    const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), onLog);
+    return {
+      url: embedded.url,
+      async stop() {
+        try {
+          await embedded.stop();
+        } finally {
+          await lock.release();
+        }
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
 async function openDatabasePart(config: Config, logger: Logger): Promise<{ database: Database; embedded?: EmbeddedPostgresHandle }> {
   let url = config['database.url'];
   let embedded: EmbeddedPostgresHandle | undefined;
   if (url === '') {
     const pgLog = logger.child({ component: 'embedded-postgres' });
-    embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), (line) => pgLog.debug(line));
+    embedded = await startLockedEmbeddedPostgres(config, (line) => pgLog.debug(line));
     url = embedded.url;
   }
   const database = openDatabase({
     url,
     poolSize: config['database.poolsize'],
     uploadPoolSize: config['database.uploadpoolsize'],
+    timeouts: databaseTimeouts(config),
     onError: (err) => logger.warn({ err }, 'idle database connection lost; reconnecting on demand'),
   });
   return { database, embedded };

@@ -1,22 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ConfigError, type Config } from '../../libs/config/index.js';
-import { migrate, openDatabase, pendingMigrations, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
+import { migrate, openDatabase, pendingMigrations, type EmbeddedPostgresHandle } from '../../libs/metadata/index.js';
 import { rebuildReadModels } from '../../libs/registry/index.js';
+import { startLockedEmbeddedPostgres } from './parts.js';
 
-/** Whether a PostgreSQL server still runs on the embedded data directory (a running `wharf all`). */
-function embeddedServerRunning(dataDir: string): number | undefined {
-  const pidFile = join(dataDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) return undefined;
-  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * `wharf reindex`: rebuilds the catalog, namespace tree and manifest listing from the source
@@ -27,12 +13,8 @@ export async function runReindex(config: Config): Promise<void> {
   let url = config['database.url'];
   let embedded: EmbeddedPostgresHandle | undefined;
   if (url === '') {
-    const dir = join(config['data.dir'], 'postgres');
-    const pid = embeddedServerRunning(dir);
-    if (pid !== undefined) {
-      throw new ConfigError(`the embedded PostgreSQL of a running Wharf (pid ${pid}) holds ${dir}: stop Wharf first, or set database.url`);
-    }
-    embedded = await startEmbeddedPostgres(dir);
+    // The data directory's lock refuses while a Wharf runs on it (its PostgreSQL holds the directory).
+    embedded = await startLockedEmbeddedPostgres(config);
     url = embedded.url;
   }
   const database = openDatabase({ url, poolSize: 1, uploadPoolSize: 1 });

@@ -1,17 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { readFileSync } from 'node:fs';
 import { buildApi } from '../api/app.js';
-import { authFromConfig, isLoopback } from '../api/auth-config.js';
-import { parseEndpoints, redactUrl, splitAddr, type Config } from '../../libs/config/index.js';
+import { splitAddr, type Config } from '../../libs/config/index.js';
 import { OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
-import { Registry, warmHashPool, type HealthChecker } from '../../libs/registry/index.js';
+import { warmHashPool } from '../../libs/hashing/index.js';
+import { Registry, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { healthChecker, observeProcess, startOpsServer } from './observe.js';
-import { gcPolicyFromConfig } from '../worker/gc.js';
 import { openParts, type Parts } from './parts.js';
+import { apiOptionsFromConfig, eventSourceFromConfig, gcPolicyFromConfig, isLoopback, registryOptionsFromConfig } from './wiring.js';
 
 export interface RunningWharf {
   /** e.g. http://127.0.0.1:5000 (without the path prefix). */
@@ -78,7 +77,7 @@ async function closeGracefully(app: FastifyInstance, timeoutSeconds: number, log
 }
 
 export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger, health: HealthChecker): Promise<RunningApi> {
-  const source = { addr: config['http.addr'], instanceID: config['events.instanceid'] || randomUUID() };
+  const source = eventSourceFromConfig(config, randomUUID());
   const registry = new Registry({
     db: parts.database.db,
     uploadsDb: parts.database.uploadsDb,
@@ -86,38 +85,14 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     bus: parts.bus,
     outboxWritten: () => relay.wake(),
     warn: (message, err) => logger.warn({ err }, message),
-    options: {
-      pullEvents: config['events.pull'],
-      manifestMaxBytes: config['limits.manifestbytes'],
-      foreignUrlAllow: config['validation.manifests.urls.allow'].map((p) => new RegExp(p)),
-      foreignUrlDeny: config['validation.manifests.urls.deny'].map((p) => new RegExp(p)),
-      source,
-      blobRedirectSeconds: config['storage.driver'] === 's3' && config['storage.s3.redirect'] ? config['storage.s3.redirectexpiry'] : 0,
-      gc: gcPolicyFromConfig(config),
-      webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),
-      blobMaxBytes: config['limits.blobbytes'],
-    },
+    options: registryOptionsFromConfig(config),
   });
-  const auth = authFromConfig(config);
-  const tls = config['http.tls.certificate'] ? { cert: readFileSync(config['http.tls.certificate'], 'utf8'), key: readFileSync(config['http.tls.key'], 'utf8') } : undefined;
-  const app = buildApi({
-    registry,
-    logger,
-    prefix: config['http.prefix'],
-    pageSize: config['limits.pagesize'],
-    manifestMaxBytes: config['limits.manifestbytes'],
-    source,
-    bodyTimeoutMs: config['http.bodytimeout'] * 1000,
-    health,
-    auth,
-    ...(tls ? { tls } : {}),
-    maxHeaderBytes: config['limits.headerbytes'],
-    trustedProxies: config['http.trustedproxies'],
-  });
+  const options = apiOptionsFromConfig(config, { registry, logger, source, health });
+  const app = buildApi(options);
   const hashing = await warmHashPool();
   if (hashing.nativeError) logger.info({ reason: hashing.nativeError }, 'native SHA-256 addon not loaded: uploads are hashed with hash-wasm');
   const { host, port } = splitAddr(config['http.addr']);
-  if (auth.mode === 'none' && !isLoopback(host)) {
+  if (options.auth?.mode === 'none' && !isLoopback(host)) {
     logger.warn({ addr: config['http.addr'] }, 'auth.mode is none on an address other hosts can reach: anyone who can connect may read, push and delete');
   }
   await app.listen({ host, port });
@@ -125,7 +100,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
   const boundPort = typeof address === 'object' && address ? address.port : port;
   source.addr = `${host}:${boundPort}`;
   return {
-    url: `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
+    url: `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
     app,
     registry,
     close: () => closeGracefully(app, config['http.shutdowntimeout'], logger),
@@ -133,7 +108,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
 }
 
 function workersFor(config: Config, parts: Parts, logger: Logger): Promise<RunningWorkers> {
-  return startWorkers({ config, database: parts.database, store: parts.store, bus: parts.bus, logger });
+  return startWorkers({ config, gcPolicy: gcPolicyFromConfig(config), database: parts.database, store: parts.store, bus: parts.bus, logger });
 }
 
 async function assembled(config: Config, logger: Logger, prepare: (parts: Parts) => Promise<void>, withWorkers: boolean): Promise<RunningWharf> {
@@ -177,7 +152,9 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
 /** `wharf all`: API, relay and (later) workers in one process; applies migrations first. The embedded default. */
 export async function startWharf(config: Config, logger = createLogger(config['log.level'])): Promise<RunningWharf> {
   return assembled(config, logger, async (parts) => {
-    const applied = await migrate(parts.database.db);
+    // A migration step may take longer than the statement timeout a serving connection gets.
+    const unbounded = parts.database.unbounded();
+    const applied = await migrate(unbounded.db).finally(() => unbounded.close());
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
   }, true);
 }

@@ -1,13 +1,8 @@
-import type { Config } from '../../libs/config/index.js';
+import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
 import { gc } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
-import { GarbageCollector, parseUntaggedPolicy, type GcPolicy, type ReviewResult } from '../../libs/registry/index.js';
-import type { WorkerContext, WorkerRole } from './index.js';
-
-/** The registry's garbage collection policy from config (gc.untagged is validated when config loads). */
-export function gcPolicyFromConfig(config: Config): GcPolicy {
-  return { graceSeconds: config['gc.grace'], uploadGraceSeconds: config['gc.uploadgrace'], untaggedDeleteAfterSeconds: parseUntaggedPolicy(config['gc.untagged']) };
-}
+import { GarbageCollector, type ReviewResult } from '../../libs/registry/index.js';
+import type { WorkerContext, WorkerRole } from './role.js';
 
 const decisions = counter({ name: 'wharf_gc_decisions_total', help: 'Garbage collection review decisions', labelNames: ['kind', 'outcome'] });
 const bytesReclaimed = counter({ name: 'wharf_gc_bytes_reclaimed_total', help: 'Bytes of storage objects deleted by garbage collection' });
@@ -41,25 +36,6 @@ async function burst(next: () => Promise<ReviewResult | undefined>): Promise<{ d
   return { decided, busy: false };
 }
 
-/** A sleep that stop() can cut short. */
-class Naps {
-  private wakers = new Set<() => void>();
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakers.add(done);
-    });
-  }
-  wakeAll(): void {
-    for (const wake of [...this.wakers]) wake();
-  }
-}
-
 /**
  * The gc role: `gc.workers` loops decide due manifest reviews, then due blob reviews, polling
  * PostgreSQL when there is nothing due; one housekeeping loop deletes queued storage objects,
@@ -68,18 +44,18 @@ class Naps {
 export const gcRole: WorkerRole = {
   name: 'gc',
   async start(context: WorkerContext) {
-    const { config, database, store, logger } = context;
+    const { config, gcPolicy, database, store, logger } = context;
     const collector = new GarbageCollector({
       db: database.db,
       store,
-      policy: gcPolicyFromConfig(config),
+      policy: gcPolicy,
       source: { addr: '', instanceID: config['events.instanceid'] || `gc-${process.pid}` },
       // The relay on this process polls the outbox; a collected manifest's event goes out within its interval.
       outboxWritten: () => {},
       warn: (message, err) => logger.warn({ err }, message),
     });
     const pollMs = config['gc.pollinterval'];
-    const naps = new Naps();
+    const naps = new WakeableSleep();
     let running = true;
 
     const reviewLoop = async () => {
@@ -124,7 +100,7 @@ export const gcRole: WorkerRole = {
     const loops = [housekeepingLoop(), ...Array.from({ length: config['gc.workers'] }, () => reviewLoop())];
     return async () => {
       running = false;
-      naps.wakeAll();
+      naps.wake();
       await Promise.allSettled(loops);
     };
   },

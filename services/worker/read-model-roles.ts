@@ -1,7 +1,7 @@
 import type { RegistryEvent } from '../../libs/events/index.js';
 import { counter, histogram } from '../../libs/metrics/index.js';
 import { CatalogIndexer, ManifestLister } from '../../libs/registry/index.js';
-import type { WorkerContext, WorkerRole } from './index.js';
+import type { WorkerContext, WorkerRole } from './role.js';
 
 /*
  * catalog-indexer and manifest-lister: one durable consumer each on every event. Their handlers

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
 import type { WebhookEndpoint } from '../../libs/config/index.js';
 import type { Logger } from '../../libs/log/index.js';
 import { webhooks, type Schema } from '../../libs/metadata/index.js';
@@ -39,8 +40,7 @@ export class EndpointLoop {
   private consecutiveFailures = 0;
   private pausedUntil = 0;
   private loop: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
-  private woken = false;
+  private readonly sleeper = new WakeableSleep();
   private readonly idle = new Set<() => void>();
   private readonly timers = new Set<NodeJS.Timeout>();
 
@@ -59,8 +59,7 @@ export class EndpointLoop {
 
   /** Look for due rows now (after this replica queued one, or a retry came due). */
   wake(): void {
-    this.woken = true;
-    this.wakeUp?.();
+    this.sleeper.wake();
   }
 
   /** Stops claiming and waits for the requests in flight to finish and be recorded. */
@@ -80,7 +79,7 @@ export class EndpointLoop {
     const leaseMs = this.endpoint.timeoutMs + this.options.leaseMarginMs;
     let dbFailures = 0;
     while (this.running) {
-      this.woken = false;
+      this.sleeper.resetWoken();
       const capacity = this.failing() ? 1 : this.endpoint.concurrency;
       const free = capacity - this.inflight;
       const pauseLeft = this.failing() ? this.pausedUntil - Date.now() : 0;
@@ -109,16 +108,9 @@ export class EndpointLoop {
       if (!this.running) break;
       // A full claim may have left more due rows behind: go again once a slot frees up.
       if (claimed > 0 && claimed === free && this.inflight < capacity) continue;
-      if (this.woken) continue;
+      if (this.sleeper.woken) continue;
       const wait = dbFailures > 0 ? Math.min(5_000, 200 * 2 ** dbFailures) : pauseLeft > 0 ? Math.min(pauseLeft, this.options.pollMs) : this.options.pollMs;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.wakeUp = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wakeUp = undefined;
+      await this.sleeper.sleep(wait);
     }
   }
 

@@ -3,7 +3,7 @@ import type { RegistryEvent } from '../../libs/events/index.js';
 import { webhooks } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
 import { EndpointLoop, type EndpointLoopOptions } from './webhook-endpoint.js';
-import type { WorkerContext, WorkerRole } from './index.js';
+import type { WorkerContext, WorkerRole } from './role.js';
 
 const queuedTotal = counter({ name: 'wharf_webhook_queued_total', help: 'Events queued for delivery, by endpoint', labelNames: ['endpoint'] });
 const pendingGauge = gauge({ name: 'wharf_webhook_pending', help: 'Webhook deliveries not yet delivered (all replicas)', labelNames: ['endpoint'] });

@@ -5,16 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../libs/log/index.js';
-import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { startServe, startWorker, type RunningWharf } from '../../services/cli/start.js';
 import { clusterConfig } from '../helpers/cluster.js';
 import { blobOf, pushBlob } from '../helpers/oci.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
+import { clusterSuite, migrateDatabase, type ClusterServices } from '../helpers/services.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { eventually } from '../helpers/wait.js';
 
-let services: ClusterServices | undefined;
-let skip: string | undefined;
 let s3Proxy: TcpProxy;
 let natsProxy: TcpProxy;
 let node: RunningWharf;
@@ -27,13 +24,9 @@ interface Readiness {
   checks: Record<string, { ok: boolean; error?: string }>;
 }
 
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) {
-    skip = found.skip;
-    return;
-  }
-  services = found;
+const suite = clusterSuite({ setup, teardown });
+
+async function setup(services: ClusterServices): Promise<void> {
   const s3 = new URL(services.s3.endpoint);
   const nats = new URL(services.natsUrl);
   s3Proxy = await startTcpProxy({ host: s3.hostname, port: Number(s3.port) });
@@ -44,20 +37,18 @@ before(async () => {
     'worker.httpaddr': '127.0.0.1:0',
     'health.timeout': 1,
   });
-  const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
-  await migrate(admin.db).finally(() => admin.close());
+  await migrateDatabase(config['database.url']);
   const logger = createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? 'silent');
   node = await startServe(config, logger);
   worker = await startWorker(config, logger);
-});
+}
 
-after(async () => {
+async function teardown(): Promise<void> {
   await worker?.close();
   await node?.close();
   await s3Proxy?.close();
   await natsProxy?.close();
-  await services?.close();
-});
+}
 
 async function readiness(url: string): Promise<{ status: number; body: Readiness }> {
   const res = await fetch(`${url}/readyz`);
@@ -72,7 +63,7 @@ async function metric(url: string, series: string): Promise<number | undefined> 
 
 describe('dependencies going away and coming back', () => {
   it('the worker answers /healthz, /readyz and /metrics on worker.httpaddr', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     assert.ok(worker.url);
     assert.equal((await fetch(`${worker.url}/healthz`)).status, 200);
     assert.equal((await readiness(worker.url)).status, 200);
@@ -80,7 +71,7 @@ describe('dependencies going away and coming back', () => {
   });
 
   it('NATS down: the node stays ready and keeps accepting pushes; the outbox holds the events until NATS is back', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     assert.equal((await readiness(node.url)).status, 200);
     await natsProxy.stop();
     const { status, body } = await eventually(async () => {
@@ -105,7 +96,7 @@ describe('dependencies going away and coming back', () => {
   });
 
   it('S3 down: /readyz 503 naming storage, blob reads and uploads 503 UNAVAILABLE, metadata still served; all recovers', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const blob = blobOf(`before S3 goes ${Date.now()}`);
     assert.equal((await pushBlob(node.url, 'outage/s3', blob)).status, 201);
     await s3Proxy.stop();

@@ -1,33 +1,26 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { NatsBus, OutboxRelay, buildEvent, type EventBus } from '../../libs/events/index.js';
+import { describe, it } from 'node:test';
+import { OutboxRelay, buildEvent, type EventBus } from '../../libs/events/index.js';
+import { NatsBus } from '../../libs/events/nats-bus.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase, outbox } from '../../libs/metadata/index.js';
 import { startServe, type RunningWharf } from '../../services/cli/start.js';
 import { clusterConfig } from '../helpers/cluster.js';
 import { startPrivateNatsServer, type PrivateNatsServer } from '../helpers/nats.js';
 import { pushImage } from '../helpers/oci.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
+import { clusterSuite } from '../helpers/services.js';
 import { readStream } from '../helpers/stream.js';
 import { eventually } from '../helpers/wait.js';
 
-let services: ClusterServices | undefined;
-let skip: string | undefined;
 let nats: PrivateNatsServer | undefined;
 
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) {
-    skip = found.skip;
-    return;
-  }
-  services = found;
-  nats = await startPrivateNatsServer();
-});
-
-after(async () => {
-  await nats?.dispose();
-  await services?.close();
+const suite = clusterSuite({
+  async setup() {
+    nats = await startPrivateNatsServer();
+  },
+  async teardown() {
+    await nats?.dispose();
+  },
 });
 
 function countById(messages: Array<{ id: string }>): Map<string, number> {
@@ -38,8 +31,8 @@ function countById(messages: Array<{ id: string }>): Map<string, number> {
 
 describe('events while NATS is down', () => {
   it('API writes keep succeeding and every outbox event reaches the stream exactly once when NATS returns', async (t) => {
-    if (skip) return t.skip(skip);
-    const config = clusterConfig(services!, { 'nats.url': nats!.url, 'events.pull': false });
+    if (suite.skip) return t.skip(suite.skip);
+    const config = clusterConfig(suite.services!, { 'nats.url': nats!.url, 'events.pull': false });
     const admin = openDatabase({ url: config['database.url'], poolSize: 2, uploadPoolSize: 1 });
     await migrate(admin.db);
     let node: RunningWharf | undefined;
@@ -70,8 +63,8 @@ describe('events while NATS is down', () => {
 
 describe('two relays at once', () => {
   it('publish each event once between them', async (t) => {
-    if (skip) return t.skip(skip);
-    const config = clusterConfig(services!, { 'nats.url': nats!.url });
+    if (suite.skip) return t.skip(suite.skip);
+    const config = clusterConfig(suite.services!, { 'nats.url': nats!.url });
     const admin = openDatabase({ url: config['database.url'], poolSize: 4, uploadPoolSize: 1 });
     await migrate(admin.db);
     const bus = await NatsBus.connect({ servers: nats!.url, stream: config['nats.stream'], subjectPrefix: config['nats.subjectprefix'] });

@@ -98,11 +98,11 @@ describe('online garbage collection (cluster, S3)', () => {
     await queuesDrained(e.target.db);
   });
 
-  it('wharf gc --dry-run finds an object planted in S3 and a blob whose object was removed; --apply repairs; then it reports zero', async (t) => {
+  it('wharf reconcile --dry-run finds an object planted in S3 and a blob whose object was removed; --apply repairs; then it reports zero', async (t) => {
     const e = ready(t);
     if (!e) return;
     const cliEnv = configToEnv(e.cluster.config);
-    const clean = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    const clean = await runWharfCommand(['reconcile', '--dry-run', '--min-age', '0'], cliEnv);
     assert.equal(clean.code, 0, `after continuous GC nothing dangles: ${clean.stdout}${clean.stderr}`);
     assert.match(clean.stdout, /0 orphan objects .*0 blobs with a missing object/);
 
@@ -114,7 +114,7 @@ describe('online garbage collection (cluster, S3)', () => {
     const key = (await e.target.db.selectFrom('blobs').select('storage_key').where('digest', '=', layer.digest).executeTakeFirstOrThrow()).storage_key;
     await e.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
 
-    const dry = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    const dry = await runWharfCommand(['reconcile', '--dry-run', '--min-age', '0'], cliEnv);
     assert.equal(dry.code, 1, dry.stdout + dry.stderr);
     assert.match(dry.stdout, /orphan object zz\/planted-orphan \(10 bytes\)/);
     assert.ok(dry.stdout.includes(`missing object ${key} of blob ${layer.digest}, named by gcc/fsck@${pushed.digest}`), dry.stdout);
@@ -124,12 +124,12 @@ describe('online garbage collection (cluster, S3)', () => {
     assert.equal(fsck.code, 1, fsck.stdout + fsck.stderr);
     assert.ok(fsck.stdout.includes(`unreadable blob ${layer.digest}`), fsck.stdout);
 
-    const apply = await runWharfCommand(['gc', '--apply', '--min-age', '0'], cliEnv);
+    const apply = await runWharfCommand(['reconcile', '--apply', '--min-age', '0'], cliEnv);
     assert.equal(apply.code, 1, 'a lost blob stays damage until it is pushed again');
     assert.match(apply.stdout, /1 deleted; 1 blobs with a missing object, 1 forgotten/);
     // The client pushes the lost blob again: HEAD says 404 now, so it uploads.
     assert.equal((await pushWith(e.target.base, 'gcc/fsck', 'v1', configBlob(), [layer])).res.status, 201);
-    const after = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], cliEnv);
+    const after = await runWharfCommand(['reconcile', '--dry-run', '--min-age', '0'], cliEnv);
     assert.equal(after.code, 0, after.stdout);
     const good = await runWharfCommand(['fsck', '--sample', '5'], cliEnv);
     assert.equal(good.code, 0, good.stdout + good.stderr);
@@ -144,7 +144,7 @@ describe('online garbage collection racing pushes (cluster, S3, 0 s grace)', () 
     try {
       await raceScenario(race.target, 'gcc/race', 20);
       await queuesDrained(race.target.db);
-      const check = await runWharfCommand(['gc', '--dry-run', '--min-age', '0'], configToEnv(race.cluster.config));
+      const check = await runWharfCommand(['reconcile', '--dry-run', '--min-age', '0'], configToEnv(race.cluster.config));
       assert.equal(check.code, 0, check.stdout + check.stderr);
     } finally {
       await race.close();

@@ -7,38 +7,29 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Config } from '../../libs/config/index.js';
-import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { clusterConfig } from '../helpers/cluster.js';
 import { spawnWharf, type WharfProcess } from '../helpers/processes.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
+import { clusterSuite, migrateDatabase } from '../helpers/services.js';
 import { eventually } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const TOTAL = 200 * MiB;
 const CHUNK = 25 * MiB;
-let services: ClusterServices | undefined;
-let skip: string | undefined;
 let config: Config;
 const started: WharfProcess[] = [];
 
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) {
-    skip = found.skip;
-    return;
-  }
-  services = found;
-  config = clusterConfig(services);
-  const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
-  await migrate(admin.db).finally(() => admin.close());
+const suite = clusterSuite({
+  async setup(services) {
+    config = clusterConfig(services);
+    await migrateDatabase(config['database.url']);
+  },
+  async teardown() {
+    for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  },
 });
 
-after(async () => {
-  for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-  await services?.close();
-});
 
 async function node(shutdownSeconds: number): Promise<WharfProcess> {
   const p = await spawnWharf('serve', { ...config, 'http.shutdowntimeout': shutdownSeconds });
@@ -103,7 +94,7 @@ async function refusesConnections(url: string): Promise<void> {
 
 describe('SIGTERM during a 200 MiB chunked upload', () => {
   it('finishes the chunk in flight, cuts a stalled one at the deadline, and the upload completes on another node', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const [a, b, c] = await Promise.all([node(60), node(60), node(1)]);
     const digest = createHash('sha256');
     for (let i = 0; i < TOTAL / CHUNK; i++) digest.update(chunk(i));

@@ -1,34 +1,24 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { after, before, describe, it } from 'node:test';
-import { migrate, openDatabase } from '../../libs/metadata/index.js';
+import { describe, it } from 'node:test';
 import { clusterConfig } from '../helpers/cluster.js';
 import { randomBlob, sha256 } from '../helpers/oci.js';
 import { eventually } from '../helpers/wait.js';
 import { spawnWharf, type WharfProcess } from '../helpers/processes.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
+import { clusterSuite, migrateDatabase } from '../helpers/services.js';
 
 const MiB = 1024 * 1024;
-let services: ClusterServices | undefined;
-let skip: string | undefined;
 const nodes: WharfProcess[] = [];
 
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) {
-    skip = found.skip;
-    return;
-  }
-  services = found;
-  const config = clusterConfig(services);
-  const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
-  await migrate(admin.db).finally(() => admin.close());
-  nodes.push(await spawnWharf('serve', config), await spawnWharf('serve', config));
-});
-
-after(async () => {
-  for (const n of nodes) n.child.kill('SIGKILL');
-  await services?.close();
+const suite = clusterSuite({
+  async setup(services) {
+    const config = clusterConfig(services);
+    await migrateDatabase(config['database.url']);
+    nodes.push(await spawnWharf('serve', config), await spawnWharf('serve', config));
+  },
+  async teardown() {
+    for (const n of nodes) n.child.kill('SIGKILL');
+  },
 });
 
 /** Sends `head` of a PATCH body, then lets the test kill the node while the request is still open. */
@@ -44,7 +34,7 @@ function patchThatStalls(url: string, path: string, total: number, head: Buffer)
 
 describe('an API node killed mid-upload', () => {
   it('lets the client finish the upload on another node with the right digest', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const [a, b] = nodes as [WharfProcess, WharfProcess];
     const blob = randomBlob(20 * MiB);
     const post = await fetch(`${a.url}/v2/crash/app/blobs/uploads/`, { method: 'POST' });

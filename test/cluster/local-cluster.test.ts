@@ -4,36 +4,32 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { randomBlob, pushBlob } from '../helpers/oci.js';
 import { freePort } from '../helpers/processes.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
+import { clusterSuite } from '../helpers/services.js';
 
-let services: ClusterServices | undefined;
-let skip: string | undefined;
 let dataDir: string;
 
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) skip = found.skip;
-  else services = found;
-  dataDir = await mkdtemp(join(tmpdir(), 'wharf-local-cluster-'));
+const suite = clusterSuite({
+  async teardown() {
+    await rm(dataDir, { recursive: true, force: true });
+  },
 });
-after(async () => {
-  await services?.close();
-  await rm(dataDir, { recursive: true, force: true });
+before(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'wharf-local-cluster-'));
 });
 
 describe('npm run cluster', () => {
   it('starts N nodes that share everything, prints one line per node, and stops on SIGINT', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const port = await freePort();
     const run = randomBytes(4).toString('hex');
     const child = spawn(process.execPath, ['dist/services/cli/cluster.js', '--nodes', '2', '--port', String(port)], {
       env: {
         PATH: process.env.PATH,
-        WHARF_DATABASE_URL: services!.databaseUrl,
-        WHARF_NATS_URL: services!.natsUrl,
+        WHARF_DATABASE_URL: suite.services!.databaseUrl,
+        WHARF_NATS_URL: suite.services!.natsUrl,
         WHARF_NATS_STREAM: `WHARF_TEST_${run}`,
         WHARF_NATS_SUBJECTPREFIX: `wharftest${run}.events`,
         WHARF_DATA_DIR: dataDir,

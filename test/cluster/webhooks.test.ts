@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { configToEnv, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase, type Database } from '../../libs/metadata/index.js';
@@ -9,26 +9,24 @@ import { clusterConfig } from '../helpers/cluster.js';
 import { deleteStream, startPrivateNatsServer, type PrivateNatsServer } from '../helpers/nats.js';
 import { pushBlob, pushImage, randomBlob } from '../helpers/oci.js';
 import { spawnWharf, WHARF_MAIN, type WharfProcess } from '../helpers/processes.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
+import { clusterSuite } from '../helpers/services.js';
 import { eventually } from '../helpers/wait.js';
 import { startReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
-let services: ClusterServices | undefined;
-let skip: string | undefined;
 let nats: PrivateNatsServer | undefined;
 let admin: Database | undefined;
 const cleanups: Array<() => Promise<unknown>> = [];
 
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) {
-    skip = found.skip;
-    return;
-  }
-  services = found;
-  nats = await startPrivateNatsServer();
-  admin = openDatabase({ url: services.databaseUrl, poolSize: 2, uploadPoolSize: 1 });
-  await migrate(admin.db);
+const suite = clusterSuite({
+  async setup(services) {
+    nats = await startPrivateNatsServer();
+    admin = openDatabase({ url: services.databaseUrl, poolSize: 2, uploadPoolSize: 1 });
+    await migrate(admin.db);
+  },
+  async teardown() {
+    await admin?.close();
+    await nats?.dispose();
+  },
 });
 
 // Every test's nodes stop when it ends: the database is shared by the tests of this file, and a
@@ -37,15 +35,10 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-after(async () => {
-  await admin?.close();
-  await nats?.dispose();
-  await services?.close();
-});
 
 /** A cluster config on the private NATS server with one webhook endpoint and short backoffs. */
 function configWith(endpoint: Record<string, unknown>, overrides: Partial<Config> = {}): Config {
-  const config = clusterConfig(services!, {
+  const config = clusterConfig(suite.services!, {
     'nats.url': nats!.url,
     'events.pull': false,
     'notifications.endpoints': [{ backoff: '50ms', maxbackoff: '500ms', threshold: 5, maxattempts: 1000, ...endpoint }],
@@ -91,7 +84,7 @@ async function allArrive(receiver: WebhookReceiver, prefix: string, expected: nu
 
 describe('a receiver that is down while 100 images are pushed', () => {
   it('gets every push event once it is back', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const receiver = await startReceiver();
     cleanups.push(() => receiver.down());
     const config = configWith({ name: 'down-then-up', url: receiver.url });
@@ -127,7 +120,7 @@ describe('a receiver that is down while 100 images are pushed', () => {
 
 describe('a worker killed mid-burst', () => {
   it('loses nothing: another worker delivers what it had claimed or not yet queued', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     // Slow enough that the kill lands while deliveries are in flight.
     const receiver = await startReceiver(() => new Promise((resolve) => setTimeout(() => resolve(200), 30)));
     cleanups.push(() => receiver.down());
@@ -158,7 +151,7 @@ describe('a worker killed mid-burst', () => {
 
 describe('NATS restarted during a burst of pushes', () => {
   it('loses nothing', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const receiver = await startReceiver();
     cleanups.push(() => receiver.down());
     const config = configWith({ name: 'nats-restart', url: receiver.url });
@@ -188,7 +181,7 @@ describe('wharf webhooks redrive', () => {
   }
 
   it('moves dead letters of one endpoint back to pending, and they are delivered', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     let open = false;
     const receiver = await startReceiver(() => (open ? 200 : 500));
     cleanups.push(() => receiver.down());

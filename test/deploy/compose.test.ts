@@ -135,7 +135,7 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
     const images = await podman('images', '--format', '{{.Repository}}:{{.Tag}}');
     assert.match(images, /localhost\/wharf:0\.1\.0|docker\.io\/library\/wharf:0\.1\.0/, 'one wharf:0.1.0 image');
     // The build stage compiled the native SHA-256 addon against Node 24's headers.
-    const addon = await podman('run', '--rm', '--entrypoint', 'node', 'wharf:0.1.0', '-e', "require('/app/build/Release/wharf_sha256.node'); console.log(process.version)");
+    const addon = await podman('run', '--rm', '--entrypoint', 'node', 'wharf:0.1.0', '-e', "require('/app/libs/hashing/build/Release/wharf_sha256.node'); console.log(process.version)");
     assert.match(addon, /^v24\./);
   });
 

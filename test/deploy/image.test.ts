@@ -61,7 +61,7 @@ describe('the Wharf image alone', { skip: missing.length ? `missing: ${missing.j
     await podman('healthcheck', 'run', NAME);
     const help = await podman('exec', NAME, 'wharf', 'help');
     assert.match(help, /usage: wharf <command>/);
-    await podman('exec', NAME, 'node', '-e', "require('/app/build/Release/wharf_sha256.node')");
+    await podman('exec', NAME, 'node', '-e', "require('/app/libs/hashing/build/Release/wharf_sha256.node')");
   });
 
   it('keeps the data across a restart of the container', async () => {

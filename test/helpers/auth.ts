@@ -10,9 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
-import { formatScope, jwkThumbprint, mergeAccess, signToken, type TokenClaims } from '../../libs/auth/index.js';
-import { requiredAccess } from '../../services/api/access.js';
-import { splitV2Url } from '../../services/api/dispatch.js';
+import { jwkThumbprint, signToken, type TokenClaims } from '../../libs/auth/index.js';
+import { matchV2Url } from '../../services/api/dispatch.js';
 import { startRoundRobin } from './round-robin.js';
 
 const run = promisify(execFile);
@@ -118,9 +117,36 @@ export async function fetchToken(base: string, scopes: string[], credentials?: {
 }
 
 /**
+ * The token scopes a client asks for to make a request under /v2/ (`path` decoded, after /v2/),
+ * written down here from docs/auth.md rather than taken from the registry's own mapping, so a
+ * wrong mapping there fails these suites instead of being mirrored by them.
+ */
+export function scopesFor(method: string, path: string, query: URLSearchParams): string[] {
+  const read = method === 'GET' || method === 'HEAD';
+  const pull = (name: string) => `repository:${name}:pull`;
+  if (path === '_catalog' || /(^|\/)_wharf\/repositories$/.test(path)) return ['registry:catalog:*'];
+  if (/^_wharf\/admin(\/|$)/.test(path)) return ['registry:admin:*'];
+  const listing = /^(.+)\/_wharf\/(manifests|tags)(\/.*)?$/.exec(path);
+  if (listing) return [pull(listing[1]!)];
+  const discover = /^(.+)\/_oci\/ext\/discover$/.exec(path);
+  if (discover) return [pull(discover[1]!)];
+  const uploads = /^(.+)\/blobs\/uploads(\/[^/]*)?$/.exec(path);
+  if (uploads) {
+    const from = query.get('from');
+    const mount = uploads[2] === undefined || uploads[2] === '/' ? query.has('mount') && from : undefined;
+    return [`repository:${uploads[1]}:pull,push`, ...(mount ? [pull(from!)] : [])];
+  }
+  const content = /^(.+)\/(manifests|blobs)\/[^/]+$/.exec(path);
+  if (content) return [read ? pull(content[1]!) : method === 'DELETE' ? `repository:${content[1]}:delete` : `repository:${content[1]}:pull,push`];
+  const listed = /^(.+)\/(tags\/list|referrers\/[^/]+)$/.exec(path);
+  if (listed) return [pull(listed[1]!)];
+  return [];
+}
+
+/**
  * A proxy that adds credentials to every request, so suites written for an open registry run
- * with auth on: Basic, or Bearer with a token from the registry's issuer for exactly the scope
- * the request's endpoint needs (services/api/access.ts), as a client would fetch it.
+ * with auth on: Basic, or Bearer with a token from the registry's issuer for exactly the scopes
+ * the request needs (scopesFor), as a client would fetch it.
  */
 export async function startCredentialProxy(
   target: string,
@@ -134,13 +160,13 @@ export async function startCredentialProxy(
     addHeaders: (req) => {
       if (scheme === 'basic') return { authorization: basic(credentials.user, credentials.password) };
       const url = req.url ?? '';
-      const parts = url.startsWith(`${v2}/`) ? splitV2Url(url, v2) : undefined;
-      const needs = parts ? requiredAccess(req.method ?? 'GET', parts.path, parts.query) : undefined;
-      const scope = needs ? formatScope(mergeAccess([...needs.access, ...needs.alsoAsk])) : '';
-      const cached = tokens.get(scope);
+      const parts = url.startsWith(`${v2}/`) ? matchV2Url(url, v2) : undefined;
+      const scopes = parts ? scopesFor(req.method ?? 'GET', parts.path, parts.query) : [];
+      const key = scopes.join(' ');
+      const cached = tokens.get(key);
       if (cached) return { authorization: `Bearer ${cached}` };
-      return fetchToken(`${target}${prefix}`, scope ? [scope] : [], credentials).then((token) => {
-        tokens.set(scope, token);
+      return fetchToken(`${target}${prefix}`, scopes, credentials).then((token) => {
+        tokens.set(key, token);
         return { authorization: `Bearer ${token}` };
       });
     },

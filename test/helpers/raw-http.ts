@@ -31,6 +31,8 @@ export interface RawRequest {
   after?: 'wait' | 'end' | 'destroy';
   /** Awaited after the body is written and before `after` is acted on (e.g. until the server has seen the bytes). */
   beforeHangUp?: () => Promise<void>;
+  /** Awaited before each body piece after the first: a slow client. */
+  pace?: () => Promise<void>;
   /** Gives up (destroying the socket) after this long; default 30 s. */
   timeoutMs?: number;
 }
@@ -167,7 +169,8 @@ export async function rawRequest(req: RawRequest): Promise<RawResult> {
   await write(socket, head);
 
   const pieces = req.body === undefined ? [] : Array.isArray(req.body) ? req.body : [req.body];
-  for (const piece of pieces) {
+  for (const [i, piece] of pieces.entries()) {
+    if (i > 0 && req.pace) await req.pace();
     if (closed || response) break;
     if (req.chunked) {
       if (piece.length === 0) continue;

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import pg from 'pg';
+import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { startS3rver } from './s3rver.js';
 
 /**
@@ -95,4 +97,42 @@ export async function clusterServices(): Promise<ClusterServices | { skip: strin
     await close();
     throw err;
   }
+}
+
+/** What a suite's tests read of its cluster services: `skip` is the reason they are missing. */
+export interface ClusterSuite {
+  readonly services: ClusterServices | undefined;
+  readonly skip: string | undefined;
+}
+
+/**
+ * One suite's cluster services: found in a `before` hook (then `setup` runs), closed in an `after`
+ * hook once `teardown` has stopped what the suite started on them. Tests begin with
+ * `if (suite.skip) return t.skip(suite.skip);`.
+ */
+export function clusterSuite(hooks: { setup?(services: ClusterServices): Promise<void>; teardown?(): Promise<void> } = {}): ClusterSuite {
+  let found: ClusterServices | { skip: string } | undefined;
+  before(async () => {
+    found = await clusterServices();
+    if (!('skip' in found)) await hooks.setup?.(found);
+  });
+  after(async () => {
+    await hooks.teardown?.();
+    if (found && !('skip' in found)) await found.close();
+  });
+  return {
+    get services() {
+      return found && !('skip' in found) ? found : undefined;
+    },
+    get skip() {
+      if (!found) return 'cluster services were not looked up';
+      return 'skip' in found ? found.skip : undefined;
+    },
+  };
+}
+
+/** Runs the migrations on a fresh test database, as `wharf migrate` does. */
+export async function migrateDatabase(databaseUrl: string): Promise<void> {
+  const admin = openDatabase({ url: databaseUrl, poolSize: 1, uploadPoolSize: 1 });
+  await migrate(admin.db).finally(() => admin.close());
 }

@@ -7,6 +7,13 @@ export interface TcpProxy {
   stop(): Promise<void>;
   /** Listens again on the same port. */
   start(): Promise<void>;
+  /**
+   * Keeps every connection open but forwards nothing, either way, on old and new connections
+   * alike: the target looks alive to TCP and never answers (a hung server, a black-holing network).
+   */
+  stall(): void;
+  /** Forwards again, the bytes held meanwhile first. */
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -14,19 +21,41 @@ export interface TcpProxy {
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   let server: Server | undefined;
   const sockets = new Set<Socket>();
+  const pairs = new Set<[Socket, Socket]>();
+  let stalled = false;
   let port = 0;
+  const forward = ([client, upstream]: [Socket, Socket]) => {
+    client.pipe(upstream).pipe(client);
+    client.resume();
+    upstream.resume();
+  };
+  const hold = ([client, upstream]: [Socket, Socket]) => {
+    client.unpipe(upstream);
+    upstream.unpipe(client);
+    client.pause();
+    upstream.pause();
+  };
   const start = async () => {
     const s = createServer((client) => {
       const upstream = connect(target.port, target.host);
-      for (const socket of [client, upstream]) {
+      const pair: [Socket, Socket] = [client, upstream];
+      pairs.add(pair);
+      for (const socket of pair) {
         sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
+        socket.on('close', () => {
+          sockets.delete(socket);
+          pairs.delete(pair);
+          // Unpiped while stalled, the other side would not learn of the close.
+          client.destroy();
+          upstream.destroy();
+        });
         socket.on('error', () => {
           client.destroy();
           upstream.destroy();
         });
       }
-      client.pipe(upstream).pipe(client);
+      if (stalled) hold(pair);
+      else forward(pair);
     });
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
@@ -49,6 +78,14 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     stop,
     start,
+    stall() {
+      stalled = true;
+      for (const pair of pairs) hold(pair);
+    },
+    resume() {
+      stalled = false;
+      for (const pair of pairs) forward(pair);
+    },
     close: stop,
   };
 }

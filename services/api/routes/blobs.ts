@@ -1,6 +1,6 @@
-import { RegistryError } from '../../../libs/oci/index.js';
 import type { Endpoint } from '../dispatch.js';
 import type { Call, MethodTable } from '../call.js';
+import { HttpError } from '../errors.js';
 import { parseRange } from '../http.js';
 
 type BlobEndpoint = Extract<Endpoint, { kind: 'blob' }>;
@@ -15,8 +15,7 @@ async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
   }
   const range = parseRange(call.request.headers.range, blob.size);
   if (range === 'unsatisfiable') {
-    throw new RegistryError('RANGE_INVALID', 'requested range not satisfiable', {
-      status: 416,
+    throw new HttpError('RANGE_INVALID', 'requested range not satisfiable', {
       detail: { size: blob.size },
       headers: { 'Content-Range': `bytes */${blob.size}` },
     });

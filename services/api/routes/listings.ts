@@ -1,13 +1,13 @@
-import { nextLink, parsePage } from '../../../libs/oci/index.js';
 import type { Endpoint } from '../dispatch.js';
 import type { Call, MethodTable } from '../call.js';
+import { linkNextPage, parsePage } from '../pagination.js';
 
 type TagsEndpoint = Extract<Endpoint, { kind: 'tags' }>;
 type CatalogEndpoint = Extract<Endpoint, { kind: 'catalog' }>;
 type ReferrersEndpoint = Extract<Endpoint, { kind: 'referrers' }>;
 
 function withNextLink(call: Call, path: string, n: number, next: string | undefined) {
-  if (next !== undefined) call.reply.header('link', nextLink(path, call.query, n, next));
+  linkNextPage(call, path, n, next);
   return call.reply.code(200).type('application/json');
 }
 

@@ -1,4 +1,5 @@
-import { uploadRange, type UploadSession } from '../../../libs/registry/index.js';
+import type { UploadSession } from '../../../libs/registry/index.js';
+import { uploadRange } from '../errors.js';
 import type { Endpoint } from '../dispatch.js';
 import type { Call, MethodTable } from '../call.js';
 import { chunkInfo, hasBody } from '../http.js';

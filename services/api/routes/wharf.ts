@@ -1,7 +1,9 @@
-import { nextLink, parsePage, checkName } from '../../../libs/oci/index.js';
-import { parseManifestFilter, type ListedRepository } from '../../../libs/registry/index.js';
+import { checkName } from '../../../libs/oci/index.js';
+import type { ListedRepository } from '../../../libs/registry/index.js';
+import { parseManifestFilter } from '../manifest-filter.js';
 import type { Endpoint } from '../dispatch.js';
 import type { Call, MethodTable } from '../call.js';
+import { linkNextPage, parsePage } from '../pagination.js';
 
 /*
  * The `_wharf` listing extensions and their discovery. Per-repository listings carry an ETag;
@@ -27,10 +29,6 @@ export function ifNoneMatchHits(header: string | string[] | undefined, etag: str
 
 function json(call: Call, body: unknown) {
   return call.reply.code(200).type('application/json').send(body);
-}
-
-function withLink(call: Call, path: string, n: number, next: string | undefined): void {
-  if (next !== undefined) call.reply.header('link', nextLink(path, call.query, n, next));
 }
 
 /**
@@ -89,7 +87,7 @@ export const namespace: MethodTable<NamespaceEndpoint> = {
     const { prefix } = call.endpoint;
     const { n, last } = parsePage(call.query, call.pageSize);
     const page = await call.registry.listings.namespace(prefix, n, last);
-    withLink(call, prefix === '' ? `${call.v2}/_wharf/repositories` : `${call.v2}/${prefix}/_wharf/repositories`, n, page.next);
+    linkNextPage(call, prefix === '' ? `${call.v2}/_wharf/repositories` : `${call.v2}/${prefix}/_wharf/repositories`, n, page.next);
     return json(call, { name: prefix, repositories: page.items });
   },
 };
@@ -100,7 +98,7 @@ export const manifestListing: MethodTable<ManifestListingEndpoint> = getAndHead(
   const filter = parseManifestFilter(call.query);
   return versioned(call, name, (repo) => repo.manifestsEtag, async (repo) => {
     const page = await call.registry.listings.manifests(repo, filter, n, last);
-    withLink(call, `${call.v2}/${name}/_wharf/manifests`, n, page.next);
+    linkNextPage(call, `${call.v2}/${name}/_wharf/manifests`, n, page.next);
     return { name, manifests: page.items };
   });
 });
@@ -110,7 +108,7 @@ export const tagDetails: MethodTable<TagDetailsEndpoint> = getAndHead(async (cal
   const { n, last } = parsePage(call.query, call.pageSize);
   return versioned(call, name, (repo) => repo.tagsEtag, async (repo) => {
     const page = await call.registry.listings.tags(repo, n, last);
-    withLink(call, `${call.v2}/${name}/_wharf/tags`, n, page.next);
+    linkNextPage(call, `${call.v2}/${name}/_wharf/tags`, n, page.next);
     return { name, tags: page.items };
   });
 });
@@ -124,7 +122,7 @@ export const tagHistory: MethodTable<TagHistoryEndpoint> = getAndHead(async (cal
     (repo) => repo.tagsEtag,
     async (repo) => {
       const page = await call.registry.listings.tagHistory(repo, tag, n, last);
-      withLink(call, `${call.v2}/${name}/_wharf/tags/${tag}/history`, n, page.next);
+      linkNextPage(call, `${call.v2}/${name}/_wharf/tags/${tag}/history`, n, page.next);
       return { name, tag, history: page.items };
     },
     (repo) => call.registry.listings.tagHistory(repo, tag, 1, undefined),

@@ -1,4 +1,5 @@
-import { RegistryError } from './errors.js';
+import { RegistryError } from '../../libs/oci/index.js';
+import type { Call } from './call.js';
 
 export interface PageRequest {
   n: number;
@@ -25,4 +26,9 @@ export function nextLink(path: string, query: URLSearchParams, n: number, last: 
   next.set('n', String(n));
   next.set('last', last);
   return `<${path}?${next.toString()}>; rel="next"`;
+}
+
+/** Sets the `Link` header to the next page of the listing at `path`, when there is one. */
+export function linkNextPage(call: Call, path: string, n: number, next: string | undefined): void {
+  if (next !== undefined) call.reply.header('link', nextLink(path, call.query, n, next));
 }

@@ -1,12 +1,13 @@
-// npm's install script: builds the SHA-256 addon (native/sha256.c, binding.gyp) with the node-gyp
-// that ships with npm. A failed build never fails the install: Wharf then hashes with hash-wasm.
+// npm's install script: builds the SHA-256 addon (native/sha256.c, binding.gyp, both in libs/hashing)
+// into libs/hashing/build/ with the node-gyp that ships with npm. A failed build never fails the
+// install: Wharf then hashes with hash-wasm.
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..'); // libs/hashing
 const addon = join(root, 'build', 'Release', 'wharf_sha256.node');
 
 function nodeGyp() {

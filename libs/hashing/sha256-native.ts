@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-/** The N-API addon of native/sha256.c, built by `npm ci` (scripts/build-native.mjs) when a compiler is there. */
+/** The N-API addon of native/sha256.c, built by `npm ci` (libs/hashing/scripts/build-native.mjs) when a compiler is there. */
 export interface NativeSha256 {
   create(state?: Uint8Array | null): NativeContext;
   update(context: NativeContext, bytes: Uint8Array): void;
-  /** The running state in the portable form of sha256-state.ts. */
+  /** The running state in the portable form of saved-hash-state.ts. */
   save(context: NativeContext): Buffer;
   /** The digest of every byte so far; the context goes on. */
   digest(context: NativeContext): Buffer;
@@ -29,9 +29,10 @@ export function nativeSha256Error(): string | undefined {
 function load(): { addon?: NativeSha256; error?: string } {
   try {
     const require = createRequire(import.meta.url);
-    // Compiled, this module sits one level deeper (dist/libs/registry/) than its source.
-    const up = import.meta.url.endsWith('.js') ? '../../../' : '../../';
-    const addon = require(fileURLToPath(new URL(`${up}build/Release/wharf_sha256.node`, import.meta.url))) as NativeSha256;
+    // node-gyp builds the addon next to binding.gyp (libs/hashing/build/); compiled, this module
+    // runs from dist/libs/hashing/ and reaches back to the source tree for it.
+    const dir = import.meta.url.endsWith('.js') ? '../../../libs/hashing/' : './';
+    const addon = require(fileURLToPath(new URL(`${dir}build/Release/wharf_sha256.node`, import.meta.url))) as NativeSha256;
     // A self-check across a save and resume, so a broken build is never trusted with uploads.
     const bytes = Buffer.from('wharf native sha256 self-check, longer than one 64-byte block of input data');
     const first = addon.create();

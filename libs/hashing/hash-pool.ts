@@ -2,10 +2,10 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { createSHA256 } from 'hash-wasm';
 import { nativeSha256, nativeSha256Error, type NativeContext, type NativeSha256 } from './sha256-native.js';
-import { HashStateError, decodeState, encodeState, fromHashWasm, initialHashState, isPortableState, toHashWasm } from './sha256-state.js';
+import { HashStateError, decodeState, encodeState, fromHashWasm, initialHashState, isPortableState, toHashWasm } from './saved-hash-state.js';
 
 /**
- * Resumable SHA-256 of upload sessions, saved in the portable form of sha256-state.ts so any node
+ * Resumable SHA-256 of upload sessions, saved in the portable form of saved-hash-state.ts so any node
  * continues any upload. Two implementations:
  * - native (native/sha256.c, OpenSSL inside the node binary): ~0.5 ms of CPU per MiB here, cheap
  *   enough to run in the request's own thread;
