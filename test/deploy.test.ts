@@ -1,7 +1,8 @@
 /**
- * No Docker engine runs where these tests run, so docker-compose.yml is checked for structure:
- * the services the cluster needs, one-shot steps in order, and every WHARF_* variable, command,
- * port and bucket name matching what the code actually reads.
+ * docker-compose.yml checked for structure, fast (test/deploy/compose.test.ts runs it for real,
+ * through podman, in `npm run test:deploy`): the services the cluster needs, one-shot steps in
+ * order, one image build shared by every Wharf service, pinned tags, loopback publishing, auth
+ * on, and every WHARF_* variable, command, port and bucket name matching what the code reads.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -18,13 +19,16 @@ interface Service {
   depends_on?: Record<string, { condition: string }> | string[];
   ports?: string[];
   volumes?: string[];
+  profiles?: string[];
+  healthcheck?: { test: string[] };
 }
 
-const compose = parse(await readFile(new URL('../docker-compose.yml', import.meta.url), 'utf8'), { merge: true }) as { services: Record<string, Service> };
+const compose = parse(await readFile(new URL('../docker-compose.yml', import.meta.url), 'utf8'), { merge: true }) as { services: Record<string, Service>; 'x-wharf-image': string };
 const services = compose.services;
+const wharfImage = compose['x-wharf-image'];
 const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
 const nginx = await readFile(new URL('../deploy/compose/nginx.conf', import.meta.url), 'utf8');
-const wharfServices = Object.entries(services).filter(([, s]) => s.build === '.');
+const wharfServices = Object.entries(services).filter(([, s]) => s.image === wharfImage && !s.profiles);
 const apiServices = wharfServices.filter(([, s]) => s.command?.[0] === 'serve');
 const imageAddr = /ENV WHARF_HTTP_ADDR=(\S+)/.exec(dockerfile)?.[1];
 
@@ -75,8 +79,33 @@ describe('docker-compose.yml', () => {
     assert.match(nginx, /proxy_request_buffering off;/);
   });
 
+  it('builds the Wharf image once, and every Wharf service runs that image', () => {
+    assert.deepEqual(Object.entries(services).filter(([, s]) => s.build !== undefined).map(([n]) => n), ['migrate']);
+    assert.equal(services.migrate!.build, '.');
+    assert.ok(wharfServices.length >= 4);
+  });
+
+  it('pins every image tag, publishes only on loopback, and turns token auth on', () => {
+    for (const [name, s] of Object.entries(services)) {
+      const tag = s.image?.split(':').at(-1);
+      assert.ok(tag && tag !== 'latest' && /\d/.test(tag), `${name}: ${s.image} is pinned`);
+      for (const p of s.ports ?? []) assert.match(p, /^127\.0\.0\.1:/, `${name} publishes ${p} on loopback only`);
+    }
+    for (const [name, s] of wharfServices) assert.equal(loadConfig({ env: s.environment ?? {} })['auth.mode'], 'token', `${name}: token auth`);
+    assert.deepEqual(services.keys!.command?.slice(0, 1), ['keys'], 'the one-time keys command');
+  });
+
+  it('names healthcheck programs the official images ship: pg_isready, busybox wget (nats -alpine), mc (minio)', () => {
+    assert.equal(services.postgres!.healthcheck!.test[1], 'pg_isready');
+    assert.match(services.nats!.image!, /-alpine$/, 'the plain nats image is the bare binary: no wget, no shell');
+    assert.equal(services.nats!.healthcheck!.test[1], 'wget');
+    assert.equal(services.minio!.healthcheck!.test[1], 'mc');
+    assert.equal(services.worker!.healthcheck!.test[1], 'node', 'the Wharf image has node, not curl');
+  });
+
   it('runs the wharf command the image provides, with commands it knows', async () => {
-    assert.match(dockerfile, /ENTRYPOINT \["node", "dist\/services\/cli\/main.js"\]/);
+    assert.match(dockerfile, /ENTRYPOINT \["wharf"\]/);
+    assert.match(dockerfile, /ln -s \/app\/bin\/wharf\.mjs \/usr\/local\/bin\/wharf/);
     const main = await readFile(new URL('../services/cli/main.ts', import.meta.url), 'utf8');
     for (const [name, s] of wharfServices) assert.ok(main.includes(`case '${s.command![0]}':`), `${name}: wharf ${s.command![0]} exists`);
   });

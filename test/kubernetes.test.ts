@@ -1,7 +1,10 @@
 /**
- * No cluster runs where these tests run, so deploy/kubernetes/ is checked for structure: every
- * manifest parses and has what its kind requires, and the ports, probe paths, commands,
- * variables, config keys, Secret references and selectors match what the code reads.
+ * No cluster runs where these tests run, so deploy/kubernetes/ is checked as far as it can be:
+ * every object against the OpenAPI schema of a current Kubernetes release (the kubernetes-models
+ * package: validators generated from Kubernetes' own OpenAPI document, resource.k8s.io/v1
+ * included, i.e. 1.34 or later), and the ports, probe paths, commands, variables, config keys,
+ * Secret references, selectors and security settings against what the code reads.
+ * test/deploy/kubernetes-pod.test.ts runs the API image with these env/args in podman.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -98,7 +101,58 @@ function podsOf(docs: Doc[]): Array<{ doc: Doc; pod: any }> {
   return docs.filter((d) => d.kind === 'Deployment' || d.kind === 'Job').map((doc) => ({ doc, pod: doc.spec.template.spec }));
 }
 
+/** The kubernetes-models class for an object's apiVersion and kind (core: v1/Kind, else group/version/Kind). */
+async function schemaFor(doc: Doc): Promise<{ validate(): void }> {
+  const mod = (await import(`kubernetes-models/${doc.apiVersion}/${doc.kind}`)) as Record<string, new (data: unknown) => { validate(): void }>;
+  const Model = mod[doc.kind];
+  assert.ok(Model, `kubernetes-models has ${doc.apiVersion} ${doc.kind}`);
+  const { file: _file, ...object } = doc as Doc & { file?: string };
+  return new Model(object);
+}
+
 describe('deploy/kubernetes', () => {
+  it('validates every object against the Kubernetes OpenAPI schema', async () => {
+    for (const d of [...base, ...example]) {
+      const model = await schemaFor(d);
+      assert.doesNotThrow(() => model.validate(), `${d.file}: ${d.kind}/${d.metadata.name} is valid`);
+    }
+  });
+
+  it('the schema check can fail: a mistyped field is refused', async () => {
+    const api = structuredClone(find(base, 'Deployment', 'wharf-api'));
+    api.spec.replicas = 'three';
+    const model = await schemaFor(api);
+    assert.throws(() => model.validate(), /replicas must be integer/);
+  });
+
+  it('runs every container non-root, read-only, without privileges, with the runtime seccomp profile', () => {
+    for (const { doc, pod } of podsOf(base)) {
+      assert.equal(pod.securityContext?.runAsNonRoot, true, `${doc.metadata.name}: runAsNonRoot`);
+      assert.ok(pod.securityContext?.runAsUser > 0, `${doc.metadata.name}: a non-zero uid`);
+      assert.equal(pod.securityContext?.seccompProfile?.type, 'RuntimeDefault', `${doc.metadata.name}: seccomp`);
+      for (const c of pod.containers) {
+        assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${doc.metadata.name}: read-only root filesystem`);
+        assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${doc.metadata.name}: no privilege escalation`);
+        assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], `${doc.metadata.name}: no capabilities`);
+        assert.ok((c.volumeMounts ?? []).some((m: any) => m.mountPath === '/tmp'), `${doc.metadata.name}: a writable /tmp`);
+      }
+    }
+  });
+
+  it('asks for memory covering the measured RSS, and rolls out without dropping below N-1 ready API pods', () => {
+    const mib = (q: string) => (q.endsWith('Gi') ? Number(q.slice(0, -2)) * 1024 : Number(q.replace(/Mi$/, '')));
+    const api = find(base, 'Deployment', 'wharf-api');
+    const c = api.spec.template.spec.containers[0];
+    // bench/README.md: an API node's VmRSS peaks at 188 MiB (reads, push/pull, 512 MiB-2 GiB blobs).
+    assert.ok(mib(c.resources.requests.memory) >= 188, 'the request covers the measured peak');
+    assert.ok(mib(c.resources.limits.memory) >= 2 * 188, 'the limit leaves room for concurrent uploads');
+    const n = api.spec.replicas;
+    const { maxUnavailable, maxSurge } = api.spec.strategy.rollingUpdate;
+    assert.ok(maxUnavailable <= 1 && maxSurge >= 1, 'a rollout keeps at least N-1 ready');
+    const pdb = find(base, 'PodDisruptionBudget', 'wharf-api');
+    assert.equal(pdb.spec.minAvailable, n - 1, 'the PDB keeps N-1 during drains');
+  });
+
   it('parses, and every object has apiVersion, kind, a name and what its kind requires', () => {
     for (const docs of [base, example]) {
       for (const d of docs) {
@@ -128,7 +182,7 @@ describe('deploy/kubernetes', () => {
   });
 
   it('runs the image with wharf commands that exist: serve, worker, migrate', () => {
-    assert.match(dockerfile, /ENTRYPOINT \["node", "dist\/services\/cli\/main.js"\]/);
+    assert.match(dockerfile, /ENTRYPOINT \["wharf"\]/);
     const expected: Record<string, string> = { 'wharf-api': 'serve', 'wharf-worker': 'worker', 'wharf-migrate': 'migrate' };
     for (const { doc, pod } of podsOf(base)) {
       for (const c of pod.containers) {
@@ -152,7 +206,7 @@ describe('deploy/kubernetes', () => {
           for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) assert.ok(c.resources?.[kind]?.[r], `${doc.metadata.name}: resources.${kind}.${r}`);
           for (const m of c.volumeMounts ?? []) assert.ok(pod.volumes.some((v: any) => v.name === m.name), `${doc.metadata.name}: volume ${m.name}`);
           for (const v of pod.volumes ?? []) {
-            if (v.secret) find(docs, 'Secret', v.secret.secretName);
+            if (v.secret && !v.secret.optional) find(docs, 'Secret', v.secret.secretName);
             if (v.configMap) find(docs, 'ConfigMap', v.configMap.name);
           }
           if (pod.serviceAccountName) find(docs, 'ServiceAccount', pod.serviceAccountName);

@@ -45,7 +45,8 @@ async function testFiles(dir: string): Promise<string[]> {
 }
 /** A suite is a file `test/<name>.test.ts` or a folder `test/<name>/` of them. */
 const inSuite = (file: string, name: string) => file === `test/${name}.test.ts` || file.startsWith(`test/${name}/`);
-const topLevel = (await testFiles('test')).filter((f) => !f.startsWith('test/cluster/'));
+// test/deploy/ builds images and runs containers: npm run test:deploy runs it, after npm test in CI.
+const topLevel = (await testFiles('test')).filter((f) => !f.startsWith('test/cluster/') && !f.startsWith('test/deploy/'));
 const clusterOnly = await testFiles('test/cluster');
 
 const { WHARF_TEST_AUTH: _auth, ...baseEnv } = process.env;

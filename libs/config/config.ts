@@ -37,9 +37,13 @@ function convert(key: string, spec: KeySpec, raw: unknown, from: string): unknow
       if (raw === 'false' || raw === '0') return false;
       throw fail('true or false');
     case 'strings':
-      if (Array.isArray(raw) && raw.every((s) => typeof s === 'string')) return raw as string[];
-      if (typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
-      throw fail('a list of strings');
+      let list: string[];
+      if (Array.isArray(raw) && raw.every((s) => typeof s === 'string')) list = raw as string[];
+      else if (typeof raw === 'string') list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      else throw fail('a list of strings');
+      const problem = spec.check?.(list);
+      if (problem) throw new ConfigError(`${from}: ${key}: ${problem}`);
+      return list;
     case 'json': {
       let value = raw;
       if (typeof raw === 'string' && from.startsWith('WHARF_')) {

@@ -1,6 +1,7 @@
 import { checkEndpoints } from './notifications.js';
 import { checkUpstreams } from './proxy.js';
 import { checkGroups, checkPolicy } from '../auth/policy.js';
+import { checkTrustedProxies } from './trusted-proxies.js';
 
 /** Every configuration key: its type, default, environment variable and meaning. docs/configuration.md mirrors this table. */
 export type KeyType = 'string' | 'integer' | 'boolean' | 'strings' | 'json';
@@ -12,8 +13,8 @@ export interface KeySpec {
   doc: string;
   min?: number;
   /**
-   * For 'json' keys (structured values: lists of objects, maps): returns what is wrong with a
-   * value, or undefined when it is acceptable. The YAML file gives the structure as it is; an
+   * For 'json' keys (structured values: lists of objects, maps) and 'strings' keys: returns what
+   * is wrong with a value, or undefined when it is acceptable. The YAML file gives the structure as it is; an
    * environment variable gives it as JSON text.
    */
   check?: (value: unknown) => string | undefined;
@@ -28,6 +29,13 @@ export const KEYS = {
     doc: 'path prefix the whole API answers under, e.g. /registry (then /registry/v2/...); Location and Link headers carry it',
   },
   'ui.enabled': { type: 'boolean', default: true, env: 'WHARF_UI_ENABLED', doc: 'serve the browser UI at <http.prefix>/ui (static files; it calls only the public HTTP API); false: /ui is 404' },
+  'http.trustedproxies': {
+    type: 'strings',
+    default: [],
+    env: 'WHARF_HTTP_TRUSTEDPROXIES',
+    check: checkTrustedProxies,
+    doc: 'addresses, CIDR blocks or loopback/linklocal/uniquelocal of reverse proxies whose X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-For count (token realm, event URLs, client address for rate limits); empty: none',
+  },
   'http.bodytimeout': { type: 'integer', default: 300, env: 'WHARF_HTTP_BODYTIMEOUT', min: 1, doc: 'seconds a request body may stall before the request is dropped' },
   'http.shutdowntimeout': {
     type: 'integer',

@@ -43,6 +43,8 @@ export interface ApiOptions {
   /** Serve the browser UI at <prefix>/ui (ui.enabled); `uiDir` overrides where its build is read from. */
   ui?: boolean;
   uiDir?: string;
+  /** Reverse proxies (addresses, CIDR blocks, loopback/linklocal/uniquelocal) whose X-Forwarded-* headers count. */
+  trustedProxies?: string[];
 }
 
 const TABLES: { [K in Endpoint['kind']]: MethodTable<Extract<Endpoint, { kind: K }>> } = {
@@ -78,6 +80,8 @@ function createServer(options: ApiOptions): FastifyInstance {
   const app = Fastify({
     ...(options.tls ? { https: { ...options.tls, ...serverOptions } } : { http: serverOptions }),
     loggerInstance: options.logger as FastifyBaseLogger,
+    // Behind a trusted proxy request.protocol, request.host and request.ip come from X-Forwarded-*.
+    trustProxy: options.trustedProxies?.length ? options.trustedProxies : false,
     // One log line per request, written by the onResponse hook in buildApi.
     logController: new LogController({ disableRequestLogging: true }),
     // An incoming X-Request-Id is kept when it looks like an id, so one id follows a request

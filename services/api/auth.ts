@@ -5,6 +5,7 @@ import { RegistryError, checkName } from '../../libs/oci/index.js';
 import { ADMIN, requiredAccess, type Requirement } from './access.js';
 import { splitUrl } from './dispatch.js';
 import { HttpError } from './errors.js';
+import { externalOrigin } from './external-origin.js';
 import { RateLimiter } from './rate-limit.js';
 
 /** Checking bearer tokens (auth.mode token). */
@@ -65,7 +66,7 @@ export function basicCredentials(header: string | undefined): { user: string; pa
 const quote = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
 
 function externalUrl(request: FastifyRequest, path: string): string {
-  return `${request.protocol}://${request.headers.host ?? 'localhost'}${path}`;
+  return `${externalOrigin(request)}${path}`;
 }
 
 /** Rate limiting by client address, before anything else, so password guessing and bcrypt's cost are bounded too. */

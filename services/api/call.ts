@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { EventSource } from '../../libs/events/index.js';
 import type { Registry, RequestContext } from '../../libs/registry/index.js';
 import type { Endpoint } from './dispatch.js';
+import { externalOrigin } from './external-origin.js';
 
 /** Everything a handler needs for one request: the resolved endpoint and the registry behind it. */
 export interface Call<E extends Endpoint = Endpoint> {
@@ -35,11 +36,11 @@ export interface CallSettings {
 function requestContext(request: FastifyRequest, settings: CallSettings): RequestContext {
   const headers = request.headers;
   const context: RequestContext = {
-    urlBase: `${request.protocol}://${headers.host ?? 'localhost'}${settings.prefix}`,
+    urlBase: `${externalOrigin(request)}${settings.prefix}`,
     request: {
       id: String(request.id),
       addr: `${request.ip}:${request.socket.remotePort ?? 0}`,
-      host: headers.host ?? '',
+      host: request.host ?? '',
       method: request.method,
       useragent: headers['user-agent'] ?? '',
     },

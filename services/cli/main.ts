@@ -3,6 +3,7 @@ import { ConfigError, loadConfig, type Config } from '../../libs/config/index.js
 import { createLogger } from '../../libs/log/index.js';
 import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { runFsck, runReconcile } from './admin.js';
+import { runKeys } from './keys.js';
 import { runReindex } from './reindex.js';
 import { startServe, startWharf, startWorker } from './start.js';
 import { runWebhooks } from './webhooks.js';
@@ -35,10 +36,15 @@ commands:
             re-read every blob (or N picked at random) and check its digest and size; exit 1
             on a corrupt or unreadable blob
 
+  keys DIR [USER]
+            one-time token auth set-up: write DIR/signing-key.pem (the built-in issuer's key)
+            and DIR/htpasswd with USER (default admin) and a random password, printed once;
+            never overwrites either file (docs/auth.md)
+
 configuration: a YAML file (--config or WHARF_CONFIG) and WHARF_* variables; see docs/configuration.md`;
 
 /** Commands that take arguments of their own after the command name. */
-const WITH_ARGS = new Set(['reconcile', 'gc', 'fsck', 'webhooks']);
+const WITH_ARGS = new Set(['reconcile', 'gc', 'fsck', 'webhooks', 'keys']);
 
 function parseArgs(argv: string[]): { command: string | undefined; configFile: string | undefined; rest: string[] } {
   let command: string | undefined;
@@ -108,6 +114,7 @@ async function main(): Promise<void> {
     process.exitCode = command === undefined ? 2 : 0;
     return;
   }
+  if (command === 'keys') return runKeys(rest);
   const config = loadConfig({ file: configFile });
   switch (command) {
     case 'all':

@@ -63,6 +63,7 @@ export function apiOptionsFromConfig(config: Config, runtime: { registry: Regist
     ...(tls ? { tls } : {}),
     maxHeaderBytes: config['limits.headerbytes'],
     ui: config['ui.enabled'],
+    trustedProxies: config['http.trustedproxies'],
   };
 }
 
