@@ -12,7 +12,6 @@ export const Subjects = {
   repositoryDelete: 'wharf.events.repository.delete',
 } as const;
 
-export type Subject = (typeof Subjects)[keyof typeof Subjects];
 
 /** Who asked, as Distribution's notification events carry it. */
 export interface RequestInfo {

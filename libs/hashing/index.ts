@@ -1,3 +1,3 @@
-export { openHash, hashImplementation, warmHashPool, type HashSession, type HashImplementation } from './hash-pool.js';
+export { openHash, warmHashPool, type HashSession } from './hash-pool.js';
 export { HashingCounter, BodyTooLongError, BodyAbortedError, BlobTooLargeError } from './hashing-transform.js';
 export { HashStateError, initialHashState } from './saved-hash-state.js';

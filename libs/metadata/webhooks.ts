@@ -77,17 +77,7 @@ async function recordAttempt(db: Executor, d: ClaimedDelivery, result: AttemptRe
 
 // The outcome and its attempt row in one statement: one round trip, and atomic like a transaction.
 
-export async function markDelivered(db: Executor, d: ClaimedDelivery, result: AttemptResult): Promise<void> {
-  // Delivered is delivered, whoever holds the claim now.
-  await sql`
-    with done as (
-      update webhook_deliveries set state = 'delivered', delivered_at = now(), claim_token = null, last_status = ${result.status}::integer
-      where id = ${d.id})
-    insert into webhook_attempts (endpoint, event_id, attempt, status, latency_ms, error)
-    values (${d.endpoint}, ${d.eventId}::uuid, ${d.attempt}, ${result.status}::integer, ${Math.round(result.latencyMs)}, null)`.execute(db);
-}
-
-/** markDelivered for many deliveries in one statement (the same effect as one call each). */
+/** Marks deliveries delivered, each with its attempt row, in one statement. Delivered is delivered, whoever holds the claim now. */
 export async function markDeliveredMany(db: Executor, done: Array<{ d: ClaimedDelivery; result: AttemptResult }>): Promise<void> {
   if (done.length === 0) return;
   await sql`
