@@ -38,7 +38,11 @@ async function seed(base: string, authorization: string | undefined): Promise<st
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest(config), size: config.length },
     layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digest(layer), size: layer.length }],
   });
-  const res = await fetch(`${base}/v2/${REPO}/manifests/v1`, { method: 'PUT', headers: { ...headers, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
+  const res = await fetch(`${base}/v2/${REPO}/manifests/v1`, {
+    method: 'PUT',
+    headers: { ...headers, 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+    body: manifest,
+  });
   if (res.status !== 201) throw new Error(`seed manifest: ${res.status} ${await res.text()}`);
   return `${base}/v2/${REPO}/manifests/v1`;
 }
@@ -72,7 +76,7 @@ try {
     ['token ES256', ec, await token(ec.base)],
   ];
   console.log(`manifest GET by tag, ${REQUESTS} requests per case over ${CONNECTIONS} connections, after ${WARMUP} to warm up.`);
-  console.log('CPU is the registry process\'s own (user + system, from /proc), so it holds on a busy machine; req/s does not.\n');
+  console.log("CPU is the registry process's own (user + system, from /proc), so it holds on a busy machine; req/s does not.\n");
   console.log('| auth | CPU µs per request | req/s | non-2xx |');
   console.log('|---|---|---|---|');
   for (const [name, registry, authorization] of cases) {

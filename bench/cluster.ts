@@ -327,22 +327,50 @@ function render(rep: ClusterReport): string {
   const s = rep.s3only;
   row('push (2 skopeo at once), MiB/s', fmt(median(t.dist.push.mibps), 1), fmt(median(t.wharf.push.mibps), 1), ratio(median(t.wharf.push.mibps), median(t.dist.push.mibps)));
   row('pull (2 skopeo at once), MiB/s', fmt(median(t.dist.pull.mibps), 1), fmt(median(t.wharf.pull.mibps), 1), ratio(median(t.wharf.pull.mibps), median(t.dist.pull.mibps)));
-  row(`s3rver alone: ${2 * LAYERS} PUTs of ${LAYER_BYTES / MiB} MiB at once, MiB/s`, '', fmt(median(s.put.mibps), 1), `cluster push = ${ratio(median(t.wharf.push.mibps), median(s.put.mibps))} of it`);
-  row(`s3rver alone: ${2 * LAYERS} GETs of ${LAYER_BYTES / MiB} MiB at once, MiB/s`, '', fmt(median(s.get.mibps), 1), `cluster pull = ${ratio(median(t.wharf.pull.mibps), median(s.get.mibps))} of it`);
+  row(
+    `s3rver alone: ${2 * LAYERS} PUTs of ${LAYER_BYTES / MiB} MiB at once, MiB/s`,
+    '',
+    fmt(median(s.put.mibps), 1),
+    `cluster push = ${ratio(median(t.wharf.push.mibps), median(s.put.mibps))} of it`,
+  );
+  row(
+    `s3rver alone: ${2 * LAYERS} GETs of ${LAYER_BYTES / MiB} MiB at once, MiB/s`,
+    '',
+    fmt(median(s.get.mibps), 1),
+    `cluster pull = ${ratio(median(t.wharf.pull.mibps), median(s.get.mibps))} of it`,
+  );
 
-  lines.push('', `p50 / p99 latency, ms: ${rep.reads.map((r) => `${r.name}: Distribution ${fmt(r.dist.p50, 1)} / ${fmt(r.dist.p99, 1)}, cluster ${fmt(r.wharf.p50, 1)} / ${fmt(r.wharf.p99, 1)}`).join('; ')}. Non-2xx answers and errors: ${bad}.`);
+  lines.push(
+    '',
+    `p50 / p99 latency, ms: ${rep.reads.map((r) => `${r.name}: Distribution ${fmt(r.dist.p50, 1)} / ${fmt(r.dist.p99, 1)}, cluster ${fmt(r.wharf.p50, 1)} / ${fmt(r.wharf.p99, 1)}`).join('; ')}. Non-2xx answers and errors: ${bad}.`,
+  );
   lines.push('', '## CPU per MiB moved and busy cores (medians)', '');
   row('process', 'push CPU/MiB', 'push cores busy', 'pull CPU/MiB', 'pull cores busy');
   row('---', '---:', '---:', '---:', '---:');
-  row('Distribution', ms(t.dist.push.cpu.get('Distribution')), cores(t.dist.push.cores.get('Distribution')), ms(t.dist.pull.cpu.get('Distribution')), cores(t.dist.pull.cores.get('Distribution')));
+  row(
+    'Distribution',
+    ms(t.dist.push.cpu.get('Distribution')),
+    cores(t.dist.push.cores.get('Distribution')),
+    ms(t.dist.pull.cpu.get('Distribution')),
+    cores(t.dist.pull.cores.get('Distribution')),
+  );
   for (const n of rep.nodes) row(n, ms(t.wharf.push.cpu.get(n)), cores(t.wharf.push.cores.get(n)), ms(t.wharf.pull.cpu.get(n)), cores(t.wharf.pull.cores.get(n)));
-  const sum = (m: Moves) => m.cpu.size ? rep.nodes.map((n) => median(m.cpu.get(n) ?? [])).reduce((a, b) => a + b, 0) : NaN;
+  const sum = (m: Moves) => (m.cpu.size ? rep.nodes.map((n) => median(m.cpu.get(n) ?? [])).reduce((a, b) => a + b, 0) : NaN);
   row('both API nodes', `${fmt(sum(t.wharf.push) * 1000, 1)} ms`, '', `${fmt(sum(t.wharf.pull) * 1000, 1)} ms`, '');
-  row('s3rver, under the cluster', ms(t.wharf.push.cpu.get('s3rver')), cores(t.wharf.push.cores.get('s3rver')), ms(t.wharf.pull.cpu.get('s3rver')), cores(t.wharf.pull.cores.get('s3rver')));
+  row(
+    's3rver, under the cluster',
+    ms(t.wharf.push.cpu.get('s3rver')),
+    cores(t.wharf.push.cores.get('s3rver')),
+    ms(t.wharf.pull.cpu.get('s3rver')),
+    cores(t.wharf.pull.cores.get('s3rver')),
+  );
   row('s3rver, alone', ms(s.put.cpu.get('s3rver')), cores(s.put.cores.get('s3rver')), ms(s.get.cpu.get('s3rver')), cores(s.get.cores.get('s3rver')));
-  lines.push('', `Per run: Distribution push ${t.dist.push.mibps.map((x) => fmt(x, 1)).join(', ')}; cluster push ${t.wharf.push.mibps.map((x) => fmt(x, 1)).join(', ')}; ` +
-    `Distribution pull ${t.dist.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; cluster pull ${t.wharf.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; ` +
-    `s3rver alone in ${s.put.mibps.map((x) => fmt(x, 1)).join(', ')}, out ${s.get.mibps.map((x) => fmt(x, 1)).join(', ')} (MiB/s).`);
+  lines.push(
+    '',
+    `Per run: Distribution push ${t.dist.push.mibps.map((x) => fmt(x, 1)).join(', ')}; cluster push ${t.wharf.push.mibps.map((x) => fmt(x, 1)).join(', ')}; ` +
+      `Distribution pull ${t.dist.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; cluster pull ${t.wharf.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; ` +
+      `s3rver alone in ${s.put.mibps.map((x) => fmt(x, 1)).join(', ')}, out ${s.get.mibps.map((x) => fmt(x, 1)).join(', ')} (MiB/s).`,
+  );
 
   lines.push('', '## Peak VmRSS per phase (sampled every 100 ms)', '');
   const phases = ['idle', 'seed', 'reads', 'push', 'big-upload', 'big-download'];
@@ -351,7 +379,10 @@ function render(rep: ClusterReport): string {
   for (const label of ['Distribution', ...rep.nodes, 's3rver']) row(label, ...phases.map((p) => (rep.sampler.peaks.has(p) ? mb(rep.sampler.peak(label, [p])) : 'n/a')));
   if (rep.big) {
     const b = rep.big;
-    lines.push('', `Big blob: ${fmt(b.mib)} MiB in ${BIG_CHUNK / MiB} MiB PATCHes alternating between node A and node B at ${fmt(b.mib / b.up, 1)} MiB/s, read back through node B at ${fmt(b.mib / b.down, 1)} MiB/s.`);
+    lines.push(
+      '',
+      `Big blob: ${fmt(b.mib)} MiB in ${BIG_CHUNK / MiB} MiB PATCHes alternating between node A and node B at ${fmt(b.mib / b.up, 1)} MiB/s, read back through node B at ${fmt(b.mib / b.down, 1)} MiB/s.`,
+    );
   }
   return lines.join('\n') + '\n';
 }

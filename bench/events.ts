@@ -41,7 +41,10 @@ const out = (line = '') => {
   lines.push(line);
   console.log(line);
 };
-const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 const fmt = (n: number, d = 0) => n.toFixed(d);
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
@@ -107,7 +110,9 @@ async function drainUnderLoad(dbUrl: string, getUrl: string): Promise<{ seconds:
 
 function reportDrain(label: string, idle: { rps: number; p99: number }, drain: { seconds: number; p99s: number[]; rps: number[] }): void {
   const worst = Math.max(...drain.p99s);
-  out(`| ${label} | ${BACKLOG} | ${fmt(drain.seconds, 1)} | ${fmt(BACKLOG / drain.seconds)} | ${fmt(idle.p99)} | ${drain.p99s.map((p) => fmt(p)).join(', ')} | ${fmt(worst / idle.p99, 2)}× | ${fmt(idle.rps)} / ${drain.rps.map((r) => fmt(r)).join(', ')} |`);
+  out(
+    `| ${label} | ${BACKLOG} | ${fmt(drain.seconds, 1)} | ${fmt(BACKLOG / drain.seconds)} | ${fmt(idle.p99)} | ${drain.p99s.map((p) => fmt(p)).join(', ')} | ${fmt(worst / idle.p99, 2)}× | ${fmt(idle.rps)} / ${drain.rps.map((r) => fmt(r)).join(', ')} |`,
+  );
 }
 
 async function embedded(data: Dataset): Promise<void> {
@@ -119,7 +124,9 @@ async function embedded(data: Dataset): Promise<void> {
     const path = '/v2/bench/app/manifests/latest';
     out(`\n## Embedded (\`wharf all\`, as npm start), load average at start ${load()}\n`);
     const [a, b] = await compare(`${on.base}${path}`, `${off.base}${path}`, { method: 'GET', headers: ACCEPT, connections: 32, seconds: 8, warmupSeconds: 1 });
-    out(`Manifest GET by tag, pull events on / off: ${fmt(a.reqPerSec)} / ${fmt(b.reqPerSec)} req/s = **${fmt(a.reqPerSec / b.reqPerSec, 2)}×** (p99 ${fmt(a.p99, 1)} / ${fmt(b.p99, 1)} ms; load ${load()})`);
+    out(
+      `Manifest GET by tag, pull events on / off: ${fmt(a.reqPerSec)} / ${fmt(b.reqPerSec)} req/s = **${fmt(a.reqPerSec / b.reqPerSec, 2)}×** (p99 ${fmt(a.p99, 1)} / ${fmt(b.p99, 1)} ms; load ${load()})`,
+    );
     const pullMetrics = await (await fetch(`${on.base}/metrics`)).text();
     out(`Pull events dropped during it: ${/^wharf_pull_events_dropped_total\{reason="full"\} (\d+)/m.exec(pullMetrics)?.[1] ?? 0} (queue full)\n`);
 
@@ -160,7 +167,11 @@ async function cluster(data: Dataset): Promise<void> {
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
   execFileSync(process.execPath, [WHARF_MAIN, 'migrate'], { cwd: WHARF_ROOT, env: { ...inherited, ...env, WHARF_LOG_LEVEL: 'warn' }, stdio: 'inherit' });
   const started: RunningRegistry[] = [];
-  const worker = spawn(process.execPath, [...WHARF_NODE_FLAGS, WHARF_MAIN, 'worker'], { cwd: WHARF_ROOT, env: { ...inherited, ...env, WHARF_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const worker = spawn(process.execPath, [...WHARF_NODE_FLAGS, WHARF_MAIN, 'worker'], {
+    cwd: WHARF_ROOT,
+    env: { ...inherited, ...env, WHARF_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   let bus: NatsBus | undefined;
   try {
     const on = await startWharfNode('Wharf node (pull events on)', PORT_BASE + 3, env);
@@ -172,7 +183,9 @@ async function cluster(data: Dataset): Promise<void> {
     out(`\n## Cluster (\`wharf serve\` + \`wharf worker\`, PostgreSQL, NATS JetStream), load average at start ${load()}\n`);
     const path = '/v2/bench/app/manifests/latest';
     const [a, b] = await compare(`${on.base}${path}`, `${off.base}${path}`, { method: 'GET', headers: ACCEPT, connections: 32, seconds: 8, warmupSeconds: 1 });
-    out(`Manifest GET by tag, pull events on / off: ${fmt(a.reqPerSec)} / ${fmt(b.reqPerSec)} req/s = **${fmt(a.reqPerSec / b.reqPerSec, 2)}×** (p99 ${fmt(a.p99, 1)} / ${fmt(b.p99, 1)} ms; load ${load()})\n`);
+    out(
+      `Manifest GET by tag, pull events on / off: ${fmt(a.reqPerSec)} / ${fmt(b.reqPerSec)} req/s = **${fmt(a.reqPerSec / b.reqPerSec, 2)}×** (p99 ${fmt(a.p99, 1)} / ${fmt(b.p99, 1)} ms; load ${load()})\n`,
+    );
 
     // commit -> subscriber: manifest PUTs (each one event) at a steady rate through both nodes.
     bus = await NatsBus.connect({ servers: natsUrl, stream: env.WHARF_NATS_STREAM, subjectPrefix: env.WHARF_NATS_SUBJECTPREFIX });
@@ -190,7 +203,9 @@ async function cluster(data: Dataset): Promise<void> {
       const wait = t0 + (i * 1000) / RATE - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       // At most 32 in flight: past that the offered rate is not reached, which the report shows.
-      const p: Promise<void> = putManifest(bases[i % 2]!, 'bench/app', `s${i}`, data.app.manifest).catch(() => void failed++).finally(() => puts.delete(p));
+      const p: Promise<void> = putManifest(bases[i % 2]!, 'bench/app', `s${i}`, data.app.manifest)
+        .catch(() => void failed++)
+        .finally(() => puts.delete(p));
       puts.add(p);
       if (puts.size >= 32) await Promise.race(puts);
     }
@@ -199,7 +214,9 @@ async function cluster(data: Dataset): Promise<void> {
     const deadline = Date.now() + 120_000;
     while (latencies.size < total - failed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const sorted = [...latencies.values()].sort((x, y) => x - y);
-    out(`Commit → NATS subscriber, ${total} manifest PUTs offered at ${RATE}/s (achieved ${fmt(total / putSeconds)}/s): p50 ${percentile(sorted, 50)} ms, p99 **${percentile(sorted, 99)} ms**, max ${sorted.at(-1)} ms; received ${latencies.size}/${total - failed}, PUTs failed ${failed} (load ${load()})\n`);
+    out(
+      `Commit → NATS subscriber, ${total} manifest PUTs offered at ${RATE}/s (achieved ${fmt(total / putSeconds)}/s): p50 ${percentile(sorted, 50)} ms, p99 **${percentile(sorted, 99)} ms**, max ${sorted.at(-1)} ms; received ${latencies.size}/${total - failed}, PUTs failed ${failed} (load ${load()})\n`,
+    );
     unsubscribe();
 
     const idle = await getLoad(`${on.base}${path}`, 5);

@@ -103,9 +103,11 @@ async function setUp(gc: Record<string, string>): Promise<Env> {
 
 async function inParallel(n: number, items: number, task: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < items) await task(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items) await task(next++);
+    }),
+  );
 }
 
 /** Uploads `count` unreferenced blobs into 10 repositories and makes their reviews due now. */
@@ -115,12 +117,18 @@ async function seedCollectable(e: Env, count: number): Promise<{ seconds: number
     await pushBlob(e.url, `seed/r${i % 10}`, randomBlob(BLOB_BYTES));
   });
   const seconds = (performance.now() - started) / 1000;
-  await e.database.db.updateTable('gc_blob_reviews').set({ review_after: new Date(0) }).execute();
+  await e.database.db
+    .updateTable('gc_blob_reviews')
+    .set({ review_after: new Date(0) })
+    .execute();
   return { seconds };
 }
 
 async function count(e: Env, table: 'blobs' | 'gc_storage_deletions' | 'gc_blob_reviews'): Promise<number> {
-  const row = await e.database.db.selectFrom(table).select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const row = await e.database.db
+    .selectFrom(table)
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(row.n);
 }
 
@@ -157,7 +165,13 @@ function percentile(sorted: number[], p: number): number {
  * to collect. With GC on, 10,000 collectable blobs are also due when the pushes start.
  */
 async function pushLatency(withGc: boolean): Promise<string> {
-  const e = await setUp({ WHARF_GC_GRACE: '0', WHARF_GC_UPLOADGRACE: '3600', WHARF_GC_UNTAGGED: 'delete-after 0s', WHARF_GC_POLLINTERVAL: '20', WHARF_GC_WORKERS: String(GC_WORKERS) });
+  const e = await setUp({
+    WHARF_GC_GRACE: '0',
+    WHARF_GC_UPLOADGRACE: '3600',
+    WHARF_GC_UNTAGGED: 'delete-after 0s',
+    WHARF_GC_POLLINTERVAL: '20',
+    WHARF_GC_WORKERS: String(GC_WORKERS),
+  });
   let worker: ChildProcess | undefined;
   try {
     await seedCollectable(e, withGc ? BLOBS : 0);

@@ -81,11 +81,15 @@ async function seed(label: string, repositories: number, bigManifests: number): 
       await sql`set session_replication_role = origin`.execute(conn);
       await sql`analyze`.execute(conn);
     });
-    log(`${label}: seeded ${repositories.toLocaleString()} repositories + big/repo (${bigManifests.toLocaleString()} manifests) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    log(
+      `${label}: seeded ${repositories.toLocaleString()} repositories + big/repo (${bigManifests.toLocaleString()} manifests) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
     const reindexStart = Date.now();
     const counts = await readModels.rebuildReadModels(db);
     const reindexSeconds = (Date.now() - reindexStart) / 1000;
-    log(`${label}: wharf reindex built ${counts.repositories} catalog entries, ${counts.namespaces} tree nodes, ${counts.manifests} listing rows in ${reindexSeconds.toFixed(1)} s`);
+    log(
+      `${label}: wharf reindex built ${counts.repositories} catalog entries, ${counts.namespaces} tree nodes, ${counts.manifests} listing rows in ${reindexSeconds.toFixed(1)} s`,
+    );
     await sql`analyze`.execute(db);
     reindexTimes[label] = reindexSeconds;
     // What one event costs the workers in big/repo: a full catalog recompute and a one-manifest listing refresh.
@@ -196,16 +200,29 @@ async function cases(dataset: Dataset): Promise<Case[]> {
   const out: Case[] = [];
   for (const position of POSITIONS) {
     out.push({ name: 'catalog page', position, path: `/v2/_catalog?n=${PAGE}${last(catalog[position])}`, items: (b) => b.repositories! });
-    out.push({ name: 'nested page (team000: 1,000 children)', position, path: `/v2/team000/_wharf/repositories?n=${PAGE}${last(nested[position])}`, items: (b) => b.repositories! });
+    out.push({
+      name: 'nested page (team000: 1,000 children)',
+      position,
+      path: `/v2/team000/_wharf/repositories?n=${PAGE}${last(nested[position])}`,
+      items: (b) => b.repositories!,
+    });
     out.push({ name: 'manifest listing page (big/repo)', position, path: `/v2/big/repo/_wharf/manifests?n=${PAGE}${last(manifests[position])}`, items: (b) => b.manifests! });
-    out.push({ name: 'manifest listing page, tagged=false', position, path: `/v2/big/repo/_wharf/manifests?n=${PAGE}&tagged=false${last(untagged[position])}`, items: (b) => b.manifests! });
+    out.push({
+      name: 'manifest listing page, tagged=false',
+      position,
+      path: `/v2/big/repo/_wharf/manifests?n=${PAGE}&tagged=false${last(untagged[position])}`,
+      items: (b) => b.manifests!,
+    });
   }
   return out;
 }
 
 async function dropDatabase(name: string): Promise<void> {
   const admin = openDatabase({ url: ADMIN_URL, poolSize: 1, uploadPoolSize: 1 });
-  await sql.raw(`drop database if exists ${name} with (force)`).execute(admin.db).catch((err) => log(`drop ${name}: ${err}`));
+  await sql
+    .raw(`drop database if exists ${name} with (force)`)
+    .execute(admin.db)
+    .catch((err) => log(`drop ${name}: ${err}`));
   await admin.close();
 }
 
@@ -227,7 +244,9 @@ async function main(): Promise<void> {
       const [rl, rs] = await measurePair(`${wharfLarge.base}${c.path}`, `${wharfSmall.base}${s.path}`, c.items);
       results.set(`large|${c.name}|${c.position}`, rl);
       results.set(`small|${c.name}|${c.position}`, rs);
-      log(`${c.name} ${c.position}: large p50 ${rl.p50.toFixed(2)} / p99 ${rl.p99.toFixed(2)} ms (${rl.items} items); small p50 ${rs.p50.toFixed(2)} / p99 ${rs.p99.toFixed(2)} ms (${rs.items} items)`);
+      log(
+        `${c.name} ${c.position}: large p50 ${rl.p50.toFixed(2)} / p99 ${rl.p99.toFixed(2)} ms (${rl.items} items); small p50 ${rs.p50.toFixed(2)} / p99 ${rs.p99.toFixed(2)} ms (${rs.items} items)`,
+      );
     }
     await wharfSmall.stop();
     await wharfLarge.stop();
@@ -254,7 +273,9 @@ async function main(): Promise<void> {
 
     // Report.
     const lines: string[] = [];
-    lines.push(`Sequential GETs on one keep-alive connection, ${requests} timed per case and server (two halves, ordered large, small, small, large, each after a warm-up); pages of n=${PAGE}; times in ms.`);
+    lines.push(
+      `Sequential GETs on one keep-alive connection, ${requests} timed per case and server (two halves, ordered large, small, small, large, each after a warm-up); pages of n=${PAGE}; times in ms.`,
+    );
     lines.push('');
     lines.push('| case | position | 100k repos p50 | p99 | 1k repos p50 | p99 | ratio p50 large/small |');
     lines.push('|---|---|---|---|---|---|---|');
@@ -263,7 +284,9 @@ async function main(): Promise<void> {
       for (const position of POSITIONS) {
         const large = results.get(`large|${name}|${position}`)!;
         const small = results.get(`small|${name}|${position}`)!;
-        lines.push(`| ${name} | ${position} | ${large.p50.toFixed(2)} | ${large.p99.toFixed(2)} | ${small.p50.toFixed(2)} | ${small.p99.toFixed(2)} | ${(large.p50 / small.p50).toFixed(2)} |`);
+        lines.push(
+          `| ${name} | ${position} | ${large.p50.toFixed(2)} | ${large.p99.toFixed(2)} | ${small.p50.toFixed(2)} | ${small.p99.toFixed(2)} | ${(large.p50 / small.p50).toFixed(2)} |`,
+        );
       }
     }
     lines.push('');
@@ -277,7 +300,9 @@ async function main(): Promise<void> {
     lines.push('');
     lines.push(`wharf reindex: ${reindexTimes.large?.toFixed(1)} s for 100k repositories + 50k-manifest repository (${reindexTimes.small?.toFixed(1)} s for the small set).`);
     for (const [label, c] of Object.entries(indexerCosts)) {
-      lines.push(`Worker cost of one event in big/repo (${label}): catalog entry recompute ${c.catalog.toFixed(1)} ms, listing refresh of one tag ${c.listing.toFixed(1)} ms (median of 5).`);
+      lines.push(
+        `Worker cost of one event in big/repo (${label}): catalog entry recompute ${c.catalog.toFixed(1)} ms, listing refresh of one tag ${c.listing.toFixed(1)} ms (median of 5).`,
+      );
     }
     console.log(lines.join('\n'));
     await writeFile(join(import.meta.dirname, 'results', 'listings-latest.md'), `${lines.join('\n')}\n`);

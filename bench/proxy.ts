@@ -58,7 +58,23 @@ async function pull(base: string, name: string, image: Image, reference = 'v1'):
 
 async function startDistributionProxy(port: number, remoteUrl: string): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-distproxy-'));
-  const config = ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, '  cache:', '    blobdescriptor: inmemory', 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${remoteUrl}`, ''].join('\n');
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${join(dir, 'data')}`,
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    'proxy:',
+    `  remoteurl: ${remoteUrl}`,
+    '',
+  ].join('\n');
   await writeFile(join(dir, 'config.yml'), config);
   return launch('Distribution-proxy', dir, `http://127.0.0.1:${port}`, '/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { readyTimeoutMs: 15_000 });
 }
@@ -128,7 +144,9 @@ try {
   const lines = [
     '# Pull-through cache benchmark',
     '',
-    `${new Date().toISOString()}; image ${LAYERS} x ${LAYER_MIB} MiB layers + config; ${ROUNDS} cold rounds, ${ROUNDS * 2} warm; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (2 cores, shared)`,
+    `${new Date().toISOString()}; image ${LAYERS} x ${LAYER_MIB} MiB layers + config; ${ROUNDS} cold rounds, ${ROUNDS * 2} warm; load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (2 cores, shared)`,
     '',
     '| workload | median ms | MiB/s |',
     '|---|---|---|',

@@ -92,7 +92,10 @@ export class RssSampler {
   readonly peaks = new Map<string, Peaks>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly targets: Target[], private readonly intervalMs = 100) {}
+  constructor(
+    private readonly targets: Target[],
+    private readonly intervalMs = 100,
+  ) {}
 
   start(): void {
     this.sample();

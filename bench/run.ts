@@ -48,7 +48,10 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--cluster') opts.cluster = true;
     else if (arg === '--port-base') opts.portBase = Math.round(number(arg, argv[++i]));
     else if (arg === '--cases') opts.cases = (argv[++i] ?? '').split(',').filter(Boolean);
-    else throw new Error(`unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster [--port-base N]]`);
+    else
+      throw new Error(
+        `unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster [--port-base N]]`,
+      );
   }
   return opts;
 }
@@ -245,7 +248,10 @@ function render(rep: Report): string {
   row('case', 'registry', 'req/s', 'p50 ms', 'p99 ms', 'MiB/s', 'requests', 'non-2xx', 'errors');
   row('---', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:');
   for (const { c, dist, wharf } of rep.reads) {
-    for (const [name, r] of [['Distribution', dist], ['Wharf', wharf]] as const) {
+    for (const [name, r] of [
+      ['Distribution', dist],
+      ['Wharf', wharf],
+    ] as const) {
       row(c.name, name, fmt(r.reqPerSec), fmt(r.p50, 1), fmt(r.p99, 1), fmt(r.mibPerSec, 1), fmt(r.requests), fmt(r.non2xx), fmt(r.errors));
     }
   }
@@ -266,10 +272,7 @@ function render(rep: Report): string {
   row('Wharf node', ...phases.map((p) => mb(rep.rss.peak('Wharf node', [p]))), mb(rep.hwm.wharf));
   row('Wharf PostgreSQL, sum of VmRSS', ...phases.map((p) => mb(rep.rss.peak('Wharf PostgreSQL (sum VmRSS)', [p]))), '');
   row('Wharf PostgreSQL, sum of PSS', ...phases.map((p) => mb(rep.rss.peak('Wharf PostgreSQL (sum PSS)', [p]))), '');
-  lines.push(
-    '',
-    'The PostgreSQL sum of VmRSS counts shared buffers once per backend; PSS splits shared pages between the processes and is the fairer total.',
-  );
+  lines.push('', 'The PostgreSQL sum of VmRSS counts shared buffers once per backend; PSS splits shared pages between the processes and is the fairer total.');
 
   lines.push('', '## Big blob on Wharf', '');
   if (rep.big) {
@@ -345,8 +348,13 @@ async function main(): Promise<void> {
         seconds: opts.seconds,
         warmupSeconds: 1,
       });
-      for (const [name, r] of [['Distribution', d], ['Wharf', w]] as const) {
-        log(`${c.name} ${name}: ${fmt(r.reqPerSec)} req/s, ${fmt(r.mibPerSec, 1)} MiB/s, p50 ${fmt(r.p50, 1)} ms, p99 ${fmt(r.p99, 1)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`);
+      for (const [name, r] of [
+        ['Distribution', d],
+        ['Wharf', w],
+      ] as const) {
+        log(
+          `${c.name} ${name}: ${fmt(r.reqPerSec)} req/s, ${fmt(r.mibPerSec, 1)} MiB/s, p50 ${fmt(r.p50, 1)} ms, p99 ${fmt(r.p99, 1)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`,
+        );
       }
       reads.push({ c, dist: d, wharf: w });
     }

@@ -249,7 +249,9 @@ async function main(): Promise<void> {
         const pullFrom = side === 'dist' ? dist : nodeB;
         const repo = `bench/s3push-${run}`;
         const procs = side === 'dist' ? distProcs : wharfProcs;
-        const up = await measured(t[side].push, imageMiB, procs, () => skopeoAsync(['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${new URL(pushTo.base).host}/${repo}:v1`]));
+        const up = await measured(t[side].push, imageMiB, procs, () =>
+          skopeoAsync(['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${new URL(pushTo.base).host}/${repo}:v1`]),
+        );
         const down = await measured(t[side].pull, imageMiB, procs, () =>
           skopeoAsync(['copy', '--quiet', '--src-tls-verify=false', `docker://${new URL(pullFrom.base).host}/${repo}:v1`, `oci:${join(scratch, `pulled-${side}-${run}`)}:v1`]),
         );
@@ -289,17 +291,37 @@ async function main(): Promise<void> {
     lines.push(
       `${new Date().toISOString()} · load average at the end ${load} · RGW 16.2 single node (bluestore on a sparse file) · push/pull: skopeo copy of a fresh ${LAYERS} x ${LAYER_BYTES / MiB} MiB image, ` +
         `Wharf pushed through node A and pulled through node B, median of ${opts.pushes} runs · blob GET: ${CONNECTIONS} connections, ${opts.seconds} s · all on one 2-core machine` +
-        (env.WHARF_S3_PARTSIZE || env.WHARF_S3_PARTCONCURRENCY ? ` · Wharf part size ${env.WHARF_S3_PARTSIZE ?? 'default'}, concurrency ${env.WHARF_S3_PARTCONCURRENCY ?? 'default'}` : ''),
+        (env.WHARF_S3_PARTSIZE || env.WHARF_S3_PARTCONCURRENCY
+          ? ` · Wharf part size ${env.WHARF_S3_PARTSIZE ?? 'default'}, concurrency ${env.WHARF_S3_PARTCONCURRENCY ?? 'default'}`
+          : ''),
       '',
     );
     row('case', 'Distribution', 'Wharf cluster', 'ratio', 'RGW alone');
     row('---', '---:', '---:', '---:', '---:');
-    row('skopeo push, MiB/s', fmt(median(t.dist.push.mibps), 1), fmt(median(t.wharf.push.mibps), 1), ratio(median(t.wharf.push.mibps), median(t.dist.push.mibps)), `${fmt(median(alone.put.mibps), 1)} (6 PUTs of 21 MiB at once)`);
-    row('skopeo pull, MiB/s', fmt(median(t.dist.pull.mibps), 1), fmt(median(t.wharf.pull.mibps), 1), ratio(median(t.wharf.pull.mibps), median(t.dist.pull.mibps)), `${fmt(median(alone.get.mibps), 1)} (6 GETs at once)`);
+    row(
+      'skopeo push, MiB/s',
+      fmt(median(t.dist.push.mibps), 1),
+      fmt(median(t.wharf.push.mibps), 1),
+      ratio(median(t.wharf.push.mibps), median(t.dist.push.mibps)),
+      `${fmt(median(alone.put.mibps), 1)} (6 PUTs of 21 MiB at once)`,
+    );
+    row(
+      'skopeo pull, MiB/s',
+      fmt(median(t.dist.pull.mibps), 1),
+      fmt(median(t.wharf.pull.mibps), 1),
+      ratio(median(t.wharf.pull.mibps), median(t.dist.pull.mibps)),
+      `${fmt(median(alone.get.mibps), 1)} (6 GETs at once)`,
+    );
     row('blob GET 1 MiB, MiB/s', fmt(blobDist.mibPerSec, 1), fmt(blobWharf.mibPerSec, 1), ratio(blobWharf.mibPerSec, blobDist.mibPerSec), '');
     row('blob GET 1 MiB, p50 / p99 ms', `${fmt(blobDist.p50, 1)} / ${fmt(blobDist.p99, 1)}`, `${fmt(blobWharf.p50, 1)} / ${fmt(blobWharf.p99, 1)}`, '', '');
     if (opts.bigMiB > 0) {
-      row(`${opts.bigMiB} MiB blob up (64 MiB PATCHes), MiB/s`, fmt(big.dist.up.mibps[0]!, 1), fmt(big.wharf.up.mibps[0]!, 1), ratio(big.wharf.up.mibps[0]!, big.dist.up.mibps[0]!), '');
+      row(
+        `${opts.bigMiB} MiB blob up (64 MiB PATCHes), MiB/s`,
+        fmt(big.dist.up.mibps[0]!, 1),
+        fmt(big.wharf.up.mibps[0]!, 1),
+        ratio(big.wharf.up.mibps[0]!, big.dist.up.mibps[0]!),
+        '',
+      );
       row(`${opts.bigMiB} MiB blob down, MiB/s`, fmt(big.dist.down.mibps[0]!, 1), fmt(big.wharf.down.mibps[0]!, 1), ratio(big.wharf.down.mibps[0]!, big.dist.down.mibps[0]!), '');
     }
     lines.push('', `Non-2xx and errors in the blob GET runs: ${blobDist.non2xx + blobDist.errors + blobWharf.non2xx + blobWharf.errors}.`, '');
@@ -312,13 +334,20 @@ async function main(): Promise<void> {
     row('Wharf, both nodes', ms(t.wharf.push.cpu.get('Wharf nodes')), ms(t.wharf.pull.cpu.get('Wharf nodes')), ...bigCells('wharf', 'Wharf nodes'));
     row('RGW under Wharf', ms(t.wharf.push.cpu.get(rgwProc.label)), ms(t.wharf.pull.cpu.get(rgwProc.label)), ...bigCells('wharf', rgwProc.label));
     row('RGW alone', ms(alone.put.cpu.get(rgwProc.label)), ms(alone.get.cpu.get(rgwProc.label)), ...(opts.bigMiB > 0 ? ['', ''] : []));
-    lines.push('', `Per run (MiB/s): Distribution push ${t.dist.push.mibps.map((x) => fmt(x, 1)).join(', ')}; Wharf push ${t.wharf.push.mibps.map((x) => fmt(x, 1)).join(', ')}; ` +
-      `Distribution pull ${t.dist.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; Wharf pull ${t.wharf.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; RGW alone in ${alone.put.mibps.map((x) => fmt(x, 1)).join(', ')}, out ${alone.get.mibps.map((x) => fmt(x, 1)).join(', ')}.`);
+    lines.push(
+      '',
+      `Per run (MiB/s): Distribution push ${t.dist.push.mibps.map((x) => fmt(x, 1)).join(', ')}; Wharf push ${t.wharf.push.mibps.map((x) => fmt(x, 1)).join(', ')}; ` +
+        `Distribution pull ${t.dist.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; Wharf pull ${t.wharf.pull.mibps.map((x) => fmt(x, 1)).join(', ')}; RGW alone in ${alone.put.mibps.map((x) => fmt(x, 1)).join(', ')}, out ${alone.get.mibps.map((x) => fmt(x, 1)).join(', ')}.`,
+    );
     lines.push('', '## Peak VmRSS (MiB, sampled every 100 ms)', '');
     row('process', 'push/pull', ...(opts.bigMiB > 0 ? ['big blob, Distribution', 'big blob, Wharf'] : []));
     row('---', '---:', ...(opts.bigMiB > 0 ? ['---:', '---:'] : []));
     for (const label of ['Distribution', nodeA.name, nodeB.name, 'radosgw', 'ceph-osd']) {
-      row(label, fmt(sampler.peak(label, ['push']) / 1024), ...(opts.bigMiB > 0 ? [fmt(sampler.peak(label, ['big-dist']) / 1024), fmt(sampler.peak(label, ['big-wharf']) / 1024)] : []));
+      row(
+        label,
+        fmt(sampler.peak(label, ['push']) / 1024),
+        ...(opts.bigMiB > 0 ? [fmt(sampler.peak(label, ['big-dist']) / 1024), fmt(sampler.peak(label, ['big-wharf']) / 1024)] : []),
+      );
     }
     const markdown = lines.join('\n') + '\n';
     const outDir = resolve(import.meta.dirname, 'results');

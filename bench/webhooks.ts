@@ -58,14 +58,26 @@ let relay: OutboxRelay | undefined;
 
 /** Commits `n` manifest-push events in transactions of `batch`, like API writes would. */
 async function commitEvents(db: Database, n: number, batch: number): Promise<string[]> {
-  const events = Array.from({ length: n }, (_, i) => buildEvent('push', { repository: `bench/r${i % 50}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${randomBytes(32).toString('hex')}`, size: 1000 }, context));
+  const events = Array.from({ length: n }, (_, i) =>
+    buildEvent(
+      'push',
+      { repository: `bench/r${i % 50}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${randomBytes(32).toString('hex')}`, size: 1000 },
+      context,
+    ),
+  );
   await db.db.transaction().execute(async (trx) => {
-    await outbox.appendOutbox(trx, events.slice(0, batch).map((e) => ({ eventId: e.id, subject: Subjects.manifestPush, payload: e })));
+    await outbox.appendOutbox(
+      trx,
+      events.slice(0, batch).map((e) => ({ eventId: e.id, subject: Subjects.manifestPush, payload: e })),
+    );
   });
   for (const e of events.slice(0, batch)) committed.set(e.id, Date.now());
   for (let i = batch; i < n; i += batch) {
     const slice = events.slice(i, i + batch);
-    await outbox.appendOutbox(db.db, slice.map((e) => ({ eventId: e.id, subject: Subjects.manifestPush, payload: e })));
+    await outbox.appendOutbox(
+      db.db,
+      slice.map((e) => ({ eventId: e.id, subject: Subjects.manifestPush, payload: e })),
+    );
     const t = Date.now();
     for (const e of slice) committed.set(e.id, t);
     relay?.wake();
@@ -127,13 +139,23 @@ async function runCase(replicas: number) {
     await waitAll(warm, 60_000);
 
     const burstIds = await commitEvents(db, BURST, 100);
-    const sampler = process.env.WHARF_BENCH_TRACE ? setInterval(() => {
-      void (async () => {
-        const o = await db.db.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('published_at', 'is', null).executeTakeFirst();
-        const q = await db.db.selectFrom('webhook_deliveries').select(['state', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('state').execute();
-        console.log(`unpublished ${o?.n} queue ${JSON.stringify(q)} received ${received.size}`);
-      })();
-    }, 1000) : undefined;
+    const sampler = process.env.WHARF_BENCH_TRACE
+      ? setInterval(() => {
+          void (async () => {
+            const o = await db.db
+              .selectFrom('outbox')
+              .select((eb) => eb.fn.countAll<number>().as('n'))
+              .where('published_at', 'is', null)
+              .executeTakeFirst();
+            const q = await db.db
+              .selectFrom('webhook_deliveries')
+              .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
+              .groupBy('state')
+              .execute();
+            console.log(`unpublished ${o?.n} queue ${JSON.stringify(q)} received ${received.size}`);
+          })();
+        }, 1000)
+      : undefined;
     await waitAll(burstIds, 300_000);
     clearInterval(sampler);
     const burst = stats(burstIds);
@@ -174,7 +196,11 @@ try {
   receiver.close();
 }
 const f = (n: number) => n.toFixed(0);
-console.log(`\nWebhook delivery, commit to receipt (burst of ${BURST} events committed 100 per transaction; steady ${RATE} events/s for ${SECONDS} s; endpoint concurrency ${CONCURRENCY}; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")})\n`);
+console.log(
+  `\nWebhook delivery, commit to receipt (burst of ${BURST} events committed 100 per transaction; steady ${RATE} events/s for ${SECONDS} s; endpoint concurrency ${CONCURRENCY}; load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')})\n`,
+);
 console.log('| worker replicas | burst events/s | burst p50 ms | burst p99 ms | steady p50 ms | steady p99 ms | steady max ms |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {

@@ -23,7 +23,13 @@ export async function startWharfServe(databaseUrl: string, port: number): Promis
   };
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`wharf serve exited with ${child.exitCode}`);
-    if (await fetch(`${base}/v2/`).then((r) => r.status === 200, () => false)) return { base, stop };
+    if (
+      await fetch(`${base}/v2/`).then(
+        (r) => r.status === 200,
+        () => false,
+      )
+    )
+      return { base, stop };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();

@@ -177,7 +177,10 @@ describe('rate limiter', () => {
   it('allows a burst, then refills at the rate', () => {
     let now = 0;
     const limiter = new RateLimiter(2, 3, () => now);
-    assert.deepEqual([1, 2, 3, 4].map(() => limiter.take('a')), [true, true, true, false]);
+    assert.deepEqual(
+      [1, 2, 3, 4].map(() => limiter.take('a')),
+      [true, true, true, false],
+    );
     assert.equal(limiter.take('b'), true, 'buckets are per client');
     now = 0.5;
     assert.equal(limiter.take('a'), true);

@@ -186,9 +186,12 @@ describe('token mode with the built-in issuer', () => {
   });
 
   it('issues the intersection of the request and the policy, and says so in the token', async () => {
-    const res = await fetch(`${base}/auth/token?service=wharf&scope=repository:a/app:pull,push,delete&scope=repository:b/lib:pull,push&scope=registry:catalog:*&offline_token=true`, {
-      headers: { authorization: basic('alice', PASSWORDS.alice) },
-    });
+    const res = await fetch(
+      `${base}/auth/token?service=wharf&scope=repository:a/app:pull,push,delete&scope=repository:b/lib:pull,push&scope=registry:catalog:*&offline_token=true`,
+      {
+        headers: { authorization: basic('alice', PASSWORDS.alice) },
+      },
+    );
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('cache-control'), 'no-store');
     const body = (await res.json()) as { token: string; access_token: string; expires_in: number; issued_at: string };
@@ -201,9 +204,7 @@ describe('token mode with the built-in issuer', () => {
     assert.deepEqual(payload.access, [{ type: 'repository', name: 'a/app', actions: ['pull', 'push', 'delete'] }]);
 
     const own = await fetchToken(base, ['repository:alice/tools:push'], alice);
-    assert.deepEqual((JSON.parse(Buffer.from(own.split('.')[1]!, 'base64url').toString()) as TokenClaims).access, [
-      { type: 'repository', name: 'alice/tools', actions: ['push'] },
-    ]);
+    assert.deepEqual((JSON.parse(Buffer.from(own.split('.')[1]!, 'base64url').toString()) as TokenClaims).access, [{ type: 'repository', name: 'alice/tools', actions: ['push'] }]);
   });
 
   it('gives anonymous clients a token with what anonymous requests may do, and refuses bad credentials the same way whoever is named', async () => {
@@ -372,7 +373,12 @@ describe('htpasswd mode', () => {
     const ok = await fetch(`${base}/v2/`, { headers: { authorization: basic('alice', PASSWORDS.alice) } });
     assert.equal(ok.status, 200);
     const answers = [];
-    for (const [user, password] of [['alice', 'wrong'], ['nobody', 'wrong'], ['alice', ''], ['', PASSWORDS.alice]] as const) {
+    for (const [user, password] of [
+      ['alice', 'wrong'],
+      ['nobody', 'wrong'],
+      ['alice', ''],
+      ['', PASSWORDS.alice],
+    ] as const) {
       const res = await fetch(`${base}/v2/a/app/tags/list`, { headers: { authorization: basic(user, password) } });
       answers.push({ status: res.status, challenge: res.headers.get('www-authenticate'), body: await res.text() });
     }
@@ -540,7 +546,10 @@ describe('auth.mode none on a non-loopback address', () => {
 });
 
 describe('auth configuration', () => {
-  const load = (overrides: Record<string, unknown>, env: Record<string, string> = {}) => () => loadConfig({ env, overrides: overrides as Partial<Config> });
+  const load =
+    (overrides: Record<string, unknown>, env: Record<string, string> = {}) =>
+    () =>
+      loadConfig({ env, overrides: overrides as Partial<Config> });
 
   it('refuses an unknown mode, a mode without what it needs, and TLS without its key', () => {
     assert.throws(load({ 'auth.mode': 'ldap' }), /auth.mode must be none, htpasswd or token/);
@@ -551,7 +560,10 @@ describe('auth configuration', () => {
   });
 
   it('checks the policy and groups and names what is wrong', () => {
-    assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"users":["a"],"repositories":["x/*"],"actions":["pull","fly"]}]' }), /WHARF_AUTH_POLICY: auth.policy: rule 1: unknown action "fly"/);
+    assert.throws(
+      load({}, { WHARF_AUTH_POLICY: '[{"users":["a"],"repositories":["x/*"],"actions":["pull","fly"]}]' }),
+      /WHARF_AUTH_POLICY: auth.policy: rule 1: unknown action "fly"/,
+    );
     assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"repositories":["x/*"],"actions":["pull"]}]' }), /rule 1 names nobody/);
     assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"users":["a"],"repository":["x/*"]}]' }), /rule 1: unknown key "repository"/);
     assert.throws(load({}, { WHARF_AUTH_POLICY: '[{"anonymous":true,"admin":true}]' }), /anonymous requests cannot be admin/);
@@ -564,10 +576,14 @@ describe('auth configuration', () => {
     const fx = await makeAuthFixture({ alice: 'pw' });
     try {
       await writeFile(fx.htpasswdPath, 'alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n');
-      assert.throws(() => authFromConfig(loadConfig({ env: {}, overrides: { 'auth.mode': 'htpasswd', 'auth.htpasswd.path': fx.htpasswdPath } })), /auth.htpasswd.path: .*:1: .*not a bcrypt hash/);
+      assert.throws(
+        () => authFromConfig(loadConfig({ env: {}, overrides: { 'auth.mode': 'htpasswd', 'auth.htpasswd.path': fx.htpasswdPath } })),
+        /auth.htpasswd.path: .*:1: .*not a bcrypt hash/,
+      );
       await writeFile(fx.htpasswdPath, '');
       assert.throws(
-        () => authFromConfig(loadConfig({ env: {}, overrides: { 'auth.mode': 'token', 'auth.htpasswd.path': fx.htpasswdPath, 'auth.token.signingkey': join(fx.dir, 'missing.pem') } })),
+        () =>
+          authFromConfig(loadConfig({ env: {}, overrides: { 'auth.mode': 'token', 'auth.htpasswd.path': fx.htpasswdPath, 'auth.token.signingkey': join(fx.dir, 'missing.pem') } })),
         /auth.token.signingkey: cannot read/,
       );
     } finally {

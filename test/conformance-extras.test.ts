@@ -78,7 +78,10 @@ describe('the absolute form of the request target (RFC 9112 section 3.2.2)', () 
     await pushBlob(wharf.base, 'absolute/app', blobOf('absolute'));
     const { host, pathname } = new URL(wharf.base);
     const prefix = pathname === '/' ? '' : pathname;
-    const res = await rawExchange(wharf.base, `GET http://${host}${prefix}/v2/absolute/app/blobs/${blobOf('absolute').digest} HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n`);
+    const res = await rawExchange(
+      wharf.base,
+      `GET http://${host}${prefix}/v2/absolute/app/blobs/${blobOf('absolute').digest} HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n`,
+    );
     assert.equal(res.status, 200, res.text);
     assert.ok(res.text.endsWith('absolute'), res.text);
   });

@@ -80,7 +80,12 @@ describe('docker-compose.yml', () => {
   });
 
   it('builds the Wharf image once, and every Wharf service runs that image', () => {
-    assert.deepEqual(Object.entries(services).filter(([, s]) => s.build !== undefined).map(([n]) => n), ['migrate']);
+    assert.deepEqual(
+      Object.entries(services)
+        .filter(([, s]) => s.build !== undefined)
+        .map(([n]) => n),
+      ['migrate'],
+    );
     assert.equal(services.migrate!.build, '.');
     assert.ok(wharfServices.length >= 4);
   });

@@ -45,12 +45,16 @@ describe('online garbage collection (embedded)', () => {
     assert.equal(patch.status, 202);
     const id = location.split('/').pop()!;
     const key = (await wharf.database.db.selectFrom('uploads').select('storage_key').where('id', '=', id).executeTakeFirstOrThrow()).storage_key;
-    await eventually(async () => {
-      assert.equal((await fetch(`${wharf.base}${location}`)).status, 404);
-      await assert.rejects(readdir(join(wharf.dataDir!, 'blobs', key)), 'the upload file is gone');
-      const queued = await wharf.database.db.selectFrom('gc_storage_deletions').select('id').execute();
-      assert.equal(queued.length, 0);
-    }, 30_000, 200);
+    await eventually(
+      async () => {
+        assert.equal((await fetch(`${wharf.base}${location}`)).status, 404);
+        await assert.rejects(readdir(join(wharf.dataDir!, 'blobs', key)), 'the upload file is gone');
+        const queued = await wharf.database.db.selectFrom('gc_storage_deletions').select('id').execute();
+        assert.equal(queued.length, 0);
+      },
+      30_000,
+      200,
+    );
   });
 
   it('wharf reconcile and wharf fsck attach to the running embedded PostgreSQL and find planted damage', async () => {
@@ -89,7 +93,11 @@ describe('online garbage collection (embedded)', () => {
 
   it('refuses a gc.untagged that is neither keep nor delete-after <duration>, naming the key', () => {
     for (const bad of ['delete', 'delete-after', 'delete-after 3 weeks', 'forever']) {
-      assert.throws(() => loadConfig({ env: { WHARF_GC_UNTAGGED: bad } }), (err: Error) => err instanceof ConfigError && /gc\.untagged/.test(err.message), bad);
+      assert.throws(
+        () => loadConfig({ env: { WHARF_GC_UNTAGGED: bad } }),
+        (err: Error) => err instanceof ConfigError && /gc\.untagged/.test(err.message),
+        bad,
+      );
     }
     assert.equal(loadConfig({ env: { WHARF_GC_UNTAGGED: 'delete-after 7d' } })['gc.untagged'], 'delete-after 7d');
     assert.equal(parseUntaggedPolicy('delete-after 7d'), 7 * 86_400);

@@ -29,8 +29,16 @@ after(async () => wharf?.close());
 const hex = fc.stringMatching(/^[0-9a-f]{64}$/);
 const nasty = fc.constantFrom('', '%00', '%ED%A0%80', '..', '%2F', '%', 'A', '-', '_', '.', '~', '%F0%9F%90%B3', 'x'.repeat(300));
 const segment = fc.oneof(fc.stringMatching(/^[a-z0-9]{1,8}$/), nasty, fc.string({ maxLength: 12 }).map(encodeURIComponent));
-const name = fc.oneof(fc.constant('fuzz/known'), fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join('/')));
-const digest = fc.oneof(fc.constant('KNOWN'), hex.map((h) => `sha256:${h}`), fc.constantFrom('sha256:', 'sha512:abc', 'md5:00', 'sha256:%00', ''), segment);
+const name = fc.oneof(
+  fc.constant('fuzz/known'),
+  fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join('/')),
+);
+const digest = fc.oneof(
+  fc.constant('KNOWN'),
+  hex.map((h) => `sha256:${h}`),
+  fc.constantFrom('sha256:', 'sha512:abc', 'md5:00', 'sha256:%00', ''),
+  segment,
+);
 const reference = fc.oneof(digest, fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/), nasty);
 const query = fc.array(
   fc.tuple(fc.constantFrom('n', 'last', 'digest', 'mount', 'from', 'artifactType', 'annotation', 'tagged'), fc.oneof(segment, fc.integer({ min: -5, max: 100000 }).map(String))),
@@ -39,7 +47,10 @@ const query = fc.array(
 const header = fc.oneof(
   fc.tuple(fc.constant('Range'), fc.oneof(fc.constantFrom('bytes=0-', 'bytes=-1', 'bytes=5-2', 'bytes=99999999-', 'items=1-2', 'bytes=0-0,2-3'), segment)),
   fc.tuple(fc.constant('Content-Range'), fc.oneof(fc.constantFrom('0-0', '0-99', '5-2', 'bytes 0-9/*', '-'), segment)),
-  fc.tuple(fc.constant('Content-Type'), fc.constantFrom('application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json', 'application/json', 'text/plain', '')),
+  fc.tuple(
+    fc.constant('Content-Type'),
+    fc.constantFrom('application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json', 'application/json', 'text/plain', ''),
+  ),
   fc.tuple(fc.constant('Accept'), fc.constantFrom('*/*', 'application/vnd.oci.image.manifest.v1+json', '')),
   fc.tuple(fc.constant('If-None-Match'), fc.constantFrom('"x"', '*', '')),
 );
@@ -71,7 +82,11 @@ const cases: fc.Arbitrary<Case> = fc.record({
   method: fc.constantFrom('GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS'),
   path: fc.tuple(pathOf, query).map(([p, q]) => (q.length ? `${p}?${q.map(([k, v]) => `${k}=${v}`).join('&')}` : p)),
   headers: fc.array(header, { maxLength: 3 }),
-  body: fc.oneof(fc.constant(new Uint8Array(0)), fc.uint8Array({ maxLength: 4096 }), fc.constant(new TextEncoder().encode('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}'))),
+  body: fc.oneof(
+    fc.constant(new Uint8Array(0)),
+    fc.uint8Array({ maxLength: 4096 }),
+    fc.constant(new TextEncoder().encode('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}')),
+  ),
   // Declared length minus sent length: 0 honest, > 0 a body cut short.
   lie: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 5000 })),
   end: fc.constantFrom('wait', 'wait', 'end', 'destroy'),

@@ -30,7 +30,10 @@ describe('wharf keys', async () => {
 
   it('never overwrites: a second run is a wharf: error, exit 2, and the files are unchanged', async () => {
     const before = await readFile(join(dir, 'auth', 'htpasswd'), 'utf8');
-    const err = await wharf('keys', join(dir, 'auth')).then(() => assert.fail('ran'), (e: Error & { code: number; stderr: string }) => e);
+    const err = await wharf('keys', join(dir, 'auth')).then(
+      () => assert.fail('ran'),
+      (e: Error & { code: number; stderr: string }) => e,
+    );
     assert.equal(err.code, 2);
     assert.match(err.stderr, /^wharf: keys: .*signing-key\.pem exists; remove it first/);
     assert.equal(await readFile(join(dir, 'auth', 'htpasswd'), 'utf8'), before);
@@ -38,7 +41,10 @@ describe('wharf keys', async () => {
 
   it('refuses a user name htpasswd cannot hold, and a missing DIR', async () => {
     for (const args of [['keys', join(dir, 'other'), 'a:b'], ['keys']]) {
-      const err = await wharf(...args).then(() => assert.fail('ran'), (e: Error & { code: number; stderr: string }) => e);
+      const err = await wharf(...args).then(
+        () => assert.fail('ran'),
+        (e: Error & { code: number; stderr: string }) => e,
+      );
       assert.equal(err.code, 2, args.join(' '));
       assert.match(err.stderr, /^wharf: /);
     }

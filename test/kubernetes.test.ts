@@ -134,7 +134,10 @@ describe('deploy/kubernetes', () => {
         assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${doc.metadata.name}: read-only root filesystem`);
         assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${doc.metadata.name}: no privilege escalation`);
         assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], `${doc.metadata.name}: no capabilities`);
-        assert.ok((c.volumeMounts ?? []).some((m: any) => m.mountPath === '/tmp'), `${doc.metadata.name}: a writable /tmp`);
+        assert.ok(
+          (c.volumeMounts ?? []).some((m: any) => m.mountPath === '/tmp'),
+          `${doc.metadata.name}: a writable /tmp`,
+        );
       }
     }
   });
@@ -177,7 +180,10 @@ describe('deploy/kubernetes', () => {
     const worker = find(base, 'Deployment', 'wharf-worker');
     assert.ok(worker.spec.replicas >= 1);
     const workerLabels = worker.spec.template.metadata.labels;
-    assert.ok(Object.entries(service.spec.selector).some(([k, v]) => workerLabels[k] !== v), 'the Service does not send registry traffic to workers');
+    assert.ok(
+      Object.entries(service.spec.selector).some(([k, v]) => workerLabels[k] !== v),
+      'the Service does not send registry traffic to workers',
+    );
     find(base, 'Job', 'wharf-migrate');
   });
 
@@ -204,7 +210,11 @@ describe('deploy/kubernetes', () => {
             assert.match(config['nats.url'], /^nats:\/\//, doc.metadata.name);
           }
           for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) assert.ok(c.resources?.[kind]?.[r], `${doc.metadata.name}: resources.${kind}.${r}`);
-          for (const m of c.volumeMounts ?? []) assert.ok(pod.volumes.some((v: any) => v.name === m.name), `${doc.metadata.name}: volume ${m.name}`);
+          for (const m of c.volumeMounts ?? [])
+            assert.ok(
+              pod.volumes.some((v: any) => v.name === m.name),
+              `${doc.metadata.name}: volume ${m.name}`,
+            );
           for (const v of pod.volumes ?? []) {
             if (v.secret && !v.secret.optional) find(docs, 'Secret', v.secret.secretName);
             if (v.configMap) find(docs, 'ConfigMap', v.configMap.name);

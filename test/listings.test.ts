@@ -95,7 +95,11 @@ describe('catalog', () => {
     await pushImage(base, 'cat/c', 'v1');
     await eventually(async () => {
       const { body } = await getJson<{ repositories: string[] }>('/v2/_catalog?last=cat/');
-      assert.deepEqual(body.repositories.filter((r) => r.startsWith('cat/')), ['cat/a', 'cat/b', 'cat/c'], 'three listed');
+      assert.deepEqual(
+        body.repositories.filter((r) => r.startsWith('cat/')),
+        ['cat/a', 'cat/b', 'cat/c'],
+        'three listed',
+      );
     });
     const first = await getJson<{ repositories: string[] }>('/v2/_catalog?n=2&last=cat/');
     assert.deepEqual(first.body.repositories, ['cat/a', 'cat/b']);
@@ -161,7 +165,10 @@ describe('manifest listing', () => {
   it('lists every manifest, untagged included, with tags and push time', async () => {
     const { body } = await getJson<{ name: string; manifests: ManifestEntry[] }>(`/v2/${name}/_wharf/manifests`);
     assert.equal(body.name, name);
-    assert.deepEqual(body.manifests.map((m) => m.digest), [tagged, untagged, sbom].sort());
+    assert.deepEqual(
+      body.manifests.map((m) => m.digest),
+      [tagged, untagged, sbom].sort(),
+    );
     const byDigest = new Map(body.manifests.map((m) => [m.digest, m]));
     assert.deepEqual(byDigest.get(tagged)!.tags, ['v1']);
     assert.deepEqual(byDigest.get(untagged)!.tags, []);
@@ -174,8 +181,7 @@ describe('manifest listing', () => {
   });
 
   it('filters by tagged, artifactType and annotations', async () => {
-    const digests = async (query: string) =>
-      (await getJson<{ manifests: ManifestEntry[] }>(`/v2/${name}/_wharf/manifests?${query}`)).body.manifests.map((m) => m.digest);
+    const digests = async (query: string) => (await getJson<{ manifests: ManifestEntry[] }>(`/v2/${name}/_wharf/manifests?${query}`)).body.manifests.map((m) => m.digest);
     assert.deepEqual(await digests('tagged=false'), [untagged]);
     assert.deepEqual(await digests('tagged=true'), [tagged, sbom].sort());
     assert.deepEqual(await digests('artifactType=application/spdx%2Bjson'), [sbom]);
@@ -189,13 +195,22 @@ describe('manifest listing', () => {
     const all = [tagged, untagged, sbom].sort();
     const first = await getJson<{ manifests: ManifestEntry[] }>(`/v2/${name}/_wharf/manifests?n=1&tagged=true`);
     const taggedSorted = [tagged, sbom].sort();
-    assert.deepEqual(first.body.manifests.map((m) => m.digest), [taggedSorted[0]]);
+    assert.deepEqual(
+      first.body.manifests.map((m) => m.digest),
+      [taggedSorted[0]],
+    );
     assert.equal(first.res.headers.get('link'), `</v2/${name}/_wharf/manifests?n=1&tagged=true&last=${encodeURIComponent(taggedSorted[0]!)}>; rel="next"`);
     const second = await getJson<{ manifests: ManifestEntry[] }>(`/v2/${name}/_wharf/manifests?n=1&tagged=true&last=${taggedSorted[0]}`);
-    assert.deepEqual(second.body.manifests.map((m) => m.digest), [taggedSorted[1]]);
+    assert.deepEqual(
+      second.body.manifests.map((m) => m.digest),
+      [taggedSorted[1]],
+    );
     assert.equal(second.res.headers.get('link'), null);
     const two = await getJson<{ manifests: ManifestEntry[] }>(`/v2/${name}/_wharf/manifests?n=2`);
-    assert.deepEqual(two.body.manifests.map((m) => m.digest), all.slice(0, 2));
+    assert.deepEqual(
+      two.body.manifests.map((m) => m.digest),
+      all.slice(0, 2),
+    );
   });
 
   it('refuses bad filters and unknown repositories', async () => {
@@ -240,7 +255,10 @@ describe('repository ETag', () => {
       const res = await fetch(`${base}/v2/${name}/_wharf/manifests`, { headers: { 'if-none-match': etag } });
       assert.equal(res.status, 200, 'etag moved');
       const body = (await res.json()) as { manifests: ManifestEntry[] };
-      assert.ok(body.manifests.some((m) => m.tags.includes('v2')), 'v2 listed');
+      assert.ok(
+        body.manifests.some((m) => m.tags.includes('v2')),
+        'v2 listed',
+      );
     });
     // A delete moves it too.
     const before = (await fetch(`${base}/v2/${name}/_wharf/tags`)).headers.get('etag');
@@ -262,7 +280,10 @@ describe('tags with times and history', () => {
     assert.ok(Date.parse(a.updatedAt) >= Date.parse(a.createdAt));
     assert.equal(first.res.headers.get('link'), `</v2/${name}/_wharf/tags?n=1&last=a>; rel="next"`);
     const second = await getJson<{ tags: Array<{ name: string }> }>(`/v2/${name}/_wharf/tags?n=1&last=a`);
-    assert.deepEqual(second.body.tags.map((t) => t.name), ['b']);
+    assert.deepEqual(
+      second.body.tags.map((t) => t.name),
+      ['b'],
+    );
     // Moving a tag keeps createdAt and moves updatedAt.
     const moved = await pushImage(base, name, 'a');
     const after = (await getJson<{ tags: Array<{ name: string; digest: string; createdAt: string; updatedAt: string }> }>(`/v2/${name}/_wharf/tags`)).body.tags[0]!;
@@ -277,13 +298,22 @@ describe('tags with times and history', () => {
     for (let i = 0; i < 3; i++) digests.push((await pushImage(base, name, 'latest')).digest);
     const all = await getJson<{ name: string; tag: string; history: Array<{ digest: string; createdAt: string }> }>(`/v2/${name}/_wharf/tags/latest/history`);
     assert.equal(all.body.tag, 'latest');
-    assert.deepEqual(all.body.history.map((h) => h.digest), [...digests].reverse());
+    assert.deepEqual(
+      all.body.history.map((h) => h.digest),
+      [...digests].reverse(),
+    );
     const first = await getJson<{ history: Array<{ digest: string }> }>(`/v2/${name}/_wharf/tags/latest/history?n=2`);
-    assert.deepEqual(first.body.history.map((h) => h.digest), [digests[2], digests[1]]);
+    assert.deepEqual(
+      first.body.history.map((h) => h.digest),
+      [digests[2], digests[1]],
+    );
     const link = first.res.headers.get('link')!;
     const next = /^<([^>]+)>; rel="next"$/.exec(link)![1]!;
     const second = await fetch(`${wharf.url}${next}`);
-    assert.deepEqual(((await second.json()) as { history: Array<{ digest: string }> }).history.map((h) => h.digest), [digests[0]]);
+    assert.deepEqual(
+      ((await second.json()) as { history: Array<{ digest: string }> }).history.map((h) => h.digest),
+      [digests[0]],
+    );
 
     const missing = await fetch(`${base}/v2/${name}/_wharf/tags/nope/history`);
     assert.equal(missing.status, 404);
@@ -302,7 +332,10 @@ describe('tags with times and history', () => {
 describe('extension discovery', () => {
   it('lists _oci and _wharf in the OCI extensions format, at registry and repository level', async () => {
     const { body } = await getJson<{ extensions: Array<{ name: string; url: string; description?: string; endpoints: string[] }> }>('/v2/_oci/ext/discover');
-    assert.deepEqual(body.extensions.map((e) => e.name), ['_oci', '_wharf']);
+    assert.deepEqual(
+      body.extensions.map((e) => e.name),
+      ['_oci', '_wharf'],
+    );
     const wharfExt = body.extensions[1]!;
     assert.ok(wharfExt.url);
     assert.ok(wharfExt.endpoints.includes('{name}/_wharf/manifests'));
@@ -325,7 +358,12 @@ describe('read-model workers', () => {
       await fetch(`${base}/v2/${name}/manifests/extra`, { method: 'DELETE' });
       await deleteManifest(name, first.digest);
       await settled();
-      await eventually(() => assert.ok(captured.some((c) => c.subject === 'wharf.events.manifest.delete'), 'delete captured'));
+      await eventually(() =>
+        assert.ok(
+          captured.some((c) => c.subject === 'wharf.events.manifest.delete'),
+          'delete captured',
+        ),
+      );
     } finally {
       unsubscribe();
     }

@@ -1,18 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
-import {
-  OCI_EMPTY,
-  OCI_INDEX,
-  OCI_MANIFEST,
-  blobOf,
-  errorCode,
-  pushBlob,
-  pushImage,
-  putManifest,
-  randomBlob,
-  sha256,
-} from './helpers/oci.js';
+import { OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, blobOf, errorCode, pushBlob, pushImage, putManifest, randomBlob, sha256 } from './helpers/oci.js';
 import { eventually } from './helpers/wait.js';
 
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -234,10 +223,7 @@ describe('tags', () => {
     assert.equal(get.headers.get('docker-content-digest'), two.digest);
     assert.equal((await fetch(`${base}/v2/tags/move/manifests/${one.digest}`)).status, 200);
     const history = await wharf.database.db.selectFrom('tag_history').select('digest').where('tag', '=', 'latest').orderBy('id').execute();
-    assert.deepEqual(
-      history.map((h) => h.digest).slice(-2),
-      [one.digest, two.digest],
-    );
+    assert.deepEqual(history.map((h) => h.digest).slice(-2), [one.digest, two.digest]);
   });
 });
 

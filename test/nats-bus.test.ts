@@ -2,15 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NatsBus } from '../libs/events/nats-bus.js';
 import { Subjects, buildEvent, type RegistryEvent } from '../libs/events/event.js';
-import {
-  canRunPrivateNatsServer,
-  deleteStream,
-  natsUnavailable,
-  natsUrl,
-  startPrivateNatsServer,
-  uniqueStreamNames,
-  type PrivateNatsServer,
-} from './helpers/nats.js';
+import { canRunPrivateNatsServer, deleteStream, natsUnavailable, natsUrl, startPrivateNatsServer, uniqueStreamNames, type PrivateNatsServer } from './helpers/nats.js';
 import { eventually } from './helpers/wait.js';
 
 const url = natsUrl();
@@ -132,7 +124,12 @@ describe('NatsBus', { skip: unavailable ?? false }, () => {
     await bus2.publish(Subjects.manifestPush, dup); // …or another node's relay
     const marker = event('dedupe/marker');
     await bus.publish(Subjects.manifestPush, marker);
-    await eventually(() => assert.ok(got.some((e) => e.id === marker.id), 'the marker arrived'));
+    await eventually(() =>
+      assert.ok(
+        got.some((e) => e.id === marker.id),
+        'the marker arrived',
+      ),
+    );
     assert.deepEqual(
       got.map((e) => e.id),
       [dup.id, marker.id],
@@ -175,7 +172,10 @@ describe('NatsBus', { skip: unavailable ?? false }, () => {
       for (const e of later) assert.equal(handled.get(e.id), 1, e.id);
     });
     await sleep(300);
-    assert.ok([...handled.values()].every((n) => n === 1), 'no event handled twice');
+    assert.ok(
+      [...handled.values()].every((n) => n === 1),
+      'no event handled twice',
+    );
     assert.ok(byReplica[0]! > 0 && byReplica[1]! > 0, `both replicas worked: ${byReplica}`);
     await stopB();
   });

@@ -34,7 +34,11 @@ function captureLogs(): { stream: Writable; lines: Array<Record<string, unknown>
   return {
     stream,
     get lines() {
-      return raw.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      return raw
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
     },
     text: () => raw.join(''),
   };
@@ -277,7 +281,14 @@ describe('a node draining on shutdown', () => {
       const agent = new Agent({ keepAlive: true, maxSockets: 1 });
       const send = (method: string, body?: Buffer, write?: (req: ReturnType<typeof request>) => Promise<void>) =>
         new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
-          const req = request({ host: target.hostname, port: target.port, method, path: location, agent, headers: body ? { 'content-length': String(body.length), 'content-range': `0-${body.length - 1}` } : {} });
+          const req = request({
+            host: target.hostname,
+            port: target.port,
+            method,
+            path: location,
+            agent,
+            headers: body ? { 'content-length': String(body.length), 'content-range': `0-${body.length - 1}` } : {},
+          });
           req.on('response', (res) => {
             res.resume();
             res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
@@ -293,7 +304,15 @@ describe('a node draining on shutdown', () => {
         // The node is told to stop while this body is still arriving.
         await eventually(async () => assert.match(await (await fetch(`${wharf.url}/metrics`)).text(), /^wharf_uploads_in_flight 1$/m));
         closing = wharf.close();
-        await eventually(async () => assert.equal(await fetch(`${wharf.url}/healthz`).then(() => 'open', () => 'refused'), 'refused'));
+        await eventually(async () =>
+          assert.equal(
+            await fetch(`${wharf.url}/healthz`).then(
+              () => 'open',
+              () => 'refused',
+            ),
+            'refused',
+          ),
+        );
         req.end(body.subarray(1024));
       });
       assert.equal((await first).status, 202);

@@ -57,7 +57,10 @@ after(() => wharf?.close());
 
 async function writeEvents(n: number, prefix: string): Promise<RegistryEvent[]> {
   const events = Array.from({ length: n }, (_, i) => event(`${prefix}/r${i}`));
-  await outbox.appendOutbox(wharf.database.db, events.map((e) => ({ eventId: e.id, subject: 'wharf.events.manifest.push', payload: e })));
+  await outbox.appendOutbox(
+    wharf.database.db,
+    events.map((e) => ({ eventId: e.id, subject: 'wharf.events.manifest.push', payload: e })),
+  );
   return events;
 }
 
@@ -72,7 +75,10 @@ describe('outbox relay batches', () => {
     const { bus, calls } = recordingBus();
     const n = await new OutboxRelay(outbox.outboxSource(wharf.database.db), bus, { batchSize: 7, maxInFlight: 3, passes: 1 }).drain();
     assert.equal(n, 40);
-    assert.deepEqual(calls, events.map((e) => e.id));
+    assert.deepEqual(
+      calls,
+      events.map((e) => e.id),
+    );
     assert.deepEqual(await unpublishedIds(), []);
   });
 
@@ -111,7 +117,10 @@ describe('outbox relay batches', () => {
     const events = await writeEvents(5, 'down');
     const { bus } = recordingBus(() => new Error('NATS is not connected'));
     await assert.rejects(new OutboxRelay(outbox.outboxSource(wharf.database.db), bus).drain(), PartialPublishError);
-    assert.deepEqual(await unpublishedIds(), events.map((e) => e.id));
+    assert.deepEqual(
+      await unpublishedIds(),
+      events.map((e) => e.id),
+    );
     assert.equal(await new OutboxRelay(outbox.outboxSource(wharf.database.db), recordingBus().bus).drain(), 5);
   });
 
@@ -139,10 +148,17 @@ describe('outbox relay batches', () => {
     const plain: string[] = [];
     await bus.consumeDurable({ durable: 'plain', filterSubject: 'wharf.events.>', handler: (_s, e) => void plain.push(e.id) });
     assert.equal(await new OutboxRelay(outbox.outboxSource(wharf.database.db), bus, { batchSize: 100, passes: 1 }).drain(), 30);
-    assert.deepEqual(batches.flat(), events.map((e) => e.id));
+    assert.deepEqual(
+      batches.flat(),
+      events.map((e) => e.id),
+    );
     assert.ok(batches.length < 30, `handed over in batches, not one by one (${batches.length} calls)`);
     assert.deepEqual(single, []);
-    assert.deepEqual(plain, events.map((e) => e.id), 'a consumer without handleBatch gets them one by one, in order');
+    assert.deepEqual(
+      plain,
+      events.map((e) => e.id),
+      'a consumer without handleBatch gets them one by one, in order',
+    );
     await bus.close();
   });
 
@@ -170,7 +186,12 @@ describe('outbox relay batches', () => {
   it('a duplicate of an event already handled is not handed to consumers again (same id)', async () => {
     const bus = new MemoryBus();
     const seen: string[] = [];
-    await bus.consumeDurable({ durable: 'd', filterSubject: 'wharf.events.>', handler: (_s, e) => void seen.push(e.id), handleBatch: async (items) => void seen.push(...items.map((i) => i.event.id)) });
+    await bus.consumeDurable({
+      durable: 'd',
+      filterSubject: 'wharf.events.>',
+      handler: (_s, e) => void seen.push(e.id),
+      handleBatch: async (items) => void seen.push(...items.map((i) => i.event.id)),
+    });
     const e = event('dup');
     await Promise.all([bus.publish('wharf.events.manifest.push', e), bus.publish('wharf.events.manifest.push', e)]);
     await bus.publish('wharf.events.manifest.push', e);
@@ -180,10 +201,18 @@ describe('outbox relay batches', () => {
 });
 
 describe('bounded events', () => {
-  const references = Array.from({ length: 8000 }, (_, i) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${i.toString(16).padStart(64, '0')}`, size: i }));
+  const references = Array.from({ length: 8000 }, (_, i) => ({
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    digest: `sha256:${i.toString(16).padStart(64, '0')}`,
+    size: i,
+  }));
 
   it('a manifest push listing thousands of references is cut to MAX_EVENT_BYTES, saying how many there are', () => {
-    const e = buildEvent('push', { repository: 'big/app', digest: `sha256:${'a'.repeat(64)}`, url: 'http://x/v2/big/app/manifests/sha256:aa', references: [...references] }, context);
+    const e = buildEvent(
+      'push',
+      { repository: 'big/app', digest: `sha256:${'a'.repeat(64)}`, url: 'http://x/v2/big/app/manifests/sha256:aa', references: [...references] },
+      context,
+    );
     const bytes = Buffer.byteLength(JSON.stringify(e));
     assert.ok(bytes <= MAX_EVENT_BYTES, `${bytes} bytes`);
     assert.ok(bytes > MAX_EVENT_BYTES - 200, 'as many references kept as fit');
@@ -209,7 +238,15 @@ describe('pull events off the request path', () => {
     let release: () => void = () => {};
     const held = new Promise<void>((r) => (release = r));
     const published: string[] = [];
-    const bus: EventBus = { publish: async (_s, e) => { await held; published.push(e.id); }, subscribe: () => () => {}, consumeDurable: async () => async () => {}, close: async () => {} };
+    const bus: EventBus = {
+      publish: async (_s, e) => {
+        await held;
+        published.push(e.id);
+      },
+      subscribe: () => () => {},
+      consumeDurable: async () => async () => {},
+      close: async () => {},
+    };
     const dropped: string[] = [];
     const publisher = new BestEffortPublisher(bus, { maxQueued: 5, maxInFlight: 2, onDropped: (reason) => void dropped.push(reason) });
     const events = Array.from({ length: 8 }, (_, i) => event(`pull/r${i}`));
@@ -217,12 +254,23 @@ describe('pull events off the request path', () => {
     assert.deepEqual(dropped, ['full', 'full', 'full'], 'the queue holds 5 until the pump runs');
     release();
     await publisher.close();
-    assert.deepEqual(published, events.slice(0, 5).map((e) => e.id));
+    assert.deepEqual(
+      published,
+      events.slice(0, 5).map((e) => e.id),
+    );
   });
 
   it('drops (and counts) what a disconnected bus or a failed publish cannot take', async () => {
     let connected = false;
-    const bus: EventBus = { publish: async () => { throw new Error('no'); }, isConnected: () => connected, subscribe: () => () => {}, consumeDurable: async () => async () => {}, close: async () => {} };
+    const bus: EventBus = {
+      publish: async () => {
+        throw new Error('no');
+      },
+      isConnected: () => connected,
+      subscribe: () => () => {},
+      consumeDurable: async () => async () => {},
+      close: async () => {},
+    };
     const dropped: string[] = [];
     const publisher = new BestEffortPublisher(bus, { onDropped: (reason) => void dropped.push(reason) });
     publisher.offer('wharf.events.manifest.pull', event('a'));
@@ -249,7 +297,11 @@ describe('pull events off the request path', () => {
         assert.equal(messages.length, 50);
         return messages;
       });
-      assert.deepEqual(inStream.map((m) => m.id), events.map((e) => e.id), 'in the order offered');
+      assert.deepEqual(
+        inStream.map((m) => m.id),
+        events.map((e) => e.id),
+        'in the order offered',
+      );
       assert.deepEqual(dropped, []);
     } finally {
       await bus.close();

@@ -62,7 +62,10 @@ describe('configuration', () => {
   it('stops on an unknown or misspelt key, naming it', async () => {
     const file = join(dir, 'typo.yaml');
     await writeFile(file, 'http:\n  adr: 127.0.0.1:6000\n');
-    assert.throws(() => loadConfig({ file, env: {} }), (err: Error) => err instanceof ConfigError && /"http\.adr"/.test(err.message));
+    assert.throws(
+      () => loadConfig({ file, env: {} }),
+      (err: Error) => err instanceof ConfigError && /"http\.adr"/.test(err.message),
+    );
     await writeFile(file, 'storage:\n  s3:\n    bukket: x\n');
     assert.throws(() => loadConfig({ file, env: {} }), /"storage\.s3\.bukket"/);
     await writeFile(file, 'storage:\n  gcs: {}\n');

@@ -37,7 +37,9 @@ async function digestOfManifest(base: string, name: string, ref: string): Promis
 async function blobDigest(base: string, name: string, digest: string): Promise<string> {
   const res = await fetch(`${base}/v2/${name}/blobs/${digest}`);
   assert.equal(res.status, 200, `${name}@${digest}: ${res.status}`);
-  return `sha256:${createHash('sha256').update(Buffer.from(await res.arrayBuffer())).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(Buffer.from(await res.arrayBuffer()))
+    .digest('hex')}`;
 }
 
 async function metric(base: string, line: string): Promise<number> {
@@ -126,12 +128,20 @@ describe('pull-through cache in front of Distribution 2.8.2', { skip }, () => {
       const catalog = (await (await fetch(`${wharf.base}/v2/_catalog`)).json()) as { repositories: string[] };
       assert.ok(catalog.repositories.includes('dist/team/app'), JSON.stringify(catalog));
       const listing = (await (await fetch(`${wharf.base}/v2/dist/team/app/_wharf/manifests`)).json()) as { manifests: Array<{ digest: string }> };
-      assert.ok(listing.manifests.some((m) => m.digest === image.digest), JSON.stringify(listing));
+      assert.ok(
+        listing.manifests.some((m) => m.digest === image.digest),
+        JSON.stringify(listing),
+      );
     });
     const rows = await wharf.database.db.selectFrom('outbox').select(['subject', 'payload']).execute();
-    const pushes = rows.map((r) => r.payload as { action: string; actor: { name?: string }; target: { repository: string; tag?: string } }).filter((e) => e.target.repository === 'dist/team/app' && e.action === 'push');
+    const pushes = rows
+      .map((r) => r.payload as { action: string; actor: { name?: string }; target: { repository: string; tag?: string } })
+      .filter((e) => e.target.repository === 'dist/team/app' && e.action === 'push');
     assert.ok(pushes.length >= 1 + image.blobs.length);
-    assert.ok(pushes.every((e) => e.actor.name === 'dist'), JSON.stringify(pushes.map((e) => e.actor)));
+    assert.ok(
+      pushes.every((e) => e.actor.name === 'dist'),
+      JSON.stringify(pushes.map((e) => e.actor)),
+    );
   });
 
   it('serves the old digest within the ttl and the new one after it, when the tag moves upstream', async () => {
@@ -159,10 +169,14 @@ describe('pull-through cache in front of Distribution 2.8.2', { skip }, () => {
     try {
       const staleBefore = await metric(wharf.base, 'wharf_proxy_requests_total{upstream="fast",kind="manifest",result="stale"}');
       // Past the 1 s ttl every tag request revalidates, fails, and serves the cached copy.
-      await eventually(async () => {
-        assert.equal(await digestOfManifest(wharf.base, 'fast/team/app', 'v1'), image.digest);
-        assert.ok((await metric(wharf.base, 'wharf_proxy_requests_total{upstream="fast",kind="manifest",result="stale"}')) > staleBefore);
-      }, 30_000, 200);
+      await eventually(
+        async () => {
+          assert.equal(await digestOfManifest(wharf.base, 'fast/team/app', 'v1'), image.digest);
+          assert.ok((await metric(wharf.base, 'wharf_proxy_requests_total{upstream="fast",kind="manifest",result="stale"}')) > staleBefore);
+        },
+        30_000,
+        200,
+      );
       assert.equal(await digestOfManifest(wharf.base, 'fast/team/app', image.digest), image.digest);
       for (const blob of image.blobs) assert.equal(await blobDigest(wharf.base, 'fast/team/app', blob.digest), blob.digest);
       assert.ok((await metric(wharf.base, 'wharf_proxy_upstream_errors_total{upstream="fast",reason="unavailable"}')) >= 1);
@@ -227,7 +241,10 @@ describe('pull-through cache in front of Distribution 2.8.2', { skip }, () => {
     const res = await fetch(`${wharf.base}/v2/dist/team/signed/referrers/${subject.digest}`);
     assert.equal(res.status, 200);
     const index = (await res.json()) as { manifests: Array<{ digest: string; artifactType?: string }> };
-    assert.deepEqual(index.manifests.map((m) => [m.digest, m.artifactType]), [[sbom.digest, sbom.artifactType]]);
+    assert.deepEqual(
+      index.manifests.map((m) => [m.digest, m.artifactType]),
+      [[sbom.digest, sbom.artifactType]],
+    );
     assert.equal(await digestOfManifest(wharf.base, 'dist/team/signed', sbom.digest), sbom.digest);
   });
 });
@@ -271,7 +288,10 @@ describe('pull-through cache in front of a Wharf with token auth', () => {
   it('brings referrers in from the upstream referrers API', async () => {
     const res = await fetch(`${wharf.base}/v2/up/org/svc/referrers/${image.digest}`);
     const index = (await res.json()) as { manifests: Array<{ digest: string }> };
-    assert.deepEqual(index.manifests.map((m) => m.digest), [sbom.digest]);
+    assert.deepEqual(
+      index.manifests.map((m) => m.digest),
+      [sbom.digest],
+    );
     assert.equal(await blobDigest(wharf.base, 'up/org/svc', sbom.layers[0]!.digest), sbom.layers[0]!.digest);
   });
 });

@@ -18,7 +18,11 @@ import { pushContent, putManifestBytes } from './helpers/upstream-push.js';
 
 const run = promisify(execFile);
 const TIMEOUT_MS = 120_000;
-const has = (cmd: string) => run(cmd, ['--version']).then(() => true, () => false);
+const has = (cmd: string) =>
+  run(cmd, ['--version']).then(
+    () => true,
+    () => false,
+  );
 const missing = [!existsSync(DISTRIBUTION) && 'docker-registry', !(await has('skopeo')) && 'skopeo', !(await has('podman')) && 'podman'].filter(Boolean);
 
 describe('skopeo and podman pull through the cache, and keep pulling with the upstream down', { skip: missing.length ? `not installed: ${missing.join(', ')}` : false }, () => {
@@ -41,7 +45,19 @@ describe('skopeo and podman pull through the cache, and keep pulling with the up
   }
   const skopeo = (...args: string[]) => tool('skopeo', ['--insecure-policy', '--registries.d', join(tmp, 'registries.d'), ...args]);
   const podman = (...args: string[]) =>
-    tool('podman', ['--root', join(tmp, 'podman-root'), '--runroot', join(tmp, 'podman-run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', ...args]);
+    tool('podman', [
+      '--root',
+      join(tmp, 'podman-root'),
+      '--runroot',
+      join(tmp, 'podman-run'),
+      '--storage-driver',
+      'vfs',
+      '--cgroup-manager',
+      'cgroupfs',
+      '--events-backend',
+      'none',
+      ...args,
+    ]);
   const ref = (repo: string, tagOrDigest: string) => `${host}/${repo}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`;
   let copies = 0;
 
@@ -86,7 +102,10 @@ describe('skopeo and podman pull through the cache, and keep pulling with the up
     await skopeoPull('dist/team/app', 'v1', image);
     await skopeoPull('dist/team/multi', 'v1', index);
     const referrers = (await (await fetch(`${wharf.base}/v2/dist/team/app/referrers/${image.digest}`)).json()) as { manifests: Array<{ digest: string }> };
-    assert.deepEqual(referrers.manifests.map((m) => m.digest), [sbom.digest]);
+    assert.deepEqual(
+      referrers.manifests.map((m) => m.digest),
+      [sbom.digest],
+    );
     const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${ref('dist/team/app', sbom.digest)}`);
     assert.equal(raw, sbom.bytes.toString());
     const layer = await fetch(`${wharf.base}/v2/dist/team/app/blobs/${sbom.layers[0]!.digest}`);
@@ -109,7 +128,10 @@ describe('skopeo and podman pull through the cache, and keep pulling with the up
       await podmanPull('dist/team/app', image.digest, image.config.digest);
       await podmanPull('dist/team/multi', 'v1', index.manifests[0]!.config.digest);
       const referrers = (await (await fetch(`${wharf.base}/v2/dist/team/app/referrers/${image.digest}`)).json()) as { manifests: Array<{ digest: string }> };
-      assert.deepEqual(referrers.manifests.map((m) => m.digest), [sbom.digest]);
+      assert.deepEqual(
+        referrers.manifests.map((m) => m.digest),
+        [sbom.digest],
+      );
       const metrics = await (await fetch(`${wharf.base}/metrics`)).text();
       assert.match(metrics, /wharf_proxy_requests_total\{upstream="dist",kind="manifest",result="stale"\} [1-9]/);
     } finally {

@@ -20,13 +20,37 @@ describe('parseUpstreams', () => {
     const [hub, quay] = parseUpstreams(
       [
         { name: 'hub', url: 'https://registry-1.docker.io/', prefix: 'hub', username: 'me', passwordfile: join(dir, 'pw') },
-        { name: 'quay', url: 'https://quay.io', mirrors: ['https://m1.example/', 'http://m2.example:5000'], prefix: 'mirrors/quay', path: 'org', username: 'u', passwordenv: 'QUAY_PW', ttl: '30s', retention: 0, onnotfound: 'forget', timeout: '5s', retries: 0 },
+        {
+          name: 'quay',
+          url: 'https://quay.io',
+          mirrors: ['https://m1.example/', 'http://m2.example:5000'],
+          prefix: 'mirrors/quay',
+          path: 'org',
+          username: 'u',
+          passwordenv: 'QUAY_PW',
+          ttl: '30s',
+          retention: 0,
+          onnotfound: 'forget',
+          timeout: '5s',
+          retries: 0,
+        },
       ],
       { QUAY_PW: 'from-env' },
     );
     assert.deepEqual(hub, {
-      name: 'hub', url: 'https://registry-1.docker.io', mirrors: [], prefix: 'hub', path: '', library: true, username: 'me', password: 'hub-password',
-      ttlMs: 600_000, retentionMs: 168 * 3_600_000, onNotFound: 'serve', timeoutMs: 30_000, retries: 1,
+      name: 'hub',
+      url: 'https://registry-1.docker.io',
+      mirrors: [],
+      prefix: 'hub',
+      path: '',
+      library: true,
+      username: 'me',
+      password: 'hub-password',
+      ttlMs: 600_000,
+      retentionMs: 168 * 3_600_000,
+      onNotFound: 'serve',
+      timeoutMs: 30_000,
+      retries: 1,
     });
     assert.equal(quay!.library, false);
     assert.deepEqual(quay!.mirrors, ['https://m1.example', 'http://m2.example:5000']);
@@ -52,12 +76,30 @@ describe('parseUpstreams', () => {
     ['zero timeout', [{ name: 'hub', url: 'http://a', prefix: 'hub', timeout: 0 }], /timeout must be a duration/],
     ['bad onnotfound', [{ name: 'hub', url: 'http://a', prefix: 'hub', onnotfound: 'delete' }], /onnotfound must be serve or forget/],
     ['bad retries', [{ name: 'hub', url: 'http://a', prefix: 'hub', retries: 99 }], /retries must be an integer from 0 to 10/],
-    ['missing password file', [{ name: 'hub', url: 'http://a', prefix: 'hub', username: 'u', passwordfile: '/nonexistent/pw' }], /cannot read passwordfile \/nonexistent\/pw: ENOENT/],
+    [
+      'missing password file',
+      [{ name: 'hub', url: 'http://a', prefix: 'hub', username: 'u', passwordfile: '/nonexistent/pw' }],
+      /cannot read passwordfile \/nonexistent\/pw: ENOENT/,
+    ],
     ['unset password env', [{ name: 'hub', url: 'http://a', prefix: 'hub', username: 'u', passwordenv: 'WHARF_NO_SUCH_VAR_X' }], /WHARF_NO_SUCH_VAR_X \(passwordenv\) is not set/],
     ['both password sources', [{ name: 'hub', url: 'http://a', prefix: 'hub', username: 'u', passwordfile: 'a', passwordenv: 'B' }], /alternatives/],
     ['username without password', [{ name: 'hub', url: 'http://a', prefix: 'hub', username: 'u' }], /username needs a password/],
-    ['same name twice', [{ name: 'hub', url: 'http://a', prefix: 'a' }, { name: 'hub', url: 'http://b', prefix: 'b' }], /name "hub" is used twice/],
-    ['nested prefixes', [{ name: 'a', url: 'http://a', prefix: 'hub' }, { name: 'b', url: 'http://b', prefix: 'hub/x' }], /prefixes "hub" and "hub\/x" overlap/],
+    [
+      'same name twice',
+      [
+        { name: 'hub', url: 'http://a', prefix: 'a' },
+        { name: 'hub', url: 'http://b', prefix: 'b' },
+      ],
+      /name "hub" is used twice/,
+    ],
+    [
+      'nested prefixes',
+      [
+        { name: 'a', url: 'http://a', prefix: 'hub' },
+        { name: 'b', url: 'http://b', prefix: 'hub/x' },
+      ],
+      /prefixes "hub" and "hub\/x" overlap/,
+    ],
   ];
   for (const [what, value, message] of bad) {
     it(`refuses ${what}`, () => assert.throws(() => parseUpstreams(value, {}), message));

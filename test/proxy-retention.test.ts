@@ -48,17 +48,44 @@ describe('retention of cached content', { skip: existsSync(DISTRIBUTION) ? false
     await pullAll('short', brief, 'team/brief');
     await pullAll('long', kept, 'team/kept');
     const db = wharf.database.db;
-    await eventually(async () => {
-      const left = await db.selectFrom('manifests').innerJoin('repositories', 'repositories.id', 'manifests.repository_id').select('manifests.digest').where('repositories.name', '=', 'short/team/brief').execute();
-      assert.deepEqual(left, []);
-      const stored = await db.selectFrom('blobs').select('digest').where('digest', 'in', brief.blobs.map((b) => b.digest)).execute();
-      assert.deepEqual(stored, []);
-    }, 60_000, 200);
+    await eventually(
+      async () => {
+        const left = await db
+          .selectFrom('manifests')
+          .innerJoin('repositories', 'repositories.id', 'manifests.repository_id')
+          .select('manifests.digest')
+          .where('repositories.name', '=', 'short/team/brief')
+          .execute();
+        assert.deepEqual(left, []);
+        const stored = await db
+          .selectFrom('blobs')
+          .select('digest')
+          .where(
+            'digest',
+            'in',
+            brief.blobs.map((b) => b.digest),
+          )
+          .execute();
+        assert.deepEqual(stored, []);
+      },
+      60_000,
+      200,
+    );
     const keptManifest = await db.selectFrom('manifests').select('digest').where('digest', '=', kept.digest).executeTakeFirst();
     assert.equal(keptManifest?.digest, kept.digest);
-    const keptBlobs = await db.selectFrom('blobs').select('digest').where('digest', 'in', kept.blobs.map((b) => b.digest)).execute();
+    const keptBlobs = await db
+      .selectFrom('blobs')
+      .select('digest')
+      .where(
+        'digest',
+        'in',
+        kept.blobs.map((b) => b.digest),
+      )
+      .execute();
     assert.equal(keptBlobs.length, kept.blobs.length);
-    const events = (await db.selectFrom('outbox').select('payload').execute()).map((r) => r.payload as { action: string; actor: { name?: string }; target: { repository?: string; digest?: string } });
+    const events = (await db.selectFrom('outbox').select('payload').execute()).map(
+      (r) => r.payload as { action: string; actor: { name?: string }; target: { repository?: string; digest?: string } },
+    );
     assert.ok(events.some((e) => e.action === 'delete' && e.actor.name === 'wharf-gc' && e.target.repository === 'short/team/brief' && e.target.digest === brief.digest));
     // Collected is not lost: the next pull fetches it again.
     await pullAll('short', brief, 'team/brief');

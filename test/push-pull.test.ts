@@ -156,7 +156,9 @@ describe('cross-repository mount', () => {
     assert.match(res.headers.get('location')!, /\/blobs\/uploads\//);
   });
 
-  it('mounts automatically when from is absent but the blob exists', { skip: testAuth() === 'bearer' && 'a token names the repositories it may read; an automatic mount finds none of them' }, async () => {
+  it('mounts automatically when from is absent but the blob exists', {
+    skip: testAuth() === 'bearer' && 'a token names the repositories it may read; an automatic mount finds none of them',
+  }, async () => {
     const blob = randomBlob(1000);
     await pushBlob(base, 'auto/src', blob);
     const res = await fetch(`${base}/v2/auto/dst/blobs/uploads/?mount=${blob.digest}`, { method: 'POST' });

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { RemoteError, RemoteRegistry } from '../libs/remote/index.js';
+import { type RemoteError, RemoteRegistry } from '../libs/remote/index.js';
 import { basic, makeAuthFixture, startCredentialProxy, type AuthFixture } from './helpers/auth.js';
 import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy.js';
 import { DISTRIBUTION, startDistribution, type Distribution } from './helpers/distribution.js';

@@ -41,7 +41,10 @@ const selected = (files: string[]) => (only.length ? files.filter((f) => only.so
 /** Every test file under `dir`, subfolders included (a suite may be split into a folder of files). */
 async function testFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true });
-  return entries.filter((f) => f.endsWith('.test.ts')).map((f) => join(dir, f)).sort();
+  return entries
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => join(dir, f))
+    .sort();
 }
 /** A suite is a file `test/<name>.test.ts` or a folder `test/<name>/` of them. */
 const inSuite = (file: string, name: string) => file === `test/${name}.test.ts` || file.startsWith(`test/${name}/`);

@@ -78,7 +78,10 @@ async function appendAll(key: string, state: UploadState, chunks: Buffer[]): Pro
     const s = stateOf(state);
     assert.equal(s.parts.reduce((n, p) => n + p.size, 0) + (s.tail?.size ?? 0), offset, 'state accounts for every byte');
     // A request's leftover of at least S3's 5 MiB minimum becomes a (shorter) part of its own.
-    assert.ok(s.parts.every((p) => p.size === PART || (p.size >= 5 * MiB && p.size < PART)), 'full parts, or leftovers of at least 5 MiB');
+    assert.ok(
+      s.parts.every((p) => p.size === PART || (p.size >= 5 * MiB && p.size < PART)),
+      'full parts, or leftovers of at least 5 MiB',
+    );
     assert.ok((s.tail?.size ?? 0) < 5 * MiB, 'tail below the minimum part size');
   }
   return { state, offset };
@@ -120,7 +123,10 @@ describe('S3BlobStore', () => {
     const { state, offset } = await appendAll(key, await store.beginUpload(key), chunks);
     assert.equal(offset, data.length);
     // 7.1 MiB after the third request, 6 MiB after the fourth, then 8 MiB and a 1.9 MiB tail.
-    assert.deepEqual(stateOf(state).parts.map((p) => p.size), [7 * MiB + 100 * KiB + 1, 6 * MiB, PART]);
+    assert.deepEqual(
+      stateOf(state).parts.map((p) => p.size),
+      [7 * MiB + 100 * KiB + 1, 6 * MiB, PART],
+    );
     await store.completeUpload(key, state, offset);
     assert.equal(sha256(await readAll(await store.read(key))), sha256(data));
     const middle = { start: PART - 5, end: 2 * PART + 5 };

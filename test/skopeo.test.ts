@@ -16,17 +16,7 @@ import { promisify } from 'node:util';
 import { skopeoSandbox } from './helpers/skopeo-sandbox.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { OCI_INDEX, OCI_MANIFEST, errorCode, pushBlob, putManifest } from './helpers/oci.js';
-import {
-  buildArtifact,
-  buildImage,
-  buildIndex,
-  readOciLayout,
-  writeOciLayout,
-  type Artifact,
-  type Content,
-  type Image,
-  type Index,
-} from './helpers/oci-layout.js';
+import { buildArtifact, buildImage, buildIndex, readOciLayout, writeOciLayout, type Artifact, type Content, type Image, type Index } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);
 const SKOPEO = process.env.SKOPEO ?? 'skopeo';
@@ -44,8 +34,7 @@ async function skopeoVersion(): Promise<number[] | undefined> {
 }
 
 const version = await skopeoVersion();
-const atLeast = (major: number, minor: number) =>
-  version !== undefined && (version[0]! > major || (version[0] === major && version[1]! >= minor));
+const atLeast = (major: number, minor: number) => version !== undefined && (version[0]! > major || (version[0] === major && version[1]! >= minor));
 // --preserve-digests makes skopeo refuse (rather than silently do) any edit that would change a digest.
 const preserveDigests = version !== undefined && (await run(SKOPEO, ['copy', '--help'], { timeout: TIMEOUT_MS })).stdout.includes('--preserve-digests');
 
@@ -92,8 +81,7 @@ describe('skopeo interoperability', { skip: version === undefined ? 'skopeo not 
 
   const copyFlags = () => (preserveDigests ? ['--preserve-digests'] : []);
   const ref = (repo: string, tagOrDigest: string) => `docker://${host}/${repo}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`;
-  const push = (layoutRef: string, dest: string, ...extra: string[]) =>
-    skopeo('copy', ...copyFlags(), ...extra, '--dest-tls-verify=false', `oci:${srcLayout}:${layoutRef}`, dest);
+  const push = (layoutRef: string, dest: string, ...extra: string[]) => skopeo('copy', ...copyFlags(), ...extra, '--dest-tls-verify=false', `oci:${srcLayout}:${layoutRef}`, dest);
   const pull = (src: string, dir: string, layoutRef: string, ...extra: string[]) =>
     skopeo('copy', ...copyFlags(), ...extra, '--src-tls-verify=false', src, `oci:${dir}:${layoutRef}`);
   const inspectRaw = async (src: string) => (await skopeo('inspect', '--raw', '--tls-verify=false', src)).stdout;
@@ -160,7 +148,10 @@ describe('skopeo interoperability', { skip: version === undefined ? 'skopeo not 
       Os: string;
     };
     assert.equal(inspected.Digest, image.digest);
-    assert.deepEqual(inspected.Layers, image.layers.map((l) => l.digest));
+    assert.deepEqual(
+      inspected.Layers,
+      image.layers.map((l) => l.digest),
+    );
     assert.equal(inspected.Os, 'linux');
     assert.equal(inspected.Architecture, 'amd64');
 
@@ -227,14 +218,15 @@ describe('skopeo interoperability', { skip: version === undefined ? 'skopeo not 
     };
     const entry = (a: Artifact) => ({ mediaType: OCI_MANIFEST, digest: a.digest, size: a.size, artifactType: a.artifactType });
     const pick = (body: Referrers) =>
-      body.manifests
-        .map(({ mediaType, digest, size, artifactType }) => ({ mediaType, digest, size, artifactType }))
-        .sort((x, y) => x.digest.localeCompare(y.digest));
+      body.manifests.map(({ mediaType, digest, size, artifactType }) => ({ mediaType, digest, size, artifactType })).sort((x, y) => x.digest.localeCompare(y.digest));
 
     const all = await referrers();
     assert.equal(all.body.schemaVersion, 2);
     assert.equal(all.body.mediaType, OCI_INDEX);
-    assert.deepEqual(pick(all.body), [entry(sbom), entry(signature)].sort((x, y) => x.digest.localeCompare(y.digest)));
+    assert.deepEqual(
+      pick(all.body),
+      [entry(sbom), entry(signature)].sort((x, y) => x.digest.localeCompare(y.digest)),
+    );
     assert.equal(all.res.headers.get('oci-filters-applied'), null, 'no filter, no OCI-Filters-Applied');
 
     const onlySbom = await referrers(`?artifactType=${encodeURIComponent(SBOM_TYPE)}`);

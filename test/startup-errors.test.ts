@@ -95,7 +95,7 @@ describe('start-up errors: one line, exit 2, nothing started', () => {
     await expectOneLine({ WHARF_DATA_DIR: join(closed, 'data') }, /closed is mode 700.*chmod o\+x/, 'mode-700 parent');
   });
 
-  it('WHARF_SKIP_NATIVE and WHARF_BUILD_QUIET (the build scripts\' variables) are not refused as unknown keys', async () => {
+  it("WHARF_SKIP_NATIVE and WHARF_BUILD_QUIET (the build scripts' variables) are not refused as unknown keys", async () => {
     const result = await runWharfCommand(['all'], {
       WHARF_SKIP_NATIVE: '1',
       WHARF_BUILD_QUIET: '1',

@@ -23,12 +23,18 @@ describe('http.trustedproxies', () => {
 
   it('refuses anything else, naming the key and the entry', () => {
     for (const bad of ['10.0.0.0/33', 'proxy.example.com', '1.2.3', '10.0.0.0/8/1', '::1/129', 'everything']) {
-      assert.throws(() => loadConfig({ env: { WHARF_HTTP_TRUSTEDPROXIES: bad } }), (err: Error) => err instanceof ConfigError && err.message.includes('http.trustedproxies') && err.message.includes(JSON.stringify(bad)), bad);
+      assert.throws(
+        () => loadConfig({ env: { WHARF_HTTP_TRUSTEDPROXIES: bad } }),
+        (err: Error) => err instanceof ConfigError && err.message.includes('http.trustedproxies') && err.message.includes(JSON.stringify(bad)),
+        bad,
+      );
     }
   });
 
   it('a bad entry is a one-line wharf: error, exit 2, before anything starts', async () => {
-    const err = await run(process.execPath, ['dist/services/cli/main.js', 'all'], { env: { ...process.env, WHARF_HTTP_TRUSTEDPROXIES: 'proxy.example.com', WHARF_DATA_DIR: '/nonexistent/never-created' } }).then(
+    const err = await run(process.execPath, ['dist/services/cli/main.js', 'all'], {
+      env: { ...process.env, WHARF_HTTP_TRUSTEDPROXIES: 'proxy.example.com', WHARF_DATA_DIR: '/nonexistent/never-created' },
+    }).then(
       () => assert.fail('wharf started'),
       (e: Error & { code: number; stderr: string }) => e,
     );

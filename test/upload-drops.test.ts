@@ -88,9 +88,7 @@ describe('upload bodies that die before or while the server reads them', () => {
       const name = repo(`patch-${death}`);
       const blob = randomBlob(40_000);
       const url = await openSession(name, blob.bytes.subarray(0, 1000));
-      await Promise.all(
-        Array.from({ length: 2 * POOL }, () => rawRequest({ ...dyingRequest(url, 'PATCH', death, blob.bytes.subarray(1000)), timeoutMs: 60_000 })),
-      );
+      await Promise.all(Array.from({ length: 2 * POOL }, () => rawRequest({ ...dyingRequest(url, 'PATCH', death, blob.bytes.subarray(1000)), timeoutMs: 60_000 })));
       await untilNoneIdleInTransaction(`PATCH ${death}`);
       // A normal upload elsewhere still gets an upload connection.
       assert.equal((await pushBlob(base, repo('after-patch'), randomBlob(5000))).status, 201);
@@ -148,7 +146,10 @@ describe('upload bodies that die before or while the server reads them', () => {
 
 describe('server-side backstops', () => {
   it('every pool sets idle_in_transaction_session_timeout, statement_timeout and lock_timeout', async () => {
-    for (const [pool, db] of [['queries', wharf.database.db], ['uploads', wharf.database.uploadsDb]] as const) {
+    for (const [pool, db] of [
+      ['queries', wharf.database.db],
+      ['uploads', wharf.database.uploadsDb],
+    ] as const) {
       for (const setting of ['idle_in_transaction_session_timeout', 'statement_timeout', 'lock_timeout']) {
         const { rows } = await sql<{ v: string }>`select current_setting(${setting}) as v`.execute(db);
         assert.notEqual(rows[0]!.v, '0', `${pool} pool: ${setting} is off`);
@@ -178,7 +179,7 @@ describe('server-side backstops', () => {
     }
   });
 
-  it('an upload body that keeps arriving outlives the upload pool\'s idle-in-transaction timeout', async () => {
+  it("an upload body that keeps arriving outlives the upload pool's idle-in-transaction timeout", async () => {
     // Upload connections may idle 1 + 2 s between statements; this body takes longer than that in all.
     const short = await startTestWharf({ 'database.idletransactiontimeout': 1, 'http.bodytimeout': 2 });
     try {

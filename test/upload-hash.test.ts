@@ -93,7 +93,11 @@ describe('upload sessions and their saved hash', () => {
     const post = await fetch(`${wharf.base}/v2/${name}/blobs/uploads/`, { method: 'POST' });
     assert.equal(post.status, 202);
     const location = new URL(post.headers.get('location')!, wharf.base).toString();
-    const patch = await fetch(location, { method: 'PATCH', headers: { 'content-type': 'application/octet-stream', 'content-range': `0-${first.length - 1}` }, body: new Uint8Array(first) });
+    const patch = await fetch(location, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `0-${first.length - 1}` },
+      body: new Uint8Array(first),
+    });
     assert.equal(patch.status, 202);
     const id = location.split('/').pop()!.split('?')[0]!;
     return { id, location: new URL(patch.headers.get('location')!, wharf.base).toString() };
@@ -109,7 +113,11 @@ describe('upload sessions and their saved hash', () => {
     await setState(id, Buffer.from(legacy.save()));
     const url = new URL(location);
     url.searchParams.set('digest', sha256(blob));
-    const put = await fetch(url, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-range': `3000-4999` }, body: new Uint8Array(blob.subarray(3000)) });
+    const put = await fetch(url, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `3000-4999` },
+      body: new Uint8Array(blob.subarray(3000)),
+    });
     assert.equal(put.status, 201, await put.text());
     const get = await fetch(`${wharf.base}/v2/hash/legacy/blobs/${sha256(blob)}`);
     assert.deepEqual(Buffer.from(await get.arrayBuffer()), blob);
@@ -118,7 +126,11 @@ describe('upload sessions and their saved hash', () => {
   it('a session whose saved state no implementation knows gets 400 BLOB_UPLOAD_INVALID', async () => {
     const { id, location } = await startUpload('hash/foreign', randomBytes(100));
     await setState(id, Buffer.from('written by something else'));
-    const patch = await fetch(location, { method: 'PATCH', headers: { 'content-type': 'application/octet-stream', 'content-range': '100-199' }, body: new Uint8Array(randomBytes(100)) });
+    const patch = await fetch(location, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/octet-stream', 'content-range': '100-199' },
+      body: new Uint8Array(randomBytes(100)),
+    });
     assert.equal(patch.status, 400);
     const body = (await patch.json()) as { errors: Array<{ code: string; message: string }> };
     assert.equal(body.errors[0]!.code, 'BLOB_UPLOAD_INVALID');

@@ -43,7 +43,9 @@ before(async () => {
   // A receiver that refuses and echoes back what it was sent, secrets included.
   echo = createServer((req, res) => {
     req.resume();
-    res.writeHead(500, { 'content-type': 'text/plain' }).end(`refused ${req.url} with ${req.headers.authorization} (${Buffer.from(String(req.headers.authorization).slice(6), 'base64').toString()})`);
+    res
+      .writeHead(500, { 'content-type': 'text/plain' })
+      .end(`refused ${req.url} with ${req.headers.authorization} (${Buffer.from(String(req.headers.authorization).slice(6), 'base64').toString()})`);
   });
   await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', () => resolve()));
   echoUrl = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/hook`;

@@ -65,23 +65,35 @@ describe('webhook delivery', () => {
       assert.equal(rows.length, 4);
       return rows;
     });
-    assert.deepEqual(attempts.map((a) => a.status), [500, 500, 500, 200]);
-    assert.deepEqual(attempts.map((a) => a.attempt), [1, 2, 3, 4]);
+    assert.deepEqual(
+      attempts.map((a) => a.status),
+      [500, 500, 500, 200],
+    );
+    assert.deepEqual(
+      attempts.map((a) => a.attempt),
+      [1, 2, 3, 4],
+    );
     assert.match(attempts[0]!.error!, /^HTTP 500/);
     assert.equal(attempts[3]!.error, null);
     for (const a of attempts) assert.ok(a.latency_ms >= 0, 'latency recorded');
   });
 
-  it('sends Distribution\'s envelope, configured headers, and an HMAC-SHA256 signature that verifies; ignore.actions drops pulls', async () => {
+  it("sends Distribution's envelope, configured headers, and an HMAC-SHA256 signature that verifies; ignore.actions drops pulls", async () => {
     const image = await pushImage(wharf.base, 'hooks/signed', 'v1');
     assert.equal((await fetch(`${wharf.base}/v2/hooks/signed/manifests/v1`)).status, 200);
     assert.equal((await fetch(`${wharf.base}/v2/hooks/signed/blobs/${image.config.digest}`)).status, 200);
     // The endpoint without filters gets both pulls: by then the filtered one has had its chance.
     await eventually(() => assert.equal(forRepo(r.all!, 'hooks/signed').filter((e) => e.action === 'pull').length, 2));
     await eventually(() => assert.equal(forRepo(r.signed!, 'hooks/signed').length, 3));
-    assert.deepEqual(forRepo(r.signed!, 'hooks/signed').map((e) => e.action), ['push', 'push', 'push']);
+    assert.deepEqual(
+      forRepo(r.signed!, 'hooks/signed').map((e) => e.action),
+      ['push', 'push', 'push'],
+    );
     const queued = await wharf.database.db.selectFrom('webhook_deliveries').select('subject').where('endpoint', '=', 'signed').execute();
-    assert.ok(queued.every((q) => !q.subject.endsWith('.pull')), 'no pull event queued for the endpoint that ignores pulls');
+    assert.ok(
+      queued.every((q) => !q.subject.endsWith('.pull')),
+      'no pull event queued for the endpoint that ignores pulls',
+    );
 
     for (const req of r.signed!.requests) {
       assert.equal(req.headers['content-type'], 'application/vnd.docker.distribution.events.v1+json');
@@ -175,9 +187,21 @@ describe('webhook delivery', () => {
 
 describe('notifications.endpoints validation', () => {
   const load = (endpoints: unknown) => loadConfig({ env: { WHARF_NOTIFICATIONS_ENDPOINTS: JSON.stringify(endpoints) } });
-  it('accepts Distribution\'s keys', () => {
+  it("accepts Distribution's keys", () => {
     const config = load([
-      { name: 'a', url: 'https://x.example/hook', headers: { Authorization: ['Bearer t'] }, timeout: '500ms', threshold: 5, backoff: '1s', disabled: false, ignoredmediatypes: ['application/octet-stream'], ignore: { mediatypes: ['text/plain'], actions: ['pull'] }, maxattempts: 3, secret: 's' },
+      {
+        name: 'a',
+        url: 'https://x.example/hook',
+        headers: { Authorization: ['Bearer t'] },
+        timeout: '500ms',
+        threshold: 5,
+        backoff: '1s',
+        disabled: false,
+        ignoredmediatypes: ['application/octet-stream'],
+        ignore: { mediatypes: ['text/plain'], actions: ['pull'] },
+        maxattempts: 3,
+        secret: 's',
+      },
     ]);
     assert.equal((config['notifications.endpoints'] as unknown[]).length, 1);
   });
@@ -186,14 +210,24 @@ describe('notifications.endpoints validation', () => {
     ['a missing url', [{ name: 'a' }], /endpoint "a": url must be/],
     ['a non-http url', [{ name: 'a', url: 'ftp://x/' }], /url must be http or https/],
     ['a bad duration', [{ name: 'a', url: 'http://x/', timeout: 500 }], /timeout must be a duration/],
-    ['a repeated name', [{ name: 'a', url: 'http://x/' }, { name: 'a', url: 'http://y/' }], /used twice/],
+    [
+      'a repeated name',
+      [
+        { name: 'a', url: 'http://x/' },
+        { name: 'a', url: 'http://y/' },
+      ],
+      /used twice/,
+    ],
     ['an unknown action', [{ name: 'a', url: 'http://x/', ignore: { actions: ['fetch'] } }], /unknown action "fetch"/],
     ['an unknown ignore key', [{ name: 'a', url: 'http://x/', ignore: { tags: [] } }], /unknown key ignore.tags/],
     ['a bad name', [{ name: 'a b', url: 'http://x/' }], /name is required/],
     ['not a list', { name: 'a' }, /must be a list/],
   ] as const) {
     it(`refuses ${what}`, () => {
-      assert.throws(() => load(endpoints), (err: Error) => err instanceof ConfigError && message.test(err.message) && err.message.includes('notifications.endpoints'));
+      assert.throws(
+        () => load(endpoints),
+        (err: Error) => err instanceof ConfigError && message.test(err.message) && err.message.includes('notifications.endpoints'),
+      );
     });
   }
 });

@@ -36,14 +36,19 @@ function convert(key: string, spec: KeySpec, raw: unknown, from: string): unknow
       if (raw === 'true' || raw === '1') return true;
       if (raw === 'false' || raw === '0') return false;
       throw fail('true or false');
-    case 'strings':
+    case 'strings': {
       let list: string[];
       if (Array.isArray(raw) && raw.every((s) => typeof s === 'string')) list = raw as string[];
-      else if (typeof raw === 'string') list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      else if (typeof raw === 'string')
+        list = raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
       else throw fail('a list of strings');
       const problem = spec.check?.(list);
       if (problem) throw new ConfigError(`${from}: ${key}: ${problem}`);
       return list;
+    }
     case 'json': {
       let value = raw;
       if (typeof raw === 'string' && from.startsWith('WHARF_')) {
@@ -147,7 +152,8 @@ function validate(config: Config): void {
   if (config['auth.mode'] === 'token' && !config['auth.token.rootcertbundle'] && !config['auth.token.jwks'] && !config['auth.token.signingkey']) {
     throw new ConfigError('auth.mode token needs a key to trust: auth.token.rootcertbundle, auth.token.jwks or auth.token.signingkey');
   }
-  if (config['auth.token.signingkey'] !== '' && config['auth.htpasswd.path'] === '') throw new ConfigError('the built-in token issuer (auth.token.signingkey) checks users against auth.htpasswd.path');
+  if (config['auth.token.signingkey'] !== '' && config['auth.htpasswd.path'] === '')
+    throw new ConfigError('the built-in token issuer (auth.token.signingkey) checks users against auth.htpasswd.path');
   if ((config['http.tls.certificate'] === '') !== (config['http.tls.key'] === '')) throw new ConfigError('http.tls.certificate and http.tls.key go together');
   // Overrides skip the per-key check that file and environment values get.
   const upstreams = checkUpstreams(config['proxy.upstreams']);

@@ -27,7 +27,19 @@ export interface WebhookEndpoint {
 }
 
 const KNOWN = new Set([
-  'name', 'url', 'headers', 'timeout', 'threshold', 'backoff', 'maxbackoff', 'disabled', 'ignoredmediatypes', 'ignore', 'maxattempts', 'concurrency', 'secret',
+  'name',
+  'url',
+  'headers',
+  'timeout',
+  'threshold',
+  'backoff',
+  'maxbackoff',
+  'disabled',
+  'ignoredmediatypes',
+  'ignore',
+  'maxattempts',
+  'concurrency',
+  'secret',
 ]);
 
 class EndpointError extends Error {}

@@ -96,14 +96,18 @@ function parseOne(raw: unknown, i: number, env: NodeJS.ProcessEnv): ProxyUpstrea
   if (typeof o.prefix !== 'string' || !NAMESPACE.test(o.prefix)) {
     throw new UpstreamError(`${where}: prefix is required: a repository namespace such as "hub" or "mirrors/quay" (lower-case components), got ${JSON.stringify(o.prefix)}`);
   }
-  if (o.path !== undefined && (typeof o.path !== 'string' || !NAMESPACE.test(o.path))) throw new UpstreamError(`${where}: path must be an upstream namespace such as "org/team", got ${JSON.stringify(o.path)}`);
+  if (o.path !== undefined && (typeof o.path !== 'string' || !NAMESPACE.test(o.path)))
+    throw new UpstreamError(`${where}: path must be an upstream namespace such as "org/team", got ${JSON.stringify(o.path)}`);
   if (o.library !== undefined && typeof o.library !== 'boolean') throw new UpstreamError(`${where}: library must be true or false`);
-  if (o.username !== undefined && (typeof o.username !== 'string' || o.username === '' || o.username.includes(':'))) throw new UpstreamError(`${where}: username must be a non-empty string without ":"`);
+  if (o.username !== undefined && (typeof o.username !== 'string' || o.username === '' || o.username.includes(':')))
+    throw new UpstreamError(`${where}: username must be a non-empty string without ":"`);
   const secret = password(o, where, env);
   if (secret !== '' && o.username === undefined) throw new UpstreamError(`${where}: a password needs a username`);
   if (o.username !== undefined && secret === '') throw new UpstreamError(`${where}: username needs a password from passwordfile or passwordenv`);
-  if (o.onnotfound !== undefined && o.onnotfound !== 'serve' && o.onnotfound !== 'forget') throw new UpstreamError(`${where}: onnotfound must be serve or forget, got ${JSON.stringify(o.onnotfound)}`);
-  if (o.retries !== undefined && (typeof o.retries !== 'number' || !Number.isSafeInteger(o.retries) || o.retries < 0 || o.retries > 10)) throw new UpstreamError(`${where}: retries must be an integer from 0 to 10`);
+  if (o.onnotfound !== undefined && o.onnotfound !== 'serve' && o.onnotfound !== 'forget')
+    throw new UpstreamError(`${where}: onnotfound must be serve or forget, got ${JSON.stringify(o.onnotfound)}`);
+  if (o.retries !== undefined && (typeof o.retries !== 'number' || !Number.isSafeInteger(o.retries) || o.retries < 0 || o.retries > 10))
+    throw new UpstreamError(`${where}: retries must be an integer from 0 to 10`);
   return {
     name: o.name,
     url,

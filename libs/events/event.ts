@@ -12,7 +12,6 @@ export const Subjects = {
   repositoryDelete: 'wharf.events.repository.delete',
 } as const;
 
-
 /** Who asked, as Distribution's notification events carry it. */
 export interface RequestInfo {
   id: string;
@@ -90,9 +89,7 @@ const bytesOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
 export function boundEvent(event: RegistryEvent): RegistryEvent {
   const request = event.request as unknown as Record<string, unknown>;
   if (Object.values(request).some((v) => typeof v === 'string' && v.length > MAX_REQUEST_FIELD_CHARS)) {
-    event.request = Object.fromEntries(
-      Object.entries(request).map(([k, v]) => [k, typeof v === 'string' ? v.slice(0, MAX_REQUEST_FIELD_CHARS) : v]),
-    ) as unknown as RequestInfo;
+    event.request = Object.fromEntries(Object.entries(request).map(([k, v]) => [k, typeof v === 'string' ? v.slice(0, MAX_REQUEST_FIELD_CHARS) : v])) as unknown as RequestInfo;
   }
   const references = event.target.references;
   if (!references || references.length === 0 || bytesOf(event) <= MAX_EVENT_BYTES) return event;

@@ -59,9 +59,11 @@ export class MemoryBus implements EventBus {
     const handled: Promise<void>[] = [];
     for (const durable of this.durables) {
       if (durable.stopped || !subjectMatches(durable.options.filterSubject, subject)) continue;
-      handled.push(new Promise<void>((resolve, reject) => {
-        durable.queue.push({ subject, event, settle: (err) => (err === undefined ? resolve() : reject(err)) });
-      }));
+      handled.push(
+        new Promise<void>((resolve, reject) => {
+          durable.queue.push({ subject, event, settle: (err) => (err === undefined ? resolve() : reject(err)) });
+        }),
+      );
       durable.pump ??= this.runPump(durable);
     }
     if (handled.length === 0) return;
@@ -89,7 +91,11 @@ export class MemoryBus implements EventBus {
         if (batch.length > 1 && (await this.tryBatch(durable, batch))) {
           for (const q of batch) q.settle();
         } else {
-          for (const q of batch) await this.deliver(durable, q.subject, q.event).then(() => q.settle(), (err) => q.settle(err ?? new Error('handler failed')));
+          for (const q of batch)
+            await this.deliver(durable, q.subject, q.event).then(
+              () => q.settle(),
+              (err) => q.settle(err ?? new Error('handler failed')),
+            );
         }
         durable.handling = 0;
       }
@@ -156,10 +162,12 @@ export class MemoryBus implements EventBus {
 
   async close(): Promise<void> {
     this.subscribers.clear();
-    await Promise.all([...this.durables].map(async (d) => {
-      d.stopped = true;
-      await d.pump;
-    }));
+    await Promise.all(
+      [...this.durables].map(async (d) => {
+        d.stopped = true;
+        await d.pump;
+      }),
+    );
     this.durables.clear();
   }
 }

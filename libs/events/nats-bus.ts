@@ -302,7 +302,12 @@ export class NatsBus implements EventBus {
   async consumerLag(): Promise<ConsumerLag[]> {
     if (!this.connected) return [];
     const infos = await Promise.all(
-      [...this.durables].map((durable) => this.jsm.consumers.info(this.stream, durable).then((info) => ({ durable, pending: info.num_pending, ackPending: info.num_ack_pending }), () => undefined)),
+      [...this.durables].map((durable) =>
+        this.jsm.consumers.info(this.stream, durable).then(
+          (info) => ({ durable, pending: info.num_pending, ackPending: info.num_ack_pending }),
+          () => undefined,
+        ),
+      ),
     );
     return infos.filter((i): i is ConsumerLag => i !== undefined);
   }

@@ -125,15 +125,18 @@ export class OutboxRelay {
     let failure: unknown;
     const inFlight = new Set<Promise<void>>();
     for (const m of messages) {
-      const p: Promise<void> = this.bus.publish(m.subject, m.payload as RegistryEvent).then(
-        () => void published.push(m.eventId),
-        (err) => {
-          if (err instanceof EventRejectedError) {
-            deadLettered.push({ eventId: m.eventId, error: err.message });
-            this.onDeadLetter(m, err);
-          } else failure ??= err;
-        },
-      ).finally(() => inFlight.delete(p));
+      const p: Promise<void> = this.bus
+        .publish(m.subject, m.payload as RegistryEvent)
+        .then(
+          () => void published.push(m.eventId),
+          (err) => {
+            if (err instanceof EventRejectedError) {
+              deadLettered.push({ eventId: m.eventId, error: err.message });
+              this.onDeadLetter(m, err);
+            } else failure ??= err;
+          },
+        )
+        .finally(() => inFlight.delete(p));
       inFlight.add(p);
       if (inFlight.size >= this.maxInFlight) await Promise.race(inFlight);
     }

@@ -72,11 +72,7 @@ export async function linkBlob(db: Executor, repositoryId: number, digest: strin
 }
 
 export async function unlinkBlob(db: Executor, repositoryId: number, digest: string): Promise<boolean> {
-  const result = await db
-    .deleteFrom('repository_blobs')
-    .where('repository_id', '=', repositoryId)
-    .where('digest', '=', digest)
-    .executeTakeFirst();
+  const result = await db.deleteFrom('repository_blobs').where('repository_id', '=', repositoryId).where('digest', '=', digest).executeTakeFirst();
   return result.numDeletedRows > 0n;
 }
 
@@ -87,13 +83,7 @@ export async function unlinkBlob(db: Executor, repositoryId: number, digest: str
 export async function lockLinkedDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
   const found = new Set<string>();
   for (const batch of batches(digests, 1)) {
-    const rows = await db
-      .selectFrom('repository_blobs')
-      .select('digest')
-      .where('repository_id', '=', repositoryId)
-      .where('digest', 'in', batch)
-      .forShare()
-      .execute();
+    const rows = await db.selectFrom('repository_blobs').select('digest').where('repository_id', '=', repositoryId).where('digest', 'in', batch).forShare().execute();
     for (const r of rows) found.add(r.digest);
   }
   return found;

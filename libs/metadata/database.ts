@@ -72,7 +72,8 @@ export interface Database {
 
 /** Connection-level failures: the server is unreachable, restarting or refusing connections. */
 const UNAVAILABLE_SYSTEM_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
-const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)|Query read timeout/i;
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)|Query read timeout/i;
 /** statement_timeout (57014) and lock_timeout (55P03) expired: PostgreSQL did not answer in time, which is not the client's fault. */
 const TIMED_OUT_CODES = new Set(['57014', '55P03']);
 

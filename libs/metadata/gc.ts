@@ -228,10 +228,7 @@ export interface StorageDeletion {
  * it. Due after INLINE_ATTEMPT_SECONDS: the writer deletes the object right after its commit and
  * then removes this row, so the gc worker does not delete (and count) it a second time.
  */
-export async function queueStorageDeletion(
-  trx: Executor,
-  entry: { storage_key: string; storage_state?: Record<string, unknown>; size?: number; reason: string },
-): Promise<number> {
+export async function queueStorageDeletion(trx: Executor, entry: { storage_key: string; storage_state?: Record<string, unknown>; size?: number; reason: string }): Promise<number> {
   const row = await trx
     .insertInto('gc_storage_deletions')
     .values({
@@ -265,7 +262,11 @@ export async function finishStorageDeletion(db: Executor, id: number): Promise<v
 }
 
 export async function retryStorageDeletion(db: Executor, id: number, delaySeconds: number): Promise<void> {
-  await db.updateTable('gc_storage_deletions').set({ review_after: dueIn(delaySeconds) }).where('id', '=', id).execute();
+  await db
+    .updateTable('gc_storage_deletions')
+    .set({ review_after: dueIn(delaySeconds) })
+    .where('id', '=', id)
+    .execute();
 }
 
 export interface QueueStats {

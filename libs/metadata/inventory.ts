@@ -39,9 +39,7 @@ export async function forgetBlob(db: Kysely<Schema>, digest: string, storageKey:
  * Config and layer references with no blob row, with the manifest that makes them: candidates for
  * "a manifest names a deleted blob" (foreign layers are legitimately absent; the caller checks).
  */
-export async function blobReferencesWithoutBlob(
-  db: Executor,
-): Promise<Array<{ repository: string; digest: string; media_type: string; payload: Buffer; child_digest: string }>> {
+export async function blobReferencesWithoutBlob(db: Executor): Promise<Array<{ repository: string; digest: string; media_type: string; payload: Buffer; child_digest: string }>> {
   const result = await sql<{ repository: string; digest: string; media_type: string; payload: Buffer; child_digest: string }>`
     select r.name as repository, m.digest, m.media_type, m.payload, mr.child_digest
       from manifest_references mr join manifests m on m.id = mr.manifest_id join repositories r on r.id = m.repository_id

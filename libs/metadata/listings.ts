@@ -92,13 +92,7 @@ export interface TagHistoryRow {
 
 /** Up to `n` digests the tag pointed to, newest first, older than history entry `before` when given. */
 export async function tagHistoryPage(db: Executor, repositoryId: number, tag: string, n: number, before: number | undefined): Promise<TagHistoryRow[]> {
-  let query = db
-    .selectFrom('tag_history')
-    .select(['id', 'digest', 'created_at'])
-    .where('repository_id', '=', repositoryId)
-    .where('tag', '=', tag)
-    .orderBy('id', 'desc')
-    .limit(n);
+  let query = db.selectFrom('tag_history').select(['id', 'digest', 'created_at']).where('repository_id', '=', repositoryId).where('tag', '=', tag).orderBy('id', 'desc').limit(n);
   if (before !== undefined) query = query.where('id', '<', before);
   return query.execute();
 }

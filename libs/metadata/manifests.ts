@@ -53,11 +53,7 @@ export async function insertManifest(db: Executor, manifest: NewManifest): Promi
   return insertManifest(db, manifest);
 }
 
-export async function insertReferences(
-  db: Executor,
-  manifestId: number,
-  references: Array<{ kind: 'config' | 'layer' | 'manifest'; digest: string }>,
-): Promise<void> {
+export async function insertReferences(db: Executor, manifestId: number, references: Array<{ kind: 'config' | 'layer' | 'manifest'; digest: string }>): Promise<void> {
   for (const batch of batches(references, 3)) {
     await db
       .insertInto('manifest_references')
@@ -71,13 +67,7 @@ export async function insertReferences(
 export async function lockManifestDigests(db: Executor, repositoryId: number, digests: string[]): Promise<Set<string>> {
   const found = new Set<string>();
   for (const batch of batches(digests, 1)) {
-    const rows = await db
-      .selectFrom('manifests')
-      .select('digest')
-      .where('repository_id', '=', repositoryId)
-      .where('digest', 'in', batch)
-      .forShare()
-      .execute();
+    const rows = await db.selectFrom('manifests').select('digest').where('repository_id', '=', repositoryId).where('digest', 'in', batch).forShare().execute();
     for (const r of rows) found.add(r.digest);
   }
   return found;

@@ -67,10 +67,7 @@ export async function outboxDeadLetters(db: Executor): Promise<number> {
 }
 
 export async function prunePublished(db: Executor, olderThanSeconds: number): Promise<number> {
-  const result = await db
-    .deleteFrom('outbox')
-    .where('published_at', '<', sql<Date>`now() - make_interval(secs => ${olderThanSeconds})`)
-    .executeTakeFirst();
+  const result = await db.deleteFrom('outbox').where('published_at', '<', sql<Date>`now() - make_interval(secs => ${olderThanSeconds})`).executeTakeFirst();
   return Number(result.numDeletedRows);
 }
 
@@ -78,10 +75,7 @@ export async function prunePublished(db: Executor, olderThanSeconds: number): Pr
 export async function outboxStats(db: Executor): Promise<{ backlog: number; oldestAgeSeconds: number }> {
   const row = await db
     .selectFrom('outbox')
-    .select((eb) => [
-      eb.fn.countAll<string>().as('count'),
-      sql<string | null>`extract(epoch from now() - min(created_at))`.as('age'),
-    ])
+    .select((eb) => [eb.fn.countAll<string>().as('count'), sql<string | null>`extract(epoch from now() - min(created_at))`.as('age')])
     .where('published_at', 'is', null)
     .where('dead_lettered_at', 'is', null)
     .executeTakeFirstOrThrow();

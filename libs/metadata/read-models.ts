@@ -44,7 +44,10 @@ export async function refreshCatalogEntry(db: Kysely<Schema>, name: string): Pro
        where r.name = ${name}`.execute(trx);
     const repo = current.rows[0];
     if (repo && repo.entry_seq === repo.change_seq) return 'unchanged';
-    await trx.deleteFrom('catalog_entries').where((eb) => eb.or([eb('name', '=', name), ...(repo ? [eb('repository_id', '=', repo.id)] : [])])).execute();
+    await trx
+      .deleteFrom('catalog_entries')
+      .where((eb) => eb.or([eb('name', '=', name), ...(repo ? [eb('repository_id', '=', repo.id)] : [])]))
+      .execute();
     if (!repo) return 'absent';
     const inserted = await sql`insert into catalog_entries select * from catalog_entry_source where repository_id = ${repo.id}`.execute(trx);
     return Number(inserted.numAffectedRows ?? 0) > 0 ? 'present' : 'absent';

@@ -35,13 +35,7 @@ export async function lockUpload(db: Executor, id: string): Promise<UploadRow | 
   }
 }
 
-export async function advanceUpload(
-  db: Executor,
-  id: string,
-  byteOffset: number,
-  hashState: Buffer,
-  storageState: Record<string, unknown>,
-): Promise<void> {
+export async function advanceUpload(db: Executor, id: string, byteOffset: number, hashState: Buffer, storageState: Record<string, unknown>): Promise<void> {
   await db
     .updateTable('uploads')
     .set({ byte_offset: byteOffset, hash_state: hashState, storage_state: JSON.stringify(storageState), updated_at: new Date() })
@@ -54,11 +48,7 @@ export async function deleteUpload(db: Executor, id: string): Promise<void> {
 }
 
 /** Deletes the session if it belongs to `repository`; returns where its bytes were, to discard them. */
-export async function removeUpload(
-  db: Executor,
-  id: string,
-  repository: string,
-): Promise<{ storage_key: string; storage_state: Record<string, unknown> } | undefined> {
+export async function removeUpload(db: Executor, id: string, repository: string): Promise<{ storage_key: string; storage_state: Record<string, unknown> } | undefined> {
   return db.deleteFrom('uploads').where('id', '=', id).where('repository', '=', repository).returning(['storage_key', 'storage_state']).executeTakeFirst();
 }
 

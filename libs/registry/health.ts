@@ -74,9 +74,13 @@ export class HealthChecker {
     const checks = await Promise.all([
       timed('postgresql', true, () => this.probes.postgresql(this.timeoutMs)),
       timed('storage', true, () => this.probes.storage(AbortSignal.timeout(this.timeoutMs))),
-      ...(this.probes.nats ? [timed('nats', false, async () => {
-        if (!this.probes.nats!()) throw new Error('not connected; events wait in the outbox until it is back');
-      })] : []),
+      ...(this.probes.nats
+        ? [
+            timed('nats', false, async () => {
+              if (!this.probes.nats!()) throw new Error('not connected; events wait in the outbox until it is back');
+            }),
+          ]
+        : []),
     ]);
     const report = { ready: checks.every((c) => c.ok || !c.required), checks };
     this.last = { at: Date.now(), report };

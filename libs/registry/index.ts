@@ -1,7 +1,7 @@
 export * from './registry.js';
 export * from './deps.js';
 export * from './context.js';
-export { type ChunkInfo, type UploadSession } from './upload-service.js';
+export type { ChunkInfo, UploadSession } from './upload-service.js';
 export { tooLarge } from './manifest-service.js';
 export * from './health.js';
 export { GarbageCollector, type ReviewResult } from './garbage-collector.js';

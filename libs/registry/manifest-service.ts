@@ -1,18 +1,6 @@
 import { Subjects } from '../events/index.js';
 import { blobs, gc, manifests, repositories, tags, type Executor, type ManifestLookup } from '../metadata/index.js';
-import {
-  RegistryError,
-  checkName,
-  checkTag,
-  isTag,
-  digestOf,
-  isDigest,
-  isForeignLayer,
-  parseDigest,
-  parseManifest,
-  type Descriptor,
-  type ParsedManifest,
-} from '../oci/index.js';
+import { RegistryError, checkName, checkTag, isTag, digestOf, isDigest, isForeignLayer, parseDigest, parseManifest, type Descriptor, type ParsedManifest } from '../oci/index.js';
 import type { RequestContext } from './context.js';
 import { gcPolicy, type RegistryDeps } from './deps.js';
 import { reviewWhatManifestKept } from './gc-enqueue.js';
@@ -182,7 +170,13 @@ export class ManifestService {
 }
 
 /** Stores a parsed manifest's row and, when it is new, its references; the id and whether it was new. */
-export async function insertParsedManifest(trx: Executor, repositoryId: number, digest: string, manifest: ParsedManifest, payload: Buffer): Promise<{ id: number; created: boolean }> {
+export async function insertParsedManifest(
+  trx: Executor,
+  repositoryId: number,
+  digest: string,
+  manifest: ParsedManifest,
+  payload: Buffer,
+): Promise<{ id: number; created: boolean }> {
   const inserted = await manifests.insertManifest(trx, {
     repository_id: repositoryId,
     digest,
@@ -194,7 +188,12 @@ export async function insertParsedManifest(trx: Executor, repositoryId: number, 
     subject_digest: manifest.subject?.digest ?? null,
     annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
   });
-  if (inserted.created) await manifests.insertReferences(trx, inserted.id, manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })));
+  if (inserted.created)
+    await manifests.insertReferences(
+      trx,
+      inserted.id,
+      manifest.references.map((r) => ({ kind: r.kind, digest: r.descriptor.digest })),
+    );
   return inserted;
 }
 

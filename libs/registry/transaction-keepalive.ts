@@ -15,7 +15,10 @@ export function keepTransactionAlive(trx: Executor, intervalMs: number | undefin
     seen = now;
     touching = true;
     // A failure here shows up on the transaction's next statement.
-    uploads.touchTransaction(trx).catch(() => {}).finally(() => (touching = false));
+    uploads
+      .touchTransaction(trx)
+      .catch(() => {})
+      .finally(() => (touching = false));
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);

@@ -84,7 +84,9 @@ export class RemoteRegistry {
       return undefined;
     }
     this.expectOk(res, `manifest ${repository}:${reference}`);
-    const mediaType = String(res.headers['content-type'] ?? '').split(';')[0]!.trim();
+    const mediaType = String(res.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim();
     const headerDigest = typeof res.headers['docker-content-digest'] === 'string' ? res.headers['docker-content-digest'] : undefined;
     if (method === 'HEAD') {
       drain(res);

@@ -172,7 +172,13 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   app.setNotFoundHandler((_request, reply) => sendError(reply, noSuchEndpoint()));
 
-  const settings: CallSettings = { registry: options.registry, prefix: options.prefix, source: options.source, pageSize: options.pageSize, manifestMaxBytes: options.manifestMaxBytes };
+  const settings: CallSettings = {
+    registry: options.registry,
+    prefix: options.prefix,
+    source: options.source,
+    pageSize: options.pageSize,
+    manifestMaxBytes: options.manifestMaxBytes,
+  };
   const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
     // The match the access check used: the name authorized is the name served.
     const endpoint = request.v2?.endpoint;

@@ -130,8 +130,7 @@ function bearerScheme(options: AuthOptions & { mode: 'token' }, prefix: string):
       }
     },
     // With the built-in issuer we know the policy, so a scope the user can never have is a plain 403.
-    couldGetMore: (identity, requirement) =>
-      !issuer || requirement.access.every((a) => a.actions.every((action) => policy.allows(identity.user, a.type, a.name, action))),
+    couldGetMore: (identity, requirement) => !issuer || requirement.access.every((a) => a.actions.every((action) => policy.allows(identity.user, a.type, a.name, action))),
   };
 }
 

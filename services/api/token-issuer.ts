@@ -93,7 +93,8 @@ export function installTokenIssuer(app: FastifyInstance, token: TokenIssuerOptio
       const refreshToken = form.get('refresh_token');
       if (!refreshToken) return reply.code(400).type('application/json').send({ error: 'invalid_request', error_description: 'refresh_token is missing' });
       const refreshedUser = refreshUser(refreshToken);
-      if (refreshedUser === undefined) return reply.code(400).type('application/json').send({ error: 'invalid_grant', error_description: 'the refresh token is invalid or expired' });
+      if (refreshedUser === undefined)
+        return reply.code(400).type('application/json').send({ error: 'invalid_grant', error_description: 'the refresh token is invalid or expired' });
       return issue(reply, { refreshedUser }, form.get('service'), scopes, { oauth: true, offline: false });
     }
     if (grant !== 'password') {

@@ -94,7 +94,9 @@ export async function runReconcile(config: Config, args: string[]): Promise<numb
     bar.end();
     for (const o of report.orphans) console.log(`orphan object ${o.key} (${o.size} bytes)${apply ? ': deleted' : ''}`);
     for (const m of report.missing) {
-      console.log(`missing object ${m.key} of blob ${m.digest}${m.manifests.length ? `, named by ${m.manifests.join(', ')}` : ''}${apply ? ': blob forgotten, push it again' : ''}`);
+      console.log(
+        `missing object ${m.key} of blob ${m.digest}${m.manifests.length ? `, named by ${m.manifests.join(', ')}` : ''}${apply ? ': blob forgotten, push it again' : ''}`,
+      );
     }
     for (const d of report.dangling) console.log(`dangling reference: ${d.manifest} names ${d.digest}, which is not stored`);
     for (const u of report.strayUploads) {

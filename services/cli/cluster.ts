@@ -57,10 +57,9 @@ async function waitForNode(url: string, child: ChildProcess): Promise<void> {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const config = loadConfig({ file: args.configFile });
-  const missing = [
-    config['database.url'] === '' ? 'WHARF_DATABASE_URL (database.url)' : undefined,
-    config['nats.url'] === '' ? 'WHARF_NATS_URL (nats.url)' : undefined,
-  ].filter(Boolean);
+  const missing = [config['database.url'] === '' ? 'WHARF_DATABASE_URL (database.url)' : undefined, config['nats.url'] === '' ? 'WHARF_NATS_URL (nats.url)' : undefined].filter(
+    Boolean,
+  );
   if (missing.length) throw new ConfigError(`a cluster needs ${missing.join(' and ')}`);
 
   const children: ChildProcess[] = [];

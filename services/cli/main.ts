@@ -74,10 +74,13 @@ async function runUntilSignal(config: Config, role: string, start: (logger: Retu
     stopping = true;
     logger.info({ signal, timeoutSeconds: config['http.shutdowntimeout'] }, 'shutting down: finishing requests in flight');
     // Requests get http.shutdowntimeout; relay, workers and pools a little more. Past that, leave anyway.
-    const hard = setTimeout(() => {
-      logger.error('shutdown did not finish in time; exiting');
-      process.exit(1);
-    }, (config['http.shutdowntimeout'] + 15) * 1000);
+    const hard = setTimeout(
+      () => {
+        logger.error('shutdown did not finish in time; exiting');
+        process.exit(1);
+      },
+      (config['http.shutdowntimeout'] + 15) * 1000,
+    );
     hard.unref();
     try {
       await running.close();

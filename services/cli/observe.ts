@@ -90,7 +90,11 @@ export async function startOpsServer(addr: { host: string; port: number }, healt
     if (path === '/readyz') {
       void health.check().then((report) => {
         const ready = report.ready && !draining;
-        send(ready ? 200 : 503, 'application/json', JSON.stringify({ status: ready ? 'ready' : draining ? 'draining' : 'unavailable', down: report.checks.filter((c) => !c.ok).map((c) => c.name), checks: report.checks }));
+        send(
+          ready ? 200 : 503,
+          'application/json',
+          JSON.stringify({ status: ready ? 'ready' : draining ? 'draining' : 'unavailable', down: report.checks.filter((c) => !c.ok).map((c) => c.name), checks: report.checks }),
+        );
       });
       return;
     }

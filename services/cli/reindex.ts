@@ -3,7 +3,6 @@ import { migrate, openDatabase, pendingMigrations, type EmbeddedPostgresHandle }
 import { rebuildReadModels } from '../../libs/registry/index.js';
 import { startLockedEmbeddedPostgres } from './parts.js';
 
-
 /**
  * `wharf reindex`: rebuilds the catalog, namespace tree and manifest listing from the source
  * tables in one transaction. On a cluster it runs against database.url while the registry

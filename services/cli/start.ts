@@ -32,7 +32,10 @@ export interface RunningRelay {
 
 /** Publishes committed outbox rows and prunes old published ones. Runs on every API node and worker. */
 export function startRelay(config: Config, parts: Parts, logger: Logger): RunningRelay {
-  const deadLettered = counter({ name: 'wharf_outbox_dead_lettered_total', help: 'Outbox events the bus refused for good (e.g. over NATS max_payload), set aside so the rest flow' });
+  const deadLettered = counter({
+    name: 'wharf_outbox_dead_lettered_total',
+    help: 'Outbox events the bus refused for good (e.g. over NATS max_payload), set aside so the rest flow',
+  });
   const relay = new OutboxRelay(outbox.outboxSource(parts.database.db), parts.bus, {
     onError: (err) => logger.warn({ err }, 'outbox relay pass failed; will retry'),
     onDeadLetter: (message, err) => {
@@ -84,7 +87,11 @@ async function closeGracefully(app: FastifyInstance, timeoutSeconds: number, log
 
 export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger, health: HealthChecker): Promise<RunningApi> {
   const source = eventSourceFromConfig(config, randomUUID());
-  const droppedPulls = counter<'reason'>({ name: 'wharf_pull_events_dropped_total', help: 'Pull events dropped (best effort): queue full, bus disconnected, or publish failed', labelNames: ['reason'] });
+  const droppedPulls = counter<'reason'>({
+    name: 'wharf_pull_events_dropped_total',
+    help: 'Pull events dropped (best effort): queue full, bus disconnected, or publish failed',
+    labelNames: ['reason'],
+  });
   const pullEvents = new BestEffortPublisher(parts.bus, {
     onDropped: (reason, err) => {
       droppedPulls.inc({ reason });
@@ -168,20 +175,30 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
 
 /** `wharf all`: API, relay and (later) workers in one process; applies migrations first. The embedded default. */
 export async function startWharf(config: Config, logger = createLogger(config['log.level'])): Promise<RunningWharf> {
-  return assembled(config, logger, async (parts) => {
-    // A migration step may take longer than the statement timeout a serving connection gets.
-    const unbounded = parts.database.unbounded();
-    const applied = await migrate(unbounded.db).finally(() => unbounded.close());
-    if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-  }, true);
+  return assembled(
+    config,
+    logger,
+    async (parts) => {
+      // A migration step may take longer than the statement timeout a serving connection gets.
+      const unbounded = parts.database.unbounded();
+      const applied = await migrate(unbounded.db).finally(() => unbounded.close());
+      if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+    },
+    true,
+  );
 }
 
 /** `wharf serve`: one stateless API node of a cluster. The schema must be current (`wharf migrate` first). */
 export async function startServe(config: Config, logger = createLogger(config['log.level'])): Promise<RunningWharf> {
-  return assembled(config, logger, async (parts) => {
-    const pending = await pendingMigrations(parts.database.db);
-    if (pending.length > 0) throw new Error(`database schema is behind (pending: ${pending.join(', ')}); run \`wharf migrate\` first`);
-  }, false);
+  return assembled(
+    config,
+    logger,
+    async (parts) => {
+      const pending = await pendingMigrations(parts.database.db);
+      if (pending.length > 0) throw new Error(`database schema is behind (pending: ${pending.join(', ')}); run \`wharf migrate\` first`);
+    },
+    false,
+  );
 }
 
 /** `wharf worker`: the outbox relay and the worker roles `worker.roles` names (all by default). */

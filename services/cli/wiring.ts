@@ -83,7 +83,8 @@ function parsed<T>(key: string, parse: () => T): T {
     if (err instanceof ConfigError) throw err;
     const message = (err as Error).message;
     // OpenSSL's "error:1E08010C:DECODER routines::unsupported" says nothing to an operator.
-    if (/DECODER routines|unsupported|no start line|bad base64/i.test(message)) throw new ConfigError(`${key}: the file is not a PEM key or certificate this registry can read (${message})`);
+    if (/DECODER routines|unsupported|no start line|bad base64/i.test(message))
+      throw new ConfigError(`${key}: the file is not a PEM key or certificate this registry can read (${message})`);
     throw new ConfigError(`${key}: ${message}`);
   }
 }
@@ -103,7 +104,14 @@ export function authFromConfig(config: Config): AuthOptions {
   // loadConfig made sure the issuer has its htpasswd file.
   const issuer: TokenIssuerOptions | undefined =
     signingKey && htpasswd
-      ? { signingKey, htpasswd, service: config['auth.token.service'], issuer: config['auth.token.issuer'], expirySeconds: config['auth.token.expiry'], refreshExpirySeconds: config['auth.token.refreshexpiry'] }
+      ? {
+          signingKey,
+          htpasswd,
+          service: config['auth.token.service'],
+          issuer: config['auth.token.issuer'],
+          expirySeconds: config['auth.token.expiry'],
+          refreshExpirySeconds: config['auth.token.refreshexpiry'],
+        }
       : undefined;
   const common = {
     basicRealm: config['auth.htpasswd.realm'],

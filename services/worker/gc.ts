@@ -58,7 +58,10 @@ export const gcRole: WorkerRole = {
     });
     const upstreams = parseUpstreams(config['proxy.upstreams']);
     const retention = upstreams.length
-      ? new ProxyRetention({ db: database.db, policy: gcPolicy, source: { addr: '', instanceID: config['events.instanceid'] || `gc-${process.pid}` }, outboxWritten: () => {} }, upstreams)
+      ? new ProxyRetention(
+          { db: database.db, policy: gcPolicy, source: { addr: '', instanceID: config['events.instanceid'] || `gc-${process.pid}` }, outboxWritten: () => {} },
+          upstreams,
+        )
       : undefined;
     const pollMs = config['gc.pollinterval'];
     const naps = new WakeableSleep();

@@ -65,7 +65,10 @@ function readModelRole(name: 'catalog-indexer' | 'manifest-lister', model: strin
         },
         onDeadLetter: (subject, event, err) => {
           applied.inc({ model, outcome: 'dropped' });
-          context.logger.error({ err, subject, eventId: event?.id, repository: event?.target?.repository }, `${name} gave up on an event; run wharf reindex if its repository's listing looks wrong`);
+          context.logger.error(
+            { err, subject, eventId: event?.id, repository: event?.target?.repository },
+            `${name} gave up on an event; run wharf reindex if its repository's listing looks wrong`,
+          );
         },
       });
     },

@@ -6,8 +6,16 @@ import { webhooks, type Schema } from '../../libs/metadata/index.js';
 import { counter, histogram } from '../../libs/metrics/index.js';
 import { sendEvent } from './webhook-sender.js';
 
-const attemptsTotal = counter({ name: 'wharf_webhook_attempts_total', help: 'Webhook HTTP attempts by endpoint and outcome (delivered, failed)', labelNames: ['endpoint', 'outcome'] });
-const deadLetteredTotal = counter({ name: 'wharf_webhook_dead_lettered_total', help: 'Webhook deliveries moved to the dead-letter table after maxattempts', labelNames: ['endpoint'] });
+const attemptsTotal = counter({
+  name: 'wharf_webhook_attempts_total',
+  help: 'Webhook HTTP attempts by endpoint and outcome (delivered, failed)',
+  labelNames: ['endpoint', 'outcome'],
+});
+const deadLetteredTotal = counter({
+  name: 'wharf_webhook_dead_lettered_total',
+  help: 'Webhook deliveries moved to the dead-letter table after maxattempts',
+  labelNames: ['endpoint'],
+});
 const attemptSeconds = histogram({
   name: 'wharf_webhook_attempt_seconds',
   help: 'Duration of webhook HTTP attempts',

@@ -5,7 +5,21 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { closeBadInputWharf, DOCKER_MANIFEST, MANIFEST_LIMIT, assertNoManifest, assertUnchanged, expectError, expectRawError, imageManifest, repo, repoWithBlobs, repositoryExists, snapshot, startBadInputWharf } from '../helpers/bad-input.js';
+import {
+  closeBadInputWharf,
+  DOCKER_MANIFEST,
+  MANIFEST_LIMIT,
+  assertNoManifest,
+  assertUnchanged,
+  expectError,
+  expectRawError,
+  imageManifest,
+  repo,
+  repoWithBlobs,
+  repositoryExists,
+  snapshot,
+  startBadInputWharf,
+} from '../helpers/bad-input.js';
 import { OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, blobOf, pushImage, putManifest, randomBlob, sha256, type Blob } from '../helpers/oci.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { behindTestProxy } from '../helpers/server.js';
@@ -128,7 +142,9 @@ describe('oversize manifests', () => {
     return Buffer.from(skeleton.replace('"pad":""', `"pad":"${'x'.repeat(size - skeleton.length)}"`));
   }
 
-  it('more than 4 MiB with a truthful Content-Length: 413 MANIFEST_INVALID, nothing stored', { skip: behindTestProxy() && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding' }, async () => {
+  it('more than 4 MiB with a truthful Content-Length: 413 MANIFEST_INVALID, nothing stored', {
+    skip: behindTestProxy() && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding',
+  }, async () => {
     const { name, config, layer } = await repoWithBlobs('big-cl');
     const body = manifestOfSize(config, layer, MANIFEST_LIMIT + 1);
     assert.equal(body.length, MANIFEST_LIMIT + 1);
@@ -144,7 +160,9 @@ describe('oversize manifests', () => {
     await assertNoManifest(name, 'big');
   });
 
-  it('more than 4 MiB with chunked transfer-encoding: 413 MANIFEST_INVALID, nothing stored', { skip: behindTestProxy() && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding' }, async () => {
+  it('more than 4 MiB with chunked transfer-encoding: 413 MANIFEST_INVALID, nothing stored', {
+    skip: behindTestProxy() && 'the test proxy cannot relay an answer a node sends before the body it is still forwarding',
+  }, async () => {
     const { name, config, layer } = await repoWithBlobs('big-chunked');
     const body = manifestOfSize(config, layer, MANIFEST_LIMIT + 64 * 1024);
     const pieces: Buffer[] = [];
@@ -231,12 +249,7 @@ describe('invalid manifests', () => {
       history: [{ v1Compatibility: '{}' }],
     });
     const before = await snapshot();
-    await expectError(
-      await putManifest(base, name, 'v1', schema1, 'application/vnd.docker.distribution.manifest.v1+prettyjws'),
-      400,
-      'MANIFEST_INVALID',
-      'schema 1',
-    );
+    await expectError(await putManifest(base, name, 'v1', schema1, 'application/vnd.docker.distribution.manifest.v1+prettyjws'), 400, 'MANIFEST_INVALID', 'schema 1');
     await assertUnchanged(before, 'schema 1');
   });
 

@@ -5,7 +5,30 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { closeBadInputWharf, assertAnswerIfAny, assertNoManifest, assertServerRefused, assertSessionAt, assertSessionGone, assertUnchanged, blobRow, expectError, expectRawError, finishUpload, openSession, repo, repoWithBlobs, repositoryExists, serverStatus, sessionId, snapshot, untilServerHas, untilUnlocked, uploadRowsFor, startBadInputWharf } from '../helpers/bad-input.js';
+import {
+  closeBadInputWharf,
+  assertAnswerIfAny,
+  assertNoManifest,
+  assertServerRefused,
+  assertSessionAt,
+  assertSessionGone,
+  assertUnchanged,
+  blobRow,
+  expectError,
+  expectRawError,
+  finishUpload,
+  openSession,
+  repo,
+  repoWithBlobs,
+  repositoryExists,
+  serverStatus,
+  sessionId,
+  snapshot,
+  untilServerHas,
+  untilUnlocked,
+  uploadRowsFor,
+  startBadInputWharf,
+} from '../helpers/bad-input.js';
 import { OCI_MANIFEST, pushBlob, randomBlob, sha256 } from '../helpers/oci.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { behindTestProxy } from '../helpers/server.js';
@@ -410,7 +433,9 @@ describe('Content-Length and Content-Range', () => {
   });
 
   // Through the cluster's test proxy the proxy's own HTTP parser would answer; the node's parser is the same code as embedded mode's.
-  it('a malformed Content-Length header: 400 SIZE_INVALID in OCI error JSON, session untouched', { skip: behindTestProxy() && 'the test proxy parses headers before any node sees them' }, async () => {
+  it('a malformed Content-Length header: 400 SIZE_INVALID in OCI error JSON, session untouched', {
+    skip: behindTestProxy() && 'the test proxy parses headers before any node sees them',
+  }, async () => {
     const name = repo('bad-cl');
     const blob = randomBlob(300);
     const url = await openSession(name, blob.bytes.subarray(0, 100));

@@ -45,10 +45,14 @@ describe('events while NATS is down', () => {
 
       await nats!.start();
       node.relay.wake();
-      await eventually(async () => {
-        const left = await admin.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
-        assert.equal(left.length, 0);
-      }, 60_000, 200);
+      await eventually(
+        async () => {
+          const left = await admin.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
+          assert.equal(left.length, 0);
+        },
+        60_000,
+        200,
+      );
       const messages = await readStream(nats!.url, config['nats.stream']);
       const counts = countById(messages);
       assert.equal(counts.size, 150);
@@ -81,14 +85,21 @@ describe('two relays at once', () => {
     };
     const context = { request: { id: 'r', addr: '', host: '', method: 'PUT', useragent: '' }, actor: {}, source: { addr: '', instanceID: 'test' } };
     const events = Array.from({ length: 300 }, (_, i) => buildEvent('push', { repository: `relay/r${i}` }, context));
-    await outbox.appendOutbox(admin.db, events.map((e) => ({ eventId: e.id, subject: 'wharf.events.manifest.push', payload: e })));
+    await outbox.appendOutbox(
+      admin.db,
+      events.map((e) => ({ eventId: e.id, subject: 'wharf.events.manifest.push', payload: e })),
+    );
     const relays = [0, 1].map(() => new OutboxRelay(outbox.outboxSource(admin.db), counting, { batchSize: 10 }));
     try {
       for (const r of relays) r.start();
-      await eventually(async () => {
-        const left = await admin.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
-        assert.equal(left.length, 0);
-      }, 30_000, 100);
+      await eventually(
+        async () => {
+          const left = await admin.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute();
+          assert.equal(left.length, 0);
+        },
+        30_000,
+        100,
+      );
       for (const e of events) assert.equal(published.get(e.id), 1, `event ${e.id} handed to the bus once`);
       const inStream = countById(await readStream(nats!.url, config['nats.stream']));
       for (const e of events) assert.equal(inStream.get(e.id), 1);

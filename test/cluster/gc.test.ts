@@ -91,10 +91,14 @@ describe('online garbage collection (cluster, S3)', () => {
     const patch = await fetch(`${e.target.base}${location}`, { method: 'PATCH', body: randomBlob(5000).bytes, headers: { 'content-type': 'application/octet-stream' } });
     assert.equal(patch.status, 202);
     assert.equal(await e.target.countObjects(), before + 1, 'the chunk waits in a tail object');
-    await eventually(async () => {
-      assert.equal((await fetch(`${e.target.base}${location}`)).status, 404);
-      assert.equal(await e.target.countObjects(), before);
-    }, 30_000, 200);
+    await eventually(
+      async () => {
+        assert.equal((await fetch(`${e.target.base}${location}`)).status, 404);
+        assert.equal(await e.target.countObjects(), before);
+      },
+      30_000,
+      200,
+    );
     await queuesDrained(e.target.db);
   });
 

@@ -30,7 +30,6 @@ const suite = clusterSuite({
   },
 });
 
-
 async function node(shutdownSeconds: number): Promise<WharfProcess> {
   const p = await spawnWharf('serve', { ...config, 'http.shutdowntimeout': shutdownSeconds });
   started.push(p);
@@ -57,7 +56,13 @@ function manualPatch(url: string, location: string, i: number) {
   const target = new URL(url);
   const body = chunk(i);
   let sent = 0;
-  const req = request({ host: target.hostname, port: target.port, method: 'PATCH', path: location, headers: { 'content-length': String(CHUNK), 'content-range': `${i * CHUNK}-${(i + 1) * CHUNK - 1}` } });
+  const req = request({
+    host: target.hostname,
+    port: target.port,
+    method: 'PATCH',
+    path: location,
+    headers: { 'content-length': String(CHUNK), 'content-range': `${i * CHUNK}-${(i + 1) * CHUNK - 1}` },
+  });
   const response = new Promise<number | 'cut'>((resolve) => {
     req.on('response', (res) => {
       res.resume();
@@ -83,13 +88,17 @@ function manualPatch(url: string, location: string, i: number) {
 }
 
 async function refusesConnections(url: string): Promise<void> {
-  await eventually(async () => {
-    const ok = await fetch(`${url}/healthz`).then(
-      () => true,
-      () => false,
-    );
-    assert.equal(ok, false, 'still accepting connections');
-  }, 15_000, 50);
+  await eventually(
+    async () => {
+      const ok = await fetch(`${url}/healthz`).then(
+        () => true,
+        () => false,
+      );
+      assert.equal(ok, false, 'still accepting connections');
+    },
+    15_000,
+    50,
+  );
 }
 
 describe('SIGTERM during a 200 MiB chunked upload', () => {

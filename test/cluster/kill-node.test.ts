@@ -25,7 +25,13 @@ const suite = clusterSuite({
 function patchThatStalls(url: string, path: string, total: number, head: Buffer): Promise<void> {
   return new Promise((resolve) => {
     const target = new URL(url);
-    const req = request({ host: target.hostname, port: target.port, method: 'PATCH', path, headers: { 'content-length': String(total), 'content-range': `${8 * MiB}-${8 * MiB + total - 1}` } });
+    const req = request({
+      host: target.hostname,
+      port: target.port,
+      method: 'PATCH',
+      path,
+      headers: { 'content-length': String(total), 'content-range': `${8 * MiB}-${8 * MiB + total - 1}` },
+    });
     req.on('error', () => resolve());
     req.on('response', () => resolve());
     req.write(head, () => setTimeout(resolve, 300));
@@ -59,11 +65,15 @@ describe('an API node killed mid-upload', () => {
     assert.equal(status.headers.get('range'), `0-${8 * MiB - 1}`);
     // Until PostgreSQL notices the dead node's connection, its row lock answers 416 (busy), as
     // it would to any concurrent writer; a client retries that.
-    const retry = await eventually(async () => {
-      const res = await fetch(`${b.url}${location}`, { method: 'PATCH', headers: { 'content-range': `${8 * MiB}-${16 * MiB - 1}` }, body: second });
-      assert.equal(res.status, 202, await res.text());
-      return res;
-    }, 10_000, 200);
+    const retry = await eventually(
+      async () => {
+        const res = await fetch(`${b.url}${location}`, { method: 'PATCH', headers: { 'content-range': `${8 * MiB}-${16 * MiB - 1}` }, body: second });
+        assert.equal(res.status, 202, await res.text());
+        return res;
+      },
+      10_000,
+      200,
+    );
     assert.equal(retry.status, 202);
     const put = await fetch(`${b.url}${location}?digest=${blob.digest}`, {
       method: 'PUT',

@@ -66,17 +66,25 @@ describe('oversized events (cluster, NATS max_payload 1 MiB)', () => {
     assert.equal(res.status, 201, await res.text());
     await pushImage(base, 'big/after', 'v1');
 
-    const [after] = await eventually(() => {
-      const found = pushesOf('big/after');
-      assert.equal(found.length, 1);
-      return found;
-    }, 60_000, 100);
+    const [after] = await eventually(
+      () => {
+        const found = pushesOf('big/after');
+        assert.equal(found.length, 1);
+        return found;
+      },
+      60_000,
+      100,
+    );
     assert.ok(after);
-    const [big] = await eventually(() => {
-      const found = pushesOf('big/app');
-      assert.equal(found.length, 1);
-      return found;
-    }, 60_000, 100);
+    const [big] = await eventually(
+      () => {
+        const found = pushesOf('big/app');
+        assert.equal(found.length, 1);
+        return found;
+      },
+      60_000,
+      100,
+    );
     const event = big!.event;
     assert.equal(event.target.digest, sha256(body));
     assert.equal(event.target.referencesTotal, 8001, 'the config and 8,000 layers');
@@ -98,11 +106,15 @@ describe('oversized events (cluster, NATS max_payload 1 MiB)', () => {
     await pushImage(cluster!.url, 'huge/after', 'v1');
 
     await eventually(() => assert.equal(pushesOf('huge/after').length, 1), 60_000, 100);
-    const row = await eventually(async () => {
-      const r = await db.selectFrom('outbox').select(['published_at', 'dead_lettered_at', 'dead_letter_error']).where('event_id', '=', eventId).executeTakeFirstOrThrow();
-      assert.ok(r.dead_lettered_at);
-      return r;
-    }, 60_000, 100);
+    const row = await eventually(
+      async () => {
+        const r = await db.selectFrom('outbox').select(['published_at', 'dead_lettered_at', 'dead_letter_error']).where('event_id', '=', eventId).executeTakeFirstOrThrow();
+        assert.ok(r.dead_lettered_at);
+        return r;
+      },
+      60_000,
+      100,
+    );
     assert.equal(row.published_at, null);
     assert.match(row.dead_letter_error ?? '', /max_payload/);
     assert.equal(pushesOf('huge/app').length, 0);

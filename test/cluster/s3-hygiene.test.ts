@@ -97,7 +97,10 @@ describe('nothing left in the bucket (S3 multipart uploads)', () => {
     const res = await fetch(location, { method: 'DELETE' });
     assert.equal(res.status, 204);
     assert.deepEqual((await multipartUploads('nodes/')).filter(mine), []);
-    assert.deepEqual((await objectKeys('nodes/')).filter((k) => k.includes(id)), []);
+    assert.deepEqual(
+      (await objectKeys('nodes/')).filter((k) => k.includes(id)),
+      [],
+    );
   });
 
   it('an abandoned chunked upload and a multipart upload no session owns are gone after the sweep', async (t) => {
@@ -112,7 +115,11 @@ describe('nothing left in the bucket (S3 multipart uploads)', () => {
     // uploads.maxidle expires the session (which aborts its upload); the sweep aborts the stray one
     // once it is older than gc.uploadgrace.
     await eventually(async () => assert.deepEqual(await multipartUploads('nodes/'), []), 60_000, 250);
-    assert.deepEqual((await objectKeys('nodes/')).filter((k) => k.includes(id)), [], 'the tail object is deleted too');
+    assert.deepEqual(
+      (await objectKeys('nodes/')).filter((k) => k.includes(id)),
+      [],
+      'the tail object is deleted too',
+    );
     assert.equal((await fetch(location)).status, 404, 'the session is gone');
   });
 
@@ -125,7 +132,11 @@ describe('nothing left in the bucket (S3 multipart uploads)', () => {
     let location = new URL(start.headers.get('location')!, cluster!.url).toString();
     const id = location.split('/').pop()!.split('?')[0]!;
     // Three PATCHes of uneven sizes, so parts, a tail and a part from tail + chunk all happen.
-    for (const [from, to] of [[0, 3 * MiB], [3 * MiB, 8 * MiB + 5], [8 * MiB + 5, bytes.length]] as const) {
+    for (const [from, to] of [
+      [0, 3 * MiB],
+      [3 * MiB, 8 * MiB + 5],
+      [8 * MiB + 5, bytes.length],
+    ] as const) {
       const chunk = bytes.subarray(from, to);
       const res = await fetch(location, {
         method: 'PATCH',
@@ -151,7 +162,11 @@ describe('nothing left in the bucket (S3 multipart uploads)', () => {
     const row = await db.db.selectFrom('blobs').select('storage_key').where('digest', '=', layer.digest).executeTakeFirstOrThrow();
     const keys = await objectKeys('nodes/');
     assert.ok(keys.includes(`nodes/${row.storage_key}`), 'the blob object is there');
-    assert.deepEqual(keys.filter((k) => k.includes(id) && k !== `nodes/${row.storage_key}`), [], 'no tail object is left');
+    assert.deepEqual(
+      keys.filter((k) => k.includes(id) && k !== `nodes/${row.storage_key}`),
+      [],
+      'no tail object is left',
+    );
     assert.ok(!(await multipartUploads('nodes/')).some((u) => u.key.includes(id)), 'the multipart upload is completed');
     const back = Buffer.from(await (await fetch(`${cluster!.url}/v2/${name}/blobs/${layer.digest}`)).arrayBuffer());
     assert.ok(back.equals(bytes));

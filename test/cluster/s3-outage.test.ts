@@ -140,11 +140,15 @@ describe('S3 stopped or hung during pushes', () => {
     await unavailable(mono);
 
     await outage.start();
-    const res = await eventually(async () => {
-      const r = await patch(location, bytes.subarray(cut), cut);
-      assert.equal(r.status, 202);
-      return r;
-    }, 60_000, 500);
+    const res = await eventually(
+      async () => {
+        const r = await patch(location, bytes.subarray(cut), cut);
+        assert.equal(r.status, 202);
+        return r;
+      },
+      60_000,
+      500,
+    );
     await res.arrayBuffer();
     await finishAndRead(name, location, blob);
     assert.equal((await fetch(`${nodes[0]!.url}/v2/${name}/blobs/${other.digest}`, { method: 'HEAD' })).status, 404, 'the refused push left no blob');

@@ -68,10 +68,7 @@ describe('a stalled database connection', () => {
         await fetch(session, { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(100) }),
         'PATCH of an open session',
       );
-      await expectUnavailable(
-        await fetch(`${node.url}/v2/${name}/blobs/uploads/?digest=${blobOf('during').digest}`, { method: 'POST', body: 'during' }),
-        'monolithic upload',
-      );
+      await expectUnavailable(await fetch(`${node.url}/v2/${name}/blobs/uploads/?digest=${blobOf('during').digest}`, { method: 'POST', body: 'during' }), 'monolithic upload');
       const ready = await fetch(`${node.url}/readyz`);
       assert.equal(ready.status, 503);
       assert.deepEqual(((await ready.json()) as { down: string[] }).down, ['postgresql']);

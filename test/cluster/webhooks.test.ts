@@ -35,7 +35,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-
 /** A cluster config on the private NATS server with one webhook endpoint and short backoffs. */
 function configWith(endpoint: Record<string, unknown>, overrides: Partial<Config> = {}): Config {
   const config = clusterConfig(suite.services!, {
@@ -75,11 +74,15 @@ async function outboxIds(repositoryPrefix: string): Promise<string[]> {
 async function allArrive(receiver: WebhookReceiver, prefix: string, expected: number, timeoutMs = 60_000): Promise<void> {
   const ids = await outboxIds(prefix);
   assert.equal(ids.length, expected, 'events in the outbox');
-  await eventually(() => {
-    const got = receiver.deliveredIds();
-    const missing = ids.filter((id) => !got.has(id));
-    assert.equal(missing.length, 0, `${missing.length} of ${ids.length} events not delivered yet`);
-  }, timeoutMs, 200);
+  await eventually(
+    () => {
+      const got = receiver.deliveredIds();
+      const missing = ids.filter((id) => !got.has(id));
+      assert.equal(missing.length, 0, `${missing.length} of ${ids.length} events not delivered yet`);
+    },
+    timeoutMs,
+    200,
+  );
 }
 
 describe('a receiver that is down while 100 images are pushed', () => {
@@ -91,9 +94,11 @@ describe('a receiver that is down while 100 images are pushed', () => {
     await receiver.down();
     const worker = await startInProcessWorker(config);
     const api = await startApi(config);
-    await Promise.all([0, 1, 2, 3].map(async (lane) => {
-      for (let i = lane; i < 100; i += 4) await pushImage(api.url, `outage/app${i % 10}`, `v${i}`);
-    }));
+    await Promise.all(
+      [0, 1, 2, 3].map(async (lane) => {
+        for (let i = lane; i < 100; i += 4) await pushImage(api.url, `outage/app${i % 10}`, `v${i}`);
+      }),
+    );
     // Meanwhile the deliveries fail with "connection refused", and the admin view says so.
     const status = await eventually(async () => {
       const body = (await (await fetch(`${api.url}/_wharf/admin/webhooks`)).json()) as { endpoints: Array<Record<string, any>> };
@@ -207,4 +212,3 @@ describe('wharf webhooks redrive', () => {
     assert.equal(await admin!.db.selectFrom('webhook_dead_letters').select('id').where('endpoint', '=', 'redrive-me').executeTakeFirst(), undefined);
   });
 });
-

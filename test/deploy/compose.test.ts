@@ -65,11 +65,15 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
 
   /** The registry answers through the balancer: 401 with a Bearer challenge naming its own realm. */
   async function waitServing(): Promise<void> {
-    await eventually(async () => {
-      const res = await fetch(`${BASE}/v2/`).catch(() => undefined);
-      assert.equal(res?.status, 401, 'GET /v2/ through the balancer answers 401');
-      return res;
-    }, WAIT_MS, 1000);
+    await eventually(
+      async () => {
+        const res = await fetch(`${BASE}/v2/`).catch(() => undefined);
+        assert.equal(res?.status, 401, 'GET /v2/ through the balancer answers 401');
+        return res;
+      },
+      WAIT_MS,
+      1000,
+    );
   }
 
   async function tagsOf(repo: string): Promise<string[]> {
@@ -135,7 +139,15 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
     const images = await podman('images', '--format', '{{.Repository}}:{{.Tag}}');
     assert.match(images, /localhost\/wharf:0\.1\.0|docker\.io\/library\/wharf:0\.1\.0/, 'one wharf:0.1.0 image');
     // The build stage compiled the native SHA-256 addon against Node 24's headers.
-    const addon = await podman('run', '--rm', '--entrypoint', 'node', 'wharf:0.1.0', '-e', "require('/app/libs/hashing/build/Release/wharf_sha256.node'); console.log(process.version)");
+    const addon = await podman(
+      'run',
+      '--rm',
+      '--entrypoint',
+      'node',
+      'wharf:0.1.0',
+      '-e',
+      "require('/app/libs/hashing/build/Release/wharf_sha256.node'); console.log(process.version)",
+    );
     assert.match(addon, /^v24\./);
   });
 
@@ -170,21 +182,39 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
     await pushImage('team/app', 'v1', image);
     const pulled = join(tmp, 'pulled');
     await skopeo('copy', '--src-tls-verify=false', '--src-creds', `${user}:${password}`, 'docker://127.0.0.1:5000/team/app:v1', `oci:${pulled}:v1`);
-    const inspect = JSON.parse(await skopeo('inspect', '--tls-verify=false', '--creds', `${user}:${password}`, '--raw', 'docker://127.0.0.1:5000/team/app:v1')) as { layers: unknown[] };
+    const inspect = JSON.parse(await skopeo('inspect', '--tls-verify=false', '--creds', `${user}:${password}`, '--raw', 'docker://127.0.0.1:5000/team/app:v1')) as {
+      layers: unknown[];
+    };
     assert.equal(inspect.layers.length, 4);
-    await eventually(async () => {
-      const res = await fetch(`${BASE}/v2/_catalog`, { headers: { authorization: `Bearer ${await token('registry:catalog:*')}` } });
-      assert.equal(res.status, 200);
-      assert.ok(((await res.json()) as { repositories: string[] }).repositories.includes('team/app'), 'catalog lists team/app');
-    }, WAIT_MS, 500);
-    const hook = await eventually(() => {
-      const h = hooks.find((e) => e.action === 'push' && e.target.repository === 'team/app' && e.target.tag === 'v1');
-      assert.ok(h, 'webhook for the push of team/app:v1');
-      return h;
-    }, WAIT_MS, 500);
+    await eventually(
+      async () => {
+        const res = await fetch(`${BASE}/v2/_catalog`, { headers: { authorization: `Bearer ${await token('registry:catalog:*')}` } });
+        assert.equal(res.status, 200);
+        assert.ok(((await res.json()) as { repositories: string[] }).repositories.includes('team/app'), 'catalog lists team/app');
+      },
+      WAIT_MS,
+      500,
+    );
+    const hook = await eventually(
+      () => {
+        const h = hooks.find((e) => e.action === 'push' && e.target.repository === 'team/app' && e.target.tag === 'v1');
+        assert.ok(h, 'webhook for the push of team/app:v1');
+        return h;
+      },
+      WAIT_MS,
+      500,
+    );
     assert.equal(hook.target.digest, image.descriptor.digest);
     assert.ok(hook.target.url.startsWith('http://127.0.0.1:5000/v2/team/app/'), `event URL names the balancer: ${hook.target.url}`);
-    await eventually(() => assert.ok(natsSeen.some((m) => m.id === hook.id), 'the NATS subscriber saw the same event'), WAIT_MS, 500);
+    await eventually(
+      () =>
+        assert.ok(
+          natsSeen.some((m) => m.id === hook.id),
+          'the NATS subscriber saw the same event',
+        ),
+      WAIT_MS,
+      500,
+    );
   });
 
   it('finishes a chunked upload through the balancer after one API container is killed in the middle of it', async () => {
@@ -240,10 +270,16 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
     let at = await offset();
     while (at < data.length) {
       const to = Math.min(at + chunk, data.length);
-      const ok = await send(at, to, killed ? undefined : async () => {
-        await podman('kill', container('api1'));
-        killed = true;
-      });
+      const ok = await send(
+        at,
+        to,
+        killed
+          ? undefined
+          : async () => {
+              await podman('kill', container('api1'));
+              killed = true;
+            },
+      );
       if (!ok) interrupted = true;
       at = await offset(); // resume where the session says, as a client does after an error
     }
@@ -261,12 +297,24 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
     const pushes = (async () => {
       for (const [i, image] of images.entries()) await pushImage('team/restart', `r${i}`, image);
     })();
-    await eventually(() => assert.ok(pushed.some((p) => p.repo === 'team/restart'), 'a first push landed'), WAIT_MS, 200);
+    await eventually(
+      () =>
+        assert.ok(
+          pushed.some((p) => p.repo === 'team/restart'),
+          'a first push landed',
+        ),
+      WAIT_MS,
+      200,
+    );
     await compose('restart', 'nats');
     await pushes;
     for (const [i, image] of images.entries()) {
       await eventually(
-        () => assert.ok(hooks.some((e) => e.action === 'push' && e.target.repository === 'team/restart' && e.target.tag === `r${i}` && e.target.digest === image.descriptor.digest), `webhook for r${i}`),
+        () =>
+          assert.ok(
+            hooks.some((e) => e.action === 'push' && e.target.repository === 'team/restart' && e.target.tag === `r${i}` && e.target.digest === image.descriptor.digest),
+            `webhook for r${i}`,
+          ),
         WAIT_MS,
         500,
       );

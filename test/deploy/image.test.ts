@@ -25,10 +25,14 @@ describe('the Wharf image alone', { skip: missing.length ? `missing: ${missing.j
   const image = buildImage({ layers: 3 });
 
   const serving = () =>
-    eventually(async () => {
-      const res = await fetch(`${BASE}/v2/`).catch(() => undefined);
-      assert.equal(res?.status, 200, 'GET /v2/ answers');
-    }, 600_000, 1000);
+    eventually(
+      async () => {
+        const res = await fetch(`${BASE}/v2/`).catch(() => undefined);
+        assert.equal(res?.status, 200, 'GET /v2/ answers');
+      },
+      600_000,
+      1000,
+    );
 
   before(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'wharf-image-'));
@@ -46,7 +50,9 @@ describe('the Wharf image alone', { skip: missing.length ? `missing: ${missing.j
   it('serves with its default command, data on a volume, published on loopback', async () => {
     await podman('run', '-d', '--name', NAME, '-p', `127.0.0.1:${PORT}:5000`, '-v', `${VOLUME}:/data`, WHARF_IMAGE);
     await serving();
-    const config = JSON.parse(await podman('image', 'inspect', WHARF_IMAGE)) as Array<{ Config: { Cmd: string[]; Entrypoint: string[]; User: string; Volumes: Record<string, unknown> } }>;
+    const config = JSON.parse(await podman('image', 'inspect', WHARF_IMAGE)) as Array<{
+      Config: { Cmd: string[]; Entrypoint: string[]; User: string; Volumes: Record<string, unknown> };
+    }>;
     assert.deepEqual(config[0]!.Config.Cmd, ['all']);
     assert.deepEqual(config[0]!.Config.Entrypoint, ['wharf']);
     assert.equal(config[0]!.Config.User, 'node');

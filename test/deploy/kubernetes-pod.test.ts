@@ -71,7 +71,8 @@ describe('the API image as the Kubernetes manifests run it', { skip: missing.len
       if (volume.emptyDir) args.push('--tmpfs', `${m.mountPath}:rw,size=64m,mode=1777`);
       else if (volume.configMap) args.push('-v', `${join(tmp, 'configmap', volume.configMap.name)}:${m.mountPath}:ro`);
       else if (volume.secret && volume.secret.secretName === 'wharf-token-keys') args.push('-v', `${join(tmp, 'tokens')}:${m.mountPath}:ro`);
-      else if (volume.secret?.optional) continue; // optional and absent, as in the base
+      else if (volume.secret?.optional)
+        continue; // optional and absent, as in the base
       else throw new Error(`volume ${m.name}`);
     }
     for (const p of c.ports ?? []) args.push('-p', `127.0.0.1:${PORT}:${p.containerPort}`);
@@ -94,9 +95,37 @@ describe('the API image as the Kubernetes manifests run it', { skip: missing.len
     const keys = await sh('node', [join(ROOT, 'bin/wharf.mjs'), 'keys', join(tmp, 'tokens'), 'admin']);
     password = /password: (\S+)/.exec(keys)![1]!;
     await sh('chown', ['-R', '1000:1000', join(tmp, 'tokens')]);
-    await podman('run', '-d', '--name', `${P}postgres`, '--network', NET, '-e', 'POSTGRES_USER=wharf', '-e', 'POSTGRES_PASSWORD=wharf', '-e', 'POSTGRES_DB=wharf', 'postgres:15.20-bookworm');
+    await podman(
+      'run',
+      '-d',
+      '--name',
+      `${P}postgres`,
+      '--network',
+      NET,
+      '-e',
+      'POSTGRES_USER=wharf',
+      '-e',
+      'POSTGRES_PASSWORD=wharf',
+      '-e',
+      'POSTGRES_DB=wharf',
+      'postgres:15.20-bookworm',
+    );
     await podman('run', '-d', '--name', `${P}nats`, '--network', NET, 'nats:2.9.25-alpine', '-js');
-    await podman('run', '-d', '--name', `${P}minio`, '--network', NET, '-e', 'MINIO_ROOT_USER=wharf', '-e', 'MINIO_ROOT_PASSWORD=wharf-secret', 'minio/minio:RELEASE.2025-09-07T16-13-09Z', 'server', '/data');
+    await podman(
+      'run',
+      '-d',
+      '--name',
+      `${P}minio`,
+      '--network',
+      NET,
+      '-e',
+      'MINIO_ROOT_USER=wharf',
+      '-e',
+      'MINIO_ROOT_PASSWORD=wharf-secret',
+      'minio/minio:RELEASE.2025-09-07T16-13-09Z',
+      'server',
+      '/data',
+    );
     await eventually(() => podman('exec', `${P}postgres`, 'pg_isready', '-U', 'wharf', '-d', 'wharf'), 600_000, 1000);
     await eventually(() => podman('exec', `${P}minio`, 'mc', 'ready', 'local'), 600_000, 1000);
     await podman('exec', `${P}minio`, 'mc', 'mb', '--ignore-existing', 'local/wharf');
@@ -117,7 +146,10 @@ describe('the API image as the Kubernetes manifests run it', { skip: missing.len
     const pod = find('Deployment', 'wharf-api').spec.template.spec;
     const c = pod.containers[0];
     await podman(...podArgs(pod, c, `${P}api`));
-    const probe = (p: any) => fetch(`http://127.0.0.1:${PORT}${p.httpGet.path}`).then((r) => r.status).catch(() => 0);
+    const probe = (p: any) =>
+      fetch(`http://127.0.0.1:${PORT}${p.httpGet.path}`)
+        .then((r) => r.status)
+        .catch(() => 0);
     await eventually(async () => assert.equal(await probe(c.startupProbe), 200, 'startup probe'), 600_000, 1000);
     await eventually(async () => assert.equal(await probe(c.readinessProbe), 200, 'readiness probe'), 600_000, 1000);
     assert.equal(await probe(c.livenessProbe), 200, 'liveness probe');
@@ -131,7 +163,9 @@ describe('the API image as the Kubernetes manifests run it', { skip: missing.len
   it('takes a push with the Secret user, and its RSS stays under the memory request', async () => {
     const dir = join(tmp, 'layout');
     await writeOciLayout(dir, { v1: buildImage({ layers: 3 }) });
-    await sh('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--dest-creds', `admin:${password}`, `oci:${dir}:v1`, `docker://127.0.0.1:${PORT}/k8s/app:v1`], { env: skopeoEnv });
+    await sh('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--dest-creds', `admin:${password}`, `oci:${dir}:v1`, `docker://127.0.0.1:${PORT}/k8s/app:v1`], {
+      env: skopeoEnv,
+    });
     const rss = await rssMiB(`${P}api`);
     const request = find('Deployment', 'wharf-api').spec.template.spec.containers[0].resources.requests.memory as string;
     console.log(`rss: API pod stand-in after a push: ${rss} MiB (memory request ${request})`);

@@ -76,7 +76,8 @@ export function startHealthTicker(): { stop(): Promise<void> } {
   const loop = (async () => {
     while (!stopped) {
       const ids: string[] = [];
-      for (const health of ['starting', 'healthy', 'unhealthy']) ids.push(...(await podman('ps', '-q', '--filter', `health=${health}`).catch(() => '')).split('\n').filter(Boolean));
+      for (const health of ['starting', 'healthy', 'unhealthy'])
+        ids.push(...(await podman('ps', '-q', '--filter', `health=${health}`).catch(() => '')).split('\n').filter(Boolean));
       await Promise.all(ids.map((id) => run('podman', ['healthcheck', 'run', id], { env: podmanEnv, timeout: 60_000 }).catch(() => {})));
       await new Promise((r) => setTimeout(r, 2000));
     }
@@ -94,7 +95,10 @@ export const WHARF_IMAGE = 'wharf:0.1.0';
 /** The stand-ins and the Wharf image, built when missing (compose.test.ts builds them first in a full run). */
 export async function ensureImages(): Promise<void> {
   await sh(join(ROOT, 'deploy/local-images.sh'), [], { timeoutMs: 3_000_000 });
-  const exists = await podman('image', 'exists', WHARF_IMAGE).then(() => true, () => false);
+  const exists = await podman('image', 'exists', WHARF_IMAGE).then(
+    () => true,
+    () => false,
+  );
   if (!exists) await podman('build', '--pull=never', '-t', WHARF_IMAGE, ROOT);
 }
 

@@ -274,7 +274,10 @@ export async function untilServerHas(name: string, bytes: number): Promise<void>
     const rows = await uploadRowsFor(name);
     assert.ok(rows.length > 0, 'no session yet');
     const sizes = await Promise.all(rows.map((r) => storedBytes(r.storage_key)));
-    assert.ok(sizes.some((s) => (s ?? 0) >= bytes), `server has not stored ${bytes} bytes yet (${sizes.join(', ')})`);
+    assert.ok(
+      sizes.some((s) => (s ?? 0) >= bytes),
+      `server has not stored ${bytes} bytes yet (${sizes.join(', ')})`,
+    );
   });
 }
 

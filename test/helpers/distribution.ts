@@ -45,7 +45,12 @@ export async function startDistribution(options: DistributionOptions = {}): Prom
     `  addr: 127.0.0.1:${port}`,
   ];
   if (options.users) {
-    await writeFile(join(dir, 'htpasswd'), Object.entries(options.users).map(([u, p]) => `${u}:${bcrypt.hashSync(p, 5)}`).join('\n') + '\n');
+    await writeFile(
+      join(dir, 'htpasswd'),
+      Object.entries(options.users)
+        .map(([u, p]) => `${u}:${bcrypt.hashSync(p, 5)}`)
+        .join('\n') + '\n',
+    );
     lines.push('auth:', '  htpasswd:', '    realm: distribution', `    path: ${join(dir, 'htpasswd')}`);
   }
   if (options.remoteUrl) lines.push('proxy:', `  remoteurl: ${options.remoteUrl}`);

@@ -69,14 +69,18 @@ export async function blobRow(db: Kysely<Schema>, digest: string) {
 
 /** Waits until nothing is left to review or delete (due or not), so a check can follow. */
 export async function queuesDrained(db: Kysely<Schema>): Promise<void> {
-  await eventually(async () => {
-    const [b, m, s] = await Promise.all([
-      db.selectFrom('gc_blob_reviews').select('digest').execute(),
-      db.selectFrom('gc_manifest_reviews').select('digest').execute(),
-      db.selectFrom('gc_storage_deletions').select('id').execute(),
-    ]);
-    assert.deepEqual([b.length, m.length, s.length], [0, 0, 0], 'gc queues still hold work');
-  }, SETTLE_MS, 100);
+  await eventually(
+    async () => {
+      const [b, m, s] = await Promise.all([
+        db.selectFrom('gc_blob_reviews').select('digest').execute(),
+        db.selectFrom('gc_manifest_reviews').select('digest').execute(),
+        db.selectFrom('gc_storage_deletions').select('id').execute(),
+      ]);
+      assert.deepEqual([b.length, m.length, s.length], [0, 0, 0], 'gc queues still hold work');
+    },
+    SETTLE_MS,
+    100,
+  );
 }
 
 /** Delete a tag: the untagged manifest goes (policy delete), its own layers go, a layer another image shares stays. */
@@ -93,11 +97,15 @@ export async function tagDeleteScenario(t: GcTarget, name: string): Promise<void
   const own1Key = (await blobRow(t.db, own1.digest))!.storage_key;
 
   assert.equal((await fetch(`${t.base}/v2/${name}/manifests/v1`, { method: 'DELETE' })).status, 202);
-  await eventually(async () => {
-    assert.equal((await fetch(`${t.base}/v2/${name}/manifests/${one.digest}`)).status, 404, 'untagged manifest collected');
-    assert.equal(await blobRow(t.db, own1.digest), undefined, 'its own layer collected');
-    assert.equal(await blobRow(t.db, config1.digest), undefined, 'its config collected');
-  }, SETTLE_MS, 100);
+  await eventually(
+    async () => {
+      assert.equal((await fetch(`${t.base}/v2/${name}/manifests/${one.digest}`)).status, 404, 'untagged manifest collected');
+      assert.equal(await blobRow(t.db, own1.digest), undefined, 'its own layer collected');
+      assert.equal(await blobRow(t.db, config1.digest), undefined, 'its config collected');
+    },
+    SETTLE_MS,
+    100,
+  );
   await queuesDrained(t.db);
   assert.equal(await blobStatus(t.base, name, own1.digest), 404);
   assert.equal(await blobStatus(t.base, name, shared.digest), 200, 'the shared layer survives');
@@ -139,8 +147,7 @@ export async function crossRepoScenario(t: GcTarget, from: string, to: string): 
 export async function raceScenario(t: GcTarget, name: string, rounds = 20): Promise<void> {
   const x = randomBlob(8192);
   const config = configBlob();
-  const manifestOf = (round: number) =>
-    JSON.stringify({ ...JSON.parse(imageManifest(config, [x])), annotations: { round: String(round) } });
+  const manifestOf = (round: number) => JSON.stringify({ ...JSON.parse(imageManifest(config, [x])), annotations: { round: String(round) } });
   const push = async (round: number) => {
     for (let attempt = 0; attempt < 10; attempt++) {
       for (const b of [config, x]) {
@@ -203,11 +210,18 @@ export async function emptyScenario(t: GcTarget, names: string[]): Promise<void>
   assert.equal(wrong.status, 400);
 
   for (const p of pushed) assert.equal((await fetch(`${t.base}/v2/${p.name}/manifests/${p.digest}`, { method: 'DELETE' })).status, 202);
-  await eventually(async () => {
-    for (const table of ['blobs', 'repository_blobs', 'manifests', 'tags', 'uploads', 'gc_blob_reviews', 'gc_manifest_reviews', 'gc_storage_deletions'] as const) {
-      const rows = await t.db.selectFrom(table).select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
-      assert.equal(Number(rows.n), 0, `${table} is empty`);
-    }
-    assert.equal(await t.countObjects(), 0, 'storage is empty');
-  }, SETTLE_MS, 200);
+  await eventually(
+    async () => {
+      for (const table of ['blobs', 'repository_blobs', 'manifests', 'tags', 'uploads', 'gc_blob_reviews', 'gc_manifest_reviews', 'gc_storage_deletions'] as const) {
+        const rows = await t.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll<string>().as('n'))
+          .executeTakeFirstOrThrow();
+        assert.equal(Number(rows.n), 0, `${table} is empty`);
+      }
+      assert.equal(await t.countObjects(), 0, 'storage is empty');
+    },
+    SETTLE_MS,
+    200,
+  );
 }

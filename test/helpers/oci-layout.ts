@@ -190,13 +190,7 @@ export const EMPTY_CONFIG: Blob = blobOf('{}');
  * (c) An artifact: an OCI image manifest with `artifactType`, the empty config, and a `subject`
  * pointing at another manifest. Its one layer is `payload` (JSON by default) under `layerMediaType`.
  */
-export function buildArtifact(opts: {
-  subject: Descriptor;
-  artifactType?: string;
-  payload?: Buffer;
-  layerMediaType?: string;
-  annotations?: Record<string, string>;
-}): Artifact {
+export function buildArtifact(opts: { subject: Descriptor; artifactType?: string; payload?: Buffer; layerMediaType?: string; annotations?: Record<string, string> }): Artifact {
   const artifactType = opts.artifactType ?? 'application/vnd.example.sbom.v1';
   const payload = blobOf(opts.payload ?? Buffer.from(JSON.stringify({ sbom: 'example', nonce: randomBytes(8).toString('hex') })));
   const layerMediaType = opts.layerMediaType ?? 'application/vnd.example.sbom.v1+json';

@@ -36,7 +36,11 @@ export async function startRoundRobin(
   };
   const server: Server = createServer((req, res) => {
     const extra = options.addHeaders?.(req) ?? {};
-    if (extra instanceof Promise) extra.then((h) => forward(req, res, h), () => res.destroy());
+    if (extra instanceof Promise)
+      extra.then(
+        (h) => forward(req, res, h),
+        () => res.destroy(),
+      );
     else forward(req, res, extra);
   });
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {

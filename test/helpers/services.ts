@@ -47,7 +47,11 @@ async function natsServer(closers: Closer[], docker: boolean): Promise<string | 
   if (process.env.WHARF_TEST_NATS_URL) return process.env.WHARF_TEST_NATS_URL;
   if (!docker) return undefined;
   const { GenericContainer, Wait } = await import('testcontainers');
-  const container = await new GenericContainer('nats:2.9').withCommand(['-js']).withExposedPorts(4222).withWaitStrategy(Wait.forLogMessage(/Server is ready/)).start();
+  const container = await new GenericContainer('nats:2.9')
+    .withCommand(['-js'])
+    .withExposedPorts(4222)
+    .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
+    .start();
   closers.push(async () => void (await container.stop()));
   return `nats://${container.getHost()}:${container.getMappedPort(4222)}`;
 }

@@ -53,5 +53,14 @@ export function rawImage(layers: Blob[]): Content & { config: Blob; layers: Blob
     }),
   );
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-  return { mediaType: OCI_MANIFEST, bytes, digest, size: bytes.length, descriptor: { mediaType: OCI_MANIFEST, digest, size: bytes.length }, blobs: [config, ...layers], config, layers };
+  return {
+    mediaType: OCI_MANIFEST,
+    bytes,
+    digest,
+    size: bytes.length,
+    descriptor: { mediaType: OCI_MANIFEST, digest, size: bytes.length },
+    blobs: [config, ...layers],
+    config,
+    layers,
+  };
 }

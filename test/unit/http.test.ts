@@ -38,7 +38,10 @@ describe('parseRange', () => {
 describe('chunkInfo', () => {
   const request = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
   const refused = (headers: Record<string, string>, code: string) =>
-    assert.throws(() => chunkInfo(request(headers)), (err) => err instanceof RegistryError && err.code === code);
+    assert.throws(
+      () => chunkInfo(request(headers)),
+      (err) => err instanceof RegistryError && err.code === code,
+    );
 
   it('no headers: nothing known', () => assert.deepEqual(chunkInfo(request({})), {}));
   it('Content-Length alone', () => assert.deepEqual(chunkInfo(request({ 'content-length': '42' })), { length: 42 }));

@@ -15,7 +15,10 @@ const layer = { mediaType: OCI_LAYER, digest: d('1'), size: 20 };
 const bytes = (doc: unknown) => Buffer.from(JSON.stringify(doc));
 const image = (extra: Record<string, unknown> = {}) => ({ schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [layer], ...extra });
 const invalid = (doc: unknown, contentType: string | undefined, what: RegExp) =>
-  assert.throws(() => parseManifest(typeof doc === 'string' ? Buffer.from(doc) : bytes(doc), contentType), (err) => err instanceof RegistryError && err.code === 'MANIFEST_INVALID' && what.test(err.message));
+  assert.throws(
+    () => parseManifest(typeof doc === 'string' ? Buffer.from(doc) : bytes(doc), contentType),
+    (err) => err instanceof RegistryError && err.code === 'MANIFEST_INVALID' && what.test(err.message),
+  );
 
 describe('parseManifest: image manifests', () => {
   it('indexes config and layers, in order, and takes the config media type as artifactType', () => {

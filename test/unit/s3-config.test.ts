@@ -3,7 +3,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../libs/config/index.js';
 
-const bad = (env: Record<string, string>, message: RegExp) => assert.throws(() => loadConfig({ env }), (err: Error) => err instanceof ConfigError && message.test(err.message));
+const bad = (env: Record<string, string>, message: RegExp) =>
+  assert.throws(
+    () => loadConfig({ env }),
+    (err: Error) => err instanceof ConfigError && message.test(err.message),
+  );
 
 describe('S3 client configuration', () => {
   it('defaults: auto checksums, 30 s per attempt, 4 attempts, 8 MiB parts, 2 in flight, no public endpoint', () => {

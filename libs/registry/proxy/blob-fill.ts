@@ -80,7 +80,9 @@ export class BlobCache {
       const outcome = await this.waitForFill(digest);
       if (outcome === 'ended' && !(await proxyCache.findStoredBlob(this.deps.db, digest))) failedFills++;
       if (failedFills >= MAX_FAILED_FILLS) {
-        throw new RegistryError('UNAVAILABLE', `the fetch of this blob from upstream ${upstream.config.name} failed; try again`, { detail: { digest, upstream: upstream.config.name } });
+        throw new RegistryError('UNAVAILABLE', `the fetch of this blob from upstream ${upstream.config.name} failed; try again`, {
+          detail: { digest, upstream: upstream.config.name },
+        });
       }
     }
   }
@@ -274,7 +276,14 @@ class Fill {
     if (this.client.write(bytes)) return;
     let timer: NodeJS.Timeout | undefined;
     const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), CLIENT_STALL_MS)));
-    const outcome = await Promise.race([once(this.client, 'drain').then(() => 'drained' as const, () => 'gone' as const), once(this.client, 'close').then(() => 'gone' as const), stalled]);
+    const outcome = await Promise.race([
+      once(this.client, 'drain').then(
+        () => 'drained' as const,
+        () => 'gone' as const,
+      ),
+      once(this.client, 'close').then(() => 'gone' as const),
+      stalled,
+    ]);
     clearTimeout(timer);
     if (outcome === 'stalled') this.detach();
   }

@@ -28,13 +28,17 @@ export async function storeManifest(
 ): Promise<void> {
   const { digest, payload } = fetched;
   if (payload.length > deps.options.manifestMaxBytes) {
-    throw new RegistryError('UNAVAILABLE', `upstream ${upstream.config.name} sent a manifest larger than ${deps.options.manifestMaxBytes} bytes`, { detail: { upstream: upstream.config.name, digest } });
+    throw new RegistryError('UNAVAILABLE', `upstream ${upstream.config.name} sent a manifest larger than ${deps.options.manifestMaxBytes} bytes`, {
+      detail: { upstream: upstream.config.name, digest },
+    });
   }
   let manifest: ParsedManifest;
   try {
     manifest = parseManifest(payload, fetched.mediaType || undefined);
   } catch (err) {
-    throw new RegistryError('UNAVAILABLE', `upstream ${upstream.config.name} sent a manifest Wharf cannot read: ${(err as Error).message}`, { detail: { upstream: upstream.config.name, digest } });
+    throw new RegistryError('UNAVAILABLE', `upstream ${upstream.config.name} sent a manifest Wharf cannot read: ${(err as Error).message}`, {
+      detail: { upstream: upstream.config.name, digest },
+    });
   }
   await deps.db.transaction().execute(async (trx) => {
     const repositoryId = await repositories.ensureRepository(trx, repository);
@@ -70,14 +74,26 @@ export async function storeManifest(
 }
 
 /** Points a cached tag at a manifest the repository already has (the upstream moved it back, or to a digest pulled before). */
-export async function retag(deps: RegistryDeps, upstream: Upstream, repository: string, manifestId: number, digest: string, mediaType: string, size: number, tag: string, context: RequestContext): Promise<void> {
+export async function retag(
+  deps: RegistryDeps,
+  upstream: Upstream,
+  repository: string,
+  manifestId: number,
+  digest: string,
+  mediaType: string,
+  size: number,
+  tag: string,
+  context: RequestContext,
+): Promise<void> {
   await deps.db.transaction().execute(async (trx) => {
     const repositoryId = await repositories.ensureRepository(trx, repository);
     const { previous } = await tags.setTag(trx, repositoryId, tag, manifestId, digest);
     if (previous) await gc.enqueueManifestReviews(trx, repositoryId, [previous], untaggedDelay(gcPolicy(deps)), 'tag-moved');
     await proxyCache.markChecked(trx, repositoryId, tag);
     const as = asUpstream(context, upstream);
-    await recordEvents(trx, as, [{ subject: Subjects.manifestPush, action: 'push', target: { mediaType, size, digest, repository, tag, url: manifestUrl(as, repository, digest) } }]);
+    await recordEvents(trx, as, [
+      { subject: Subjects.manifestPush, action: 'push', target: { mediaType, size, digest, repository, tag, url: manifestUrl(as, repository, digest) } },
+    ]);
   });
   deps.outboxWritten();
 }
@@ -89,7 +105,9 @@ export async function forgetTag(deps: RegistryDeps, upstream: Upstream, reposito
     await proxyCache.forgetCheck(trx, repositoryId, tag);
     if (!removed) return;
     await gc.enqueueManifestReviews(trx, repositoryId, [removed.digest], untaggedDelay(gcPolicy(deps)), 'tag-deleted');
-    await recordEvents(trx, asUpstream(context, upstream), [{ subject: Subjects.tagDelete, action: 'delete', target: { repository, tag, digest: removed.digest, mediaType: removed.mediaType } }]);
+    await recordEvents(trx, asUpstream(context, upstream), [
+      { subject: Subjects.tagDelete, action: 'delete', target: { repository, tag, digest: removed.digest, mediaType: removed.mediaType } },
+    ]);
   });
   deps.outboxWritten();
 }

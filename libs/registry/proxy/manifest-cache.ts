@@ -56,7 +56,11 @@ export class ManifestCache {
     return row.payload ? row : ((await this.local(repository, { digest: row.digest }, true)) ?? row);
   }
 
-  private async local(repository: string, ref: ManifestLookup, withPayload: boolean): Promise<(ManifestRow & { checked_at?: Date | null; id: number; repository_id?: number }) | undefined> {
+  private async local(
+    repository: string,
+    ref: ManifestLookup,
+    withPayload: boolean,
+  ): Promise<(ManifestRow & { checked_at?: Date | null; id: number; repository_id?: number }) | undefined> {
     if ('tag' in ref) return proxyCache.findCachedTag(this.deps.db, repository, ref.tag, withPayload);
     return withPayload ? manifests.findManifestWithPayload(this.deps.db, repository, ref) : manifests.findManifest(this.deps.db, repository, ref);
   }

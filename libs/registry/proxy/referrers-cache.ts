@@ -29,7 +29,10 @@ export async function refreshReferrers(deps: RegistryDeps, proxied: ProxiedName,
     } else {
       const { algorithm, hex } = parseDigest(digest);
       const fallback = await upstream.remote.manifest(remoteName, `${algorithm}-${hex}`, 'GET');
-      listed = fallback?.payload && INDEX_TYPES.has(fallback.mediaType) ? ((JSON.parse(fallback.payload.toString('utf8')) as { manifests?: Array<{ digest?: unknown }> }).manifests ?? []) : [];
+      listed =
+        fallback?.payload && INDEX_TYPES.has(fallback.mediaType)
+          ? ((JSON.parse(fallback.payload.toString('utf8')) as { manifests?: Array<{ digest?: unknown }> }).manifests ?? [])
+          : [];
     }
     for (const entry of listed) {
       if (typeof entry.digest !== 'string') continue;

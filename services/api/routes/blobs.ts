@@ -28,7 +28,10 @@ async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
     .header('cache-control', 'max-age=31536000')
     .type('application/octet-stream');
   if (range) {
-    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`).header('content-length', range.end - range.start + 1);
+    reply
+      .code(206)
+      .header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`)
+      .header('content-length', range.end - range.start + 1);
   } else {
     reply.code(200).header('content-length', blob.size);
   }

@@ -37,6 +37,9 @@ export const referrers: MethodTable<ReferrersEndpoint> = {
     const index = await call.registry.discovery.referrers(call.endpoint.name, call.endpoint.digest, artifactType, call.context);
     if (artifactType !== undefined) call.reply.header('oci-filters-applied', 'artifactType');
     // A Buffer, so Fastify does not append a charset to the media type clients compare exactly.
-    return call.reply.code(200).type('application/vnd.oci.image.index.v1+json').send(Buffer.from(JSON.stringify(index)));
+    return call.reply
+      .code(200)
+      .type('application/vnd.oci.image.index.v1+json')
+      .send(Buffer.from(JSON.stringify(index)));
   },
 };

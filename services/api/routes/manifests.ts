@@ -8,12 +8,7 @@ type ManifestEndpoint = Extract<Endpoint, { kind: 'manifest' }>;
 async function fetch(call: Call<ManifestEndpoint>, withPayload: boolean) {
   const { name, reference } = call.endpoint;
   const m = await call.registry.manifests.get(name, reference, withPayload, call.context);
-  call.reply
-    .code(200)
-    .header('content-type', m.mediaType)
-    .header('docker-content-digest', m.digest)
-    .header('etag', `"${m.digest}"`)
-    .header('content-length', m.size);
+  call.reply.code(200).header('content-type', m.mediaType).header('docker-content-digest', m.digest).header('etag', `"${m.digest}"`).header('content-length', m.size);
   return call.reply.send(m.payload);
 }
 

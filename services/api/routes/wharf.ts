@@ -96,21 +96,31 @@ export const manifestListing: MethodTable<ManifestListingEndpoint> = getAndHead(
   const { name } = call.endpoint;
   const { n, last } = parsePage(call.query, call.pageSize);
   const filter = parseManifestFilter(call.query);
-  return versioned(call, name, (repo) => repo.manifestsEtag, async (repo) => {
-    const page = await call.registry.listings.manifests(repo, filter, n, last);
-    linkNextPage(call, `${call.v2}/${name}/_wharf/manifests`, n, page.next);
-    return { name, manifests: page.items };
-  });
+  return versioned(
+    call,
+    name,
+    (repo) => repo.manifestsEtag,
+    async (repo) => {
+      const page = await call.registry.listings.manifests(repo, filter, n, last);
+      linkNextPage(call, `${call.v2}/${name}/_wharf/manifests`, n, page.next);
+      return { name, manifests: page.items };
+    },
+  );
 });
 
 export const tagDetails: MethodTable<TagDetailsEndpoint> = getAndHead(async (call) => {
   const { name } = call.endpoint;
   const { n, last } = parsePage(call.query, call.pageSize);
-  return versioned(call, name, (repo) => repo.tagsEtag, async (repo) => {
-    const page = await call.registry.listings.tags(repo, n, last);
-    linkNextPage(call, `${call.v2}/${name}/_wharf/tags`, n, page.next);
-    return { name, tags: page.items };
-  });
+  return versioned(
+    call,
+    name,
+    (repo) => repo.tagsEtag,
+    async (repo) => {
+      const page = await call.registry.listings.tags(repo, n, last);
+      linkNextPage(call, `${call.v2}/${name}/_wharf/tags`, n, page.next);
+      return { name, tags: page.items };
+    },
+  );
 });
 
 export const tagHistory: MethodTable<TagHistoryEndpoint> = getAndHead(async (call) => {
