@@ -319,19 +319,32 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
         500,
       );
     }
-    // Every push is in the JetStream stream too (the relay published it once NATS was back).
-    const jsm = await nats.jetstreamManager();
-    const stream = await jsm.streams.info('WHARF_EVENTS');
-    const js = nats.jetstream();
-    const consumer = await js.consumers.get('WHARF_EVENTS', { filterSubjects: ['wharf.events.>'] });
-    const tags = new Set<string>();
-    const messages = await consumer.fetch({ max_messages: stream.state.messages, expires: 10_000 });
-    for await (const m of messages) {
-      const e = m.json() as { action: string; target: { repository: string; tag?: string } };
-      if (e.action === 'push' && e.target.repository === 'team/restart' && e.target.tag) tags.add(e.target.tag);
-      if (tags.size === images.length) break;
-    }
-    assert.deepEqual([...tags].sort(), images.map((_, i) => `r${i}`).sort(), 'every push event is in the stream');
+    // Every push is in the JetStream stream too (the relay published it once NATS was back). Read
+    // on a connection of its own, asked until the restarted server's JetStream answers: the suite's
+    // long-lived connection may still be reconnecting (its JetStream API request timed out here).
+    const expected = images.map((_, i) => `r${i}`).sort();
+    await eventually(
+      async () => {
+        const reader = await connect({ servers: `nats://127.0.0.1:${NATS_PORT}`, timeout: 10_000 });
+        try {
+          const jsm = await reader.jetstreamManager({ timeout: 10_000 });
+          const stream = await jsm.streams.info('WHARF_EVENTS');
+          const consumer = await reader.jetstream({ timeout: 10_000 }).consumers.get('WHARF_EVENTS', { filterSubjects: ['wharf.events.>'] });
+          const tags = new Set<string>();
+          const messages = await consumer.fetch({ max_messages: stream.state.messages, expires: 10_000 });
+          for await (const m of messages) {
+            const e = m.json() as { action: string; target: { repository: string; tag?: string } };
+            if (e.action === 'push' && e.target.repository === 'team/restart' && e.target.tag) tags.add(e.target.tag);
+            if (tags.size === images.length) break;
+          }
+          assert.deepEqual([...tags].sort(), expected, 'every push event is in the stream');
+        } finally {
+          await reader.close();
+        }
+      },
+      WAIT_MS,
+      1000,
+    );
   });
 
   it('keeps every tag across `down` and `up`', async () => {
