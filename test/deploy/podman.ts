@@ -99,7 +99,7 @@ export async function ensureImages(): Promise<void> {
     () => true,
     () => false,
   );
-  if (!exists) await podman('build', '--pull=never', '-t', WHARF_IMAGE, ROOT);
+  if (!exists) await podman('build', '--format', 'docker', '--pull=never', '-t', WHARF_IMAGE, ROOT);
 }
 
 /** VmRSS of a container's PID 1, in MiB. */
