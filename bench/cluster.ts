@@ -1,6 +1,7 @@
 // `npm run bench -- --cluster`: Wharf in cluster mode (two API nodes on s3rver, PostgreSQL and NATS)
 // next to CNCF Distribution 2.8.2 in the same run, plus s3rver alone as the ceiling of the S3 side.
 import { execFileSync } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,7 +28,7 @@ export interface ClusterOptions {
   /** Size of the chunked big-blob upload through both nodes (0: skipped). */
   bigMiB: number;
   cases: string[];
-  /** Distribution listens here, s3rver on the next port, the two nodes on the two after. */
+  /** Distribution listens here, s3rver on the next port, the two nodes on the two after, a redirecting node on the fifth. */
   portBase: number;
   skopeo(args: string[]): Promise<number>;
   log(line: string): void;
@@ -126,6 +127,73 @@ async function s3Alone(s3: LocalS3, count: number, bytes: number, into: { put: M
   client.destroy();
 }
 
+/** Concurrent GET loops for the blob GET cases; the same client for every side, so the ratios compare servers. */
+const BLOB_WORKERS = 16;
+
+interface GetLoopResult {
+  mibps: number;
+  requests: number;
+  redirects: number;
+}
+
+/** One GET on a keep-alive agent: status, Location and the body's length (the bytes are discarded). */
+function getOnce(agent: Agent, url: string): Promise<{ status: number; location?: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    request(url, { agent }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, bytes }));
+      res.on('error', reject);
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/**
+ * BLOB_WORKERS loops of GETs for `seconds`, round-robin over `urls`, each following one 307 as a
+ * client does with storage.s3.redirect; every answer must be 200 with `size` bytes.
+ */
+async function getLoop(urls: string[], size: number, seconds: number): Promise<GetLoopResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 2 * BLOB_WORKERS });
+  let bytes = 0;
+  let requests = 0;
+  let redirects = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  try {
+    await Promise.all(
+      Array.from({ length: BLOB_WORKERS }, async (_, w) => {
+        for (let i = w; performance.now() < end; i++) {
+          let r = await getOnce(agent, urls[i % urls.length]!);
+          if (r.status === 307 && r.location) {
+            redirects++;
+            r = await getOnce(agent, r.location);
+          }
+          if (r.status !== 200 || r.bytes !== size) throw new Error(`blob GET ${urls[i % urls.length]}: ${r.status}, ${r.bytes} bytes`);
+          bytes += r.bytes;
+          requests++;
+        }
+      }),
+    );
+  } finally {
+    agent.destroy();
+  }
+  return { mibps: bytes / MiB / ((performance.now() - start) / 1000), requests, redirects };
+}
+
+/** Each side's getLoop in A B B A halves; the MiB/s of the two halves together, per side. */
+async function compareGets(sides: Array<{ urls: string[] }>, size: number, seconds: number): Promise<GetLoopResult[]> {
+  const order = [...sides.keys(), ...[...sides.keys()].reverse()];
+  const halves: GetLoopResult[][] = sides.map(() => []);
+  for (const i of order) halves[i]!.push(await getLoop(sides[i]!.urls, size, seconds / 2));
+  return halves.map((h) => ({
+    mibps: h.reduce((a, b) => a + b.mibps, 0) / h.length,
+    requests: h.reduce((a, b) => a + b.requests, 0),
+    redirects: h.reduce((a, b) => a + b.redirects, 0),
+  }));
+}
+
 async function outboxDrained(url: string, log: (line: string) => void): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -190,6 +258,9 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
       nodes.push(node);
     }
     const [nodeA, nodeB] = nodes as [RunningRegistry, RunningRegistry];
+    // Only for the blob GET case: the same cluster, answering blob GETs with a 307 to a presigned URL.
+    const redirecting = await startWharfNode('Wharf node C (redirect)', opts.portBase + 4, { ...env, WHARF_EVENTS_INSTANCEID: 'bench-node-redirect', WHARF_S3_REDIRECT: 'true' });
+    started.push(redirecting);
     sampler = new RssSampler([
       { label: 'Distribution', pid: dist.pid },
       { label: nodeA.name, pid: nodeA.pid },
@@ -242,6 +313,34 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
       reads.push({ name, dist: d, wharf: w });
     }
 
+    let blobGets: { size: number; dist: GetLoopResult; wharf: GetLoopResult; s3: GetLoopResult; redirect: GetLoopResult } | undefined;
+    if (opts.cases.length === 0 || opts.cases.some((c) => 'blob GET'.includes(c))) {
+      // The 1 MiB layer: through the two nodes, straight from s3rver (a presigned GET of the object
+      // the nodes read, with the same client: what the S3 server alone serves), and through the
+      // redirecting node (307, then that presigned GET).
+      const layer = data.app.layer;
+      const path = `/v2/${APP_REPO}/blobs/${layer.digest}`;
+      const direct = await getOnce(new Agent(), `${nodeA.base}${path}`);
+      if (direct.status !== 200 || direct.bytes !== layer.bytes.length) throw new Error(`cluster blob GET: ${direct.status}, ${direct.bytes} bytes`);
+      const probe = await fetch(`${redirecting.base}${path}`, { redirect: 'manual' });
+      await probe.arrayBuffer();
+      const location = probe.headers.get('location');
+      if (probe.status !== 307 || !location) throw new Error(`redirecting node: ${probe.status}`);
+      // The presigned URL the redirect hands out (valid storage.s3.redirectexpiry, 900 s): the object the nodes read.
+      const presigned = location;
+      log('cluster: blob GET 1 MiB: Distribution, the two nodes, s3rver alone, the redirecting node');
+      const [d, w, alone, r] = await compareGets(
+        [{ urls: [`${dist.base}${path}`] }, { urls: [`${nodeA.base}${path}`, `${nodeB.base}${path}`] }, { urls: [presigned] }, { urls: [`${redirecting.base}${path}`] }],
+        layer.bytes.length,
+        opts.seconds,
+      );
+      blobGets = { size: layer.bytes.length, dist: d!, wharf: w!, s3: alone!, redirect: r! };
+      log(
+        `cluster: blob GET 1 MiB: Distribution ${fmt(d!.mibps, 1)}, nodes ${fmt(w!.mibps, 1)}, s3rver alone ${fmt(alone!.mibps, 1)}, redirect ${fmt(r!.mibps, 1)} MiB/s (${r!.redirects} redirects)`,
+      );
+    }
+    await redirecting.stop();
+
     // Push and pull: two skopeo copies at once (each a fresh 3-layer image), to Distribution twice or to node A and node B.
     sampler.enter('push');
     const transfer = { dist: { push: emptyMoves(), pull: emptyMoves() }, wharf: { push: emptyMoves(), pull: emptyMoves() } };
@@ -291,7 +390,7 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
       big = { mib: opts.bigMiB, up, down };
     }
     sampler.enter('done');
-    return render({ opts, reads, transfer, s3only, sampler, nodes: nodes.map((n) => n.name), big, imageMiB });
+    return render({ opts, reads, blobGets, transfer, s3only, sampler, nodes: nodes.map((n) => n.name), big, imageMiB });
   } finally {
     await cleanup();
   }
@@ -300,6 +399,7 @@ export async function runClusterBench(opts: ClusterOptions): Promise<string> {
 interface ClusterReport {
   opts: ClusterOptions;
   reads: Array<{ name: string; dist: LoadResult; wharf: LoadResult }>;
+  blobGets?: { size: number; dist: GetLoopResult; wharf: GetLoopResult; s3: GetLoopResult; redirect: GetLoopResult };
   transfer: { dist: { push: Moves; pull: Moves }; wharf: { push: Moves; pull: Moves } };
   s3only: { put: Moves; get: Moves };
   sampler: RssSampler;
@@ -325,6 +425,12 @@ function render(rep: ClusterReport): string {
   const bad = rep.reads.flatMap((r) => [r.dist, r.wharf]).reduce((n, x) => n + x.non2xx + x.errors, 0);
   const t = rep.transfer;
   const s = rep.s3only;
+  const g = rep.blobGets;
+  if (g) {
+    row('blob GET 1 MiB (16 loops), MiB/s', fmt(g.dist.mibps, 1), fmt(g.wharf.mibps, 1), ratio(g.wharf.mibps, g.dist.mibps));
+    row('s3rver alone: presigned GET of the same object, MiB/s', '', fmt(g.s3.mibps, 1), `cluster blob GET = ${ratio(g.wharf.mibps, g.s3.mibps)} of it`);
+    row('blob GET with storage.s3.redirect (307 + presigned GET), MiB/s', '', fmt(g.redirect.mibps, 1), `${ratio(g.redirect.mibps, g.dist.mibps)} of Distribution`);
+  }
   row('push (2 skopeo at once), MiB/s', fmt(median(t.dist.push.mibps), 1), fmt(median(t.wharf.push.mibps), 1), ratio(median(t.wharf.push.mibps), median(t.dist.push.mibps)));
   row('pull (2 skopeo at once), MiB/s', fmt(median(t.dist.pull.mibps), 1), fmt(median(t.wharf.pull.mibps), 1), ratio(median(t.wharf.pull.mibps), median(t.dist.pull.mibps)));
   row(

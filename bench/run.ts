@@ -1,5 +1,5 @@
 // Side-by-side benchmark of CNCF Distribution 2.8.2 and Wharf (embedded mode) on loopback.
-// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster [--port-base N]]
+// Usage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--port-base N] [--cluster]
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,8 +11,9 @@ import { startDistribution, startWharfProcess, WHARF_ROOT, type RunningRegistry 
 import { cpuSecondsOf, memoryOf, RssSampler } from './rss.js';
 import { APP_REPO, drain, HttpError, makeDataset, OCI_MANIFEST, pushChunked, seed, sha256, TAG_COUNT, TAGS_REPO, type Dataset } from './seed.js';
 
-const DISTRIBUTION_PORT = 5201;
-const WHARF_PORT = 5202;
+/** Embedded benchmark's ports without --port-base: Distribution on P, Wharf on P+1. */
+const EMBEDDED_PORT_BASE = 5201;
+const CLUSTER_PORT_BASE = 5203;
 const CONNECTIONS = 32;
 const LAYERS = 3;
 const LAYER_BYTES = 21 * 1024 * 1024;
@@ -28,12 +29,12 @@ interface Options {
   cases: string[];
   /** The cluster benchmark (bench/cluster.ts) instead of the embedded one. */
   cluster: boolean;
-  /** First of the cluster benchmark's four ports (Distribution, s3rver, node A, node B). */
-  portBase: number;
+  /** First port: the embedded benchmark's two (Distribution, Wharf) or the cluster benchmark's four (Distribution, s3rver, node A, node B). */
+  portBase?: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3, cases: [], cluster: false, portBase: 5203 };
+  const opts: Options = { big: true, bigMiB: 2048, seconds: 8, pushes: 3, cases: [], cluster: false };
   const number = (flag: string, value: string | undefined) => {
     const n = Number(value);
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${value}`);
@@ -50,7 +51,7 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--cases') opts.cases = (argv[++i] ?? '').split(',').filter(Boolean);
     else
       throw new Error(
-        `unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--cluster [--port-base N]]`,
+        `unknown argument ${arg}\nusage: npm run bench [-- --no-big] [--big-mib N] [--seconds N] [--pushes N] [--cases tags,manifest|none] [--port-base N] [--cluster]`,
       );
   }
   return opts;
@@ -191,11 +192,15 @@ function wharfVersion(): string {
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const mb = (kib: number) => `${fmt(kib / 1024)} MiB`;
 const ratio = (wharf: number, dist: number) => (dist > 0 ? `${fmt(wharf / dist, 2)}x` : 'n/a');
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 interface BigResult {
   mib: number;
   uploadSeconds: number;
   downloadSeconds: number;
+  distUploadSeconds: number;
+  /** The GETs of the D W W D round, seconds each. */
+  getSeconds: { dist: number[]; wharf: number[] };
   /** Peak Wharf node VmRSS (KiB) idle before, during the upload, during the download. */
   before: number;
   upload: number;
@@ -274,7 +279,7 @@ function render(rep: Report): string {
   row('Wharf PostgreSQL, sum of PSS', ...phases.map((p) => mb(rep.rss.peak('Wharf PostgreSQL (sum PSS)', [p]))), '');
   lines.push('', 'The PostgreSQL sum of VmRSS counts shared buffers once per backend; PSS splits shared pages between the processes and is the fairer total.');
 
-  lines.push('', '## Big blob on Wharf', '');
+  lines.push('', '## Big blob', '');
   if (rep.big) {
     const b = rep.big;
     lines.push(
@@ -282,6 +287,10 @@ function render(rep: Report): string {
         `read back in ${fmt(b.downloadSeconds, 1)} s (${fmt(b.mib / b.downloadSeconds, 1)} MiB/s).`,
       '',
       `Wharf node peak VmRSS: ${mb(b.before)} idle before · ${mb(b.upload)} during the upload · ${mb(b.download)} during the download.`,
+      '',
+      `Distribution: the same size pushed in ${fmt(b.distUploadSeconds, 1)} s (${fmt(b.mib / b.distUploadSeconds, 1)} MiB/s). ` +
+        `GETs of the whole blob, D W W D: Distribution ${b.getSeconds.dist.map((x) => fmt(b.mib / x, 1)).join(', ')} MiB/s, Wharf ${b.getSeconds.wharf.map((x) => fmt(b.mib / x, 1)).join(', ')} MiB/s; ` +
+        `big blob GET ratio (Wharf/Distribution, total time) ${ratio(sum(b.getSeconds.dist), sum(b.getSeconds.wharf))}.`,
     );
   } else {
     lines.push('Skipped (--no-big).');
@@ -315,9 +324,10 @@ async function main(): Promise<void> {
   process.once('SIGTERM', interrupted);
   try {
     log('starting Distribution and Wharf');
-    const dist = await startDistribution(DISTRIBUTION_PORT);
+    const ports = opts.portBase ?? EMBEDDED_PORT_BASE;
+    const dist = await startDistribution(ports);
     registries.push(dist);
-    const wharf = await startWharfProcess(WHARF_PORT);
+    const wharf = await startWharfProcess(ports + 1);
     registries.push(wharf);
     sampler = new RssSampler([
       { label: 'Distribution', pid: dist.pid },
@@ -383,10 +393,27 @@ async function main(): Promise<void> {
       const downloadSeconds = (performance.now() - t) / 1000;
       sampler.enter('done');
       if (got !== opts.bigMiB * MiB) throw new Error(`big blob GET returned ${got} bytes, expected ${opts.bigMiB * MiB}`);
+      // The same size on Distribution, read back twice on each side in D W W D order: the ratio of the GETs.
+      log(`pushing a ${opts.bigMiB} MiB blob to Distribution`);
+      t = performance.now();
+      const distDigest = await pushChunked(dist.base, 'bench/big', opts.bigMiB * MiB, BIG_CHUNK);
+      const distUploadSeconds = (performance.now() - t) / 1000;
+      const timedGet = async (base: string, d: string) => {
+        const start = performance.now();
+        const n = await drain(`${base}/v2/bench/big/blobs/${d}`);
+        if (n !== opts.bigMiB * MiB) throw new Error(`big blob GET from ${base} returned ${n} bytes, expected ${opts.bigMiB * MiB}`);
+        return (performance.now() - start) / 1000;
+      };
+      const d1 = await timedGet(dist.base, distDigest);
+      const w1 = await timedGet(wharf.base, digest);
+      const w2 = await timedGet(wharf.base, digest);
+      const d2 = await timedGet(dist.base, distDigest);
       report.big = {
         mib: opts.bigMiB,
         uploadSeconds,
         downloadSeconds,
+        distUploadSeconds,
+        getSeconds: { dist: [d1, d2], wharf: [w1, w2] },
         before: sampler.peak('Wharf node', ['big-idle']),
         upload: sampler.peak('Wharf node', ['big-upload']),
         download: sampler.peak('Wharf node', ['big-download']),
@@ -426,7 +453,7 @@ async function clusterMain(opts: Options): Promise<void> {
     pushes: opts.pushes,
     bigMiB: opts.big ? opts.bigMiB : 0,
     cases: opts.cases,
-    portBase: opts.portBase,
+    portBase: opts.portBase ?? CLUSTER_PORT_BASE,
     skopeo: (args) => {
       if (interrupted) throw new Error('interrupted');
       return skopeo(args);

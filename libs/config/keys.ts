@@ -124,7 +124,7 @@ export const KEYS = {
     default: 30,
     env: 'WHARF_S3_TIMEOUT',
     min: 1,
-    doc: 'seconds one S3 call may wait for its answer (after sending its body) before it is retried or the request fails with 503',
+    doc: 'seconds one S3 call may wait for its answer (after sending its body) before it is retried or the request fails with 503; also how long a GetObject body may stall mid-way (while its reader wants bytes) before the blob GET is cut off',
   },
   'storage.s3.maxattempts': {
     type: 'integer',

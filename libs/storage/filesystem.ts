@@ -1,9 +1,10 @@
-import { createReadStream, createWriteStream, type Dir } from 'node:fs';
+import { createWriteStream, type Dir } from 'node:fs';
 import { access, constants, mkdir, open, opendir, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, ByteRange, StoredObject, UploadState } from './blob-store.js';
+import { FileReadStream } from './file-read-stream.js';
 
 /** Blob bytes as files under one directory; keys are relative paths. */
 export class FilesystemBlobStore implements BlobStore {
@@ -59,7 +60,12 @@ export class FilesystemBlobStore implements BlobStore {
   async read(key: string, range?: ByteRange): Promise<Readable> {
     const path = this.path(key);
     const handle = await open(path, 'r'); // fail here, not mid-response, when the file is gone
-    return createReadStream(path, { fd: handle, start: range?.start, end: range?.end, highWaterMark: 256 * 1024 });
+    try {
+      return new FileReadStream(handle, range, (await handle.stat()).size);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
   }
 
   async delete(key: string): Promise<void> {

@@ -16,6 +16,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
 import type { BlobStore, ByteRange, StoredObject, UnfinishedUpload, UploadState } from './blob-store.js';
+import { failWhenIdle } from './idle-body.js';
 
 export interface S3BlobStoreOptions {
   /** Endpoint URL (MinIO, s3rver); absent: AWS for the region. */
@@ -41,7 +42,10 @@ export interface S3BlobStoreOptions {
   checksum?: 'auto' | 'when_required' | 'when_supported';
   /** Endpoint presigned URLs are made for, when clients reach S3 elsewhere than the nodes do. */
   publicEndpoint?: string;
-  /** Milliseconds one attempt of a call may wait for its answer; 30 s when absent. */
+  /**
+   * Milliseconds one attempt of a call may wait for its answer, and a GetObject body for its next
+   * bytes while its reader wants them; 30 s when absent.
+   */
   timeoutMs?: number;
   /** Attempts per call on 5xx, throttling, timeouts and connection resets; 4 when absent. */
   maxAttempts?: number;
@@ -73,6 +77,7 @@ export interface S3UploadState {
 }
 
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 30_000;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** S3's limit is 10,000 parts; full parts stop at 9,999 so the tail always fits as the last. */
 const MAX_FULL_PARTS = 9_999;
@@ -99,6 +104,7 @@ export class S3BlobStore implements BlobStore {
   private readonly partSize: number;
   private readonly partConcurrency: number;
   private readonly presignExpirySeconds: number;
+  private readonly timeoutMs: number;
 
   constructor(options: S3BlobStoreOptions) {
     this.bucket = options.bucket;
@@ -110,6 +116,7 @@ export class S3BlobStore implements BlobStore {
     this.partConcurrency = options.partConcurrency ?? 2;
     if (!Number.isSafeInteger(this.partConcurrency) || this.partConcurrency < 1) throw new Error(`S3 part concurrency must be a positive integer, not ${options.partConcurrency}`);
     this.presignExpirySeconds = options.presignExpirySeconds ?? 900;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.client = new S3Client(clientConfig(options, options.endpoint));
     this.presigner = options.publicEndpoint ? new S3Client(clientConfig(options, options.publicEndpoint)) : this.client;
   }
@@ -287,7 +294,11 @@ export class S3BlobStore implements BlobStore {
   async read(key: string, range?: ByteRange): Promise<Readable> {
     const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
     if (!out.Body) throw new Error(`S3 returned no body for ${this.objectKey(key)}`);
-    return out.Body as Readable;
+    const body = out.Body as Readable;
+    // The SDK's requestTimeout ends with the headers: a body S3 stops sending mid-way would hold
+    // the client's GET and this socket forever.
+    failWhenIdle(body, this.timeoutMs);
+    return body;
   }
 
   async delete(key: string): Promise<void> {
@@ -401,7 +412,7 @@ export class S3BlobStore implements BlobStore {
 function clientConfig(options: S3BlobStoreOptions, endpoint: string | undefined): S3ClientConfig {
   const checksum = options.checksum === undefined || options.checksum === 'auto' ? (options.endpoint ? 'when_required' : 'when_supported') : options.checksum;
   const mode = checksum === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return {
     endpoint,
     region: options.region,
@@ -422,7 +433,7 @@ function clientConfig(options: S3BlobStoreOptions, endpoint: string | undefined)
       connectionTimeout: Math.min(5_000, timeoutMs),
       // Each attempt's wait for the answer's headers (after its body is sent) is bounded, so a
       // stalled S3 fails the call (503 to the client) instead of hanging it. No socket idle timeout:
-      // a slow client legitimately leaves a GET's S3 stream idle.
+      // a slow client legitimately leaves a GET's S3 stream idle (read() watches the body instead).
       requestTimeout: timeoutMs,
       throwOnRequestTimeout: true,
     },

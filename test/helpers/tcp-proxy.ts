@@ -14,6 +14,8 @@ export interface TcpProxy {
   stall(): void;
   /** Forwards again, the bytes held meanwhile first. */
   resume(): void;
+  /** Connections through the proxy that are open now. */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   return {
     get port() {
       return port;
+    },
+    get connections() {
+      return pairs.size;
     },
     stop,
     start,

@@ -1,3 +1,6 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import { copiesToWritable, type CopiesToWritable } from '../../../libs/storage/index.js';
+import type { FastifyReply } from 'fastify';
 import type { Endpoint } from '../dispatch.js';
 import type { Call, MethodTable } from '../call.js';
 import { HttpError } from '../errors.js';
@@ -38,7 +41,26 @@ async function fetch(call: Call<BlobEndpoint>, withBody: boolean) {
   if (!withBody) return reply.send();
   const stream = await blob.open(range);
   call.registry.blobs.pulled(name, blob, call.context);
+  if (copiesToWritable(stream)) return copyInto(reply, stream);
   return reply.send(stream);
+}
+
+/**
+ * Writes the status line, the headers and the body straight into the response (reply.send would
+ * pipe the stream, a fresh buffer per chunk). The onResponse hook still runs when it finishes. A
+ * failure once the headers are out can only cut the connection, as a failed piped stream does.
+ */
+async function copyInto(reply: FastifyReply, stream: CopiesToWritable): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
+  try {
+    await stream.copyTo(res);
+    res.end();
+  } catch (err) {
+    if (!res.destroyed) reply.log.warn({ err }, 'blob GET failed mid-body');
+    res.destroy();
+  }
 }
 
 export const blobs: MethodTable<BlobEndpoint> = {
