@@ -241,6 +241,20 @@ export const KEYS = {
   },
   'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
   'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },
+  'cache.manifests.entries': {
+    type: 'integer',
+    default: 10000,
+    env: 'WHARF_CACHE_MANIFESTS_ENTRIES',
+    min: 0,
+    doc: 'tags and manifests an API node keeps in memory for manifest GET/HEAD, kept coherent by the events (nats.url, or the embedded database); 0: off',
+  },
+  'cache.manifests.bytes': {
+    type: 'integer',
+    default: 32 * 1024 * 1024,
+    env: 'WHARF_CACHE_MANIFESTS_BYTES',
+    min: 0,
+    doc: 'bytes of manifests that cache keeps at most (a manifest over an eighth of it is not kept)',
+  },
   'limits.pagesize': {
     type: 'integer',
     default: 1000,

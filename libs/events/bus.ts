@@ -68,6 +68,11 @@ export interface EventBus {
   publishUnacknowledged?(subject: string, event: RegistryEvent): void;
   /** Whether the bus can publish right now; absent means always (the in-process bus). */
   isConnected?(): boolean;
+  /**
+   * Calls `listener` whenever the connection drops or comes back (then read isConnected); absent:
+   * the bus never disconnects. Returns the function that stops the calls.
+   */
+  watchConnection?(listener: () => void): () => void;
   /** Publishes a relay should keep awaiting acknowledgement at once; absent: a whole batch. */
   readonly maxPublishesInFlight?: number;
   close(): Promise<void>;

@@ -69,6 +69,7 @@ export class NatsBus implements EventBus {
   private readonly onError: (err: unknown) => void;
   private readonly stoppers = new Set<() => Promise<void>>();
   private readonly durables = new Set<string>();
+  private readonly connectionListeners = new Set<() => void>();
   private readonly statusLoop: Promise<void>;
 
   private constructor(
@@ -316,6 +317,22 @@ export class NatsBus implements EventBus {
     return this.connected && !this.nc.isClosed();
   }
 
+  watchConnection(listener: () => void): () => void {
+    this.connectionListeners.add(listener);
+    return () => this.connectionListeners.delete(listener);
+  }
+
+  private connectionChanged(connected: boolean): void {
+    this.connected = connected;
+    for (const listener of this.connectionListeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.onError(err);
+      }
+    }
+  }
+
   status(): NatsBusStatus {
     return { connected: this.connected && !this.nc.isClosed(), closed: this.nc.isClosed(), server: this.nc.getServer() };
   }
@@ -364,14 +381,14 @@ export class NatsBus implements EventBus {
   private async watchStatus(): Promise<void> {
     const statuses = this.nc.status();
     const closed = this.nc.closed().then((err) => {
-      this.connected = false;
+      this.connectionChanged(false);
       if (err && !this.closing) this.onError(err);
       // nats.js never ends nc.status() iterators on close: end this one or the loop waits forever.
       (statuses as unknown as { stop?: () => void }).stop?.();
     });
     for await (const s of statuses) {
-      if (s.type === Events.Disconnect) this.connected = false;
-      else if (s.type === Events.Reconnect) this.connected = true;
+      if (s.type === Events.Disconnect) this.connectionChanged(false);
+      else if (s.type === Events.Reconnect) this.connectionChanged(true);
     }
     await closed;
   }

@@ -115,7 +115,13 @@ export async function startEmbeddedPostgres(dataDir: string, onLog: (line: strin
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    // Group commit: with two or more other transactions open, a commit waits up to 1 ms for
+    // others to share its WAL flush. Every commit is still on disk before it returns. The flush
+    // per commit is most of a manifest PUT's time here (synchronous_commit=off, measured only,
+    // gave 4x); with this, 1,000 PUTs 8 in flight went from 148 to 215 a second on average over
+    // three interleaved pairs of runs on this project's shared 2-core machine. A lone commit (an
+    // upload finishing with nothing else running) never waits.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200', '-c', 'commit_delay=1000', '-c', 'commit_siblings=2'],
     onLog: (message: unknown) => onLog(String(message).trimEnd()),
     onError: (message: unknown) => onLog(String(message).trimEnd()),
   });

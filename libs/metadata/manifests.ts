@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { batches } from './batches.js';
 import type { Executor, NewManifest } from './schema.js';
 
@@ -31,25 +32,30 @@ export async function findManifestWithPayload(db: Executor, repository: string, 
   return lookup(db, repository, ref).select(['m.id', 'm.digest', 'm.media_type', 'm.size', 'm.payload']).executeTakeFirst();
 }
 
-/** Inserts the manifest unless the repository already has these exact bytes; returns its id and whether it is new. */
+/**
+ * Inserts the manifest unless the repository already has these exact bytes; returns its id and
+ * whether it is new. One round trip either way: an existing row is share-locked (garbage
+ * collection cannot delete it under the tag about to point at it) and returned, else the row is
+ * inserted.
+ */
 export async function insertManifest(db: Executor, manifest: NewManifest): Promise<{ id: number; created: boolean }> {
-  const inserted = await db
-    .insertInto('manifests')
-    .values(manifest)
-    .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
-    .returning('id')
-    .executeTakeFirst();
-  if (inserted) return { id: inserted.id, created: true };
-  // Share-locked: garbage collection cannot delete it under the tag about to point at it.
-  const existing = await db
-    .selectFrom('manifests')
-    .select('id')
-    .where('repository_id', '=', manifest.repository_id)
-    .where('digest', '=', manifest.digest)
-    .forShare()
-    .executeTakeFirst();
-  if (existing) return { id: existing.id, created: false };
-  // Collected between the two statements: insert it again.
+  const m = manifest;
+  const result = await sql<{ id: number; created: boolean }>`
+    with existing as (
+      select id from manifests where repository_id = ${m.repository_id} and digest = ${m.digest} for share),
+    inserted as (
+      insert into manifests (repository_id, digest, media_type, artifact_type, size, payload, config_digest, subject_digest, annotations)
+      select ${m.repository_id}, ${m.digest}, ${m.media_type}, ${m.artifact_type ?? null}, ${m.size}, ${m.payload}, ${m.config_digest ?? null},
+             ${m.subject_digest ?? null}, ${m.annotations ?? null}::jsonb
+       where not exists (select 1 from existing)
+      on conflict (repository_id, digest) do nothing
+      returning id)
+    select id, true as created from inserted
+    union all
+    select id, false as created from existing`.execute(db);
+  const row = result.rows[0];
+  if (row) return { id: row.id, created: row.created };
+  // Inserted by another transaction between the two, or collected: look again.
   return insertManifest(db, manifest);
 }
 

@@ -6,17 +6,21 @@ import type { Executor } from './schema.js';
  * digest the tag pointed at before, when it moved (that manifest may now be untagged).
  */
 export async function setTag(db: Executor, repositoryId: number, tag: string, manifestId: number, digest: string): Promise<{ previous?: string }> {
+  // The history row is written by the same statement, only when the tag changed: one round trip.
   const result = await sql<{ previous: string | null }>`
     with old as (
       select m.digest from tags t join manifests m on m.id = t.manifest_id
-       where t.repository_id = ${repositoryId} and t.name = ${tag} for update of t)
-    insert into tags (repository_id, name, manifest_id) values (${repositoryId}, ${tag}, ${manifestId})
-    on conflict (repository_id, name) do update set manifest_id = excluded.manifest_id, updated_at = now()
-      where tags.manifest_id <> excluded.manifest_id
-    returning (select digest from old) as previous`.execute(db);
+       where t.repository_id = ${repositoryId} and t.name = ${tag} for update of t),
+    changed as (
+      insert into tags (repository_id, name, manifest_id) values (${repositoryId}, ${tag}, ${manifestId})
+      on conflict (repository_id, name) do update set manifest_id = excluded.manifest_id, updated_at = now()
+        where tags.manifest_id <> excluded.manifest_id
+      returning 1),
+    history as (
+      insert into tag_history (repository_id, tag, digest) select ${repositoryId}, ${tag}, ${digest} from changed)
+    select (select digest from old) as previous from changed`.execute(db);
   const changed = result.rows[0];
   if (!changed) return {};
-  await db.insertInto('tag_history').values({ repository_id: repositoryId, tag, digest }).execute();
   return changed.previous && changed.previous !== digest ? { previous: changed.previous } : {};
 }
 

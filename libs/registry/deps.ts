@@ -3,6 +3,7 @@ import type { EventBus, RegistryEvent } from '../events/index.js';
 import type { Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
+import type { ManifestReadCache } from './manifest-read-cache.js';
 import type { PullThroughCache } from './proxy/pull-through.js';
 import type { UpstreamSettings } from './proxy/upstreams.js';
 
@@ -47,6 +48,8 @@ export interface RegistryDeps {
   options: RegistryOptions;
   /** Set by Registry when options.proxyUpstreams names any. */
   proxy?: PullThroughCache;
+  /** Manifest GET/HEAD from memory, kept coherent by the events; absent: every read asks the database. */
+  manifestCache?: ManifestReadCache;
 }
 
 export function gcPolicy(deps: RegistryDeps): GcPolicy {

@@ -11,3 +11,4 @@ export type { ListedRepository } from './listing-service.js';
 export { CatalogIndexer, ManifestLister, rebuildReadModels } from './read-model-indexers.js';
 export { ProxyRetention } from './proxy/retention.js';
 export { sweepUnfinishedUploads } from './multipart-sweep.js';
+export { ManifestReadCache, connectCache, type ManifestCacheLimits } from './manifest-read-cache.js';

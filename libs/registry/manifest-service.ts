@@ -27,6 +27,16 @@ export function parseReference(reference: string): ManifestLookup {
   return { tag: checkTag(reference) };
 }
 
+type FoundManifest = Omit<StoredManifest, 'payload'> & { payload?: Buffer };
+
+function found<R extends { digest: string; media_type: string; size: number; payload?: unknown }>(row: R): FoundManifest;
+function found(row: undefined): undefined;
+function found(row: { digest: string; media_type: string; size: number; payload?: unknown } | undefined): FoundManifest | undefined;
+function found(row: { digest: string; media_type: string; size: number; payload?: unknown } | undefined): FoundManifest | undefined {
+  if (!row) return undefined;
+  return { digest: row.digest, mediaType: row.media_type, size: row.size, ...(row.payload !== undefined ? { payload: row.payload as Buffer } : {}) };
+}
+
 function unknownManifest(reference: string): RegistryError {
   return new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { detail: { reference } });
 }
@@ -40,23 +50,44 @@ export class ManifestService {
     // conformance suite answer (a PUT of one still gets 400 TAG_INVALID).
     if (!isDigest(reference) && !isTag(reference)) throw unknownManifest(reference);
     const ref = parseReference(reference);
-    const row =
-      (await this.deps.proxy?.manifest(repository, ref, withPayload, context)) ??
-      (withPayload ? await manifests.findManifestWithPayload(this.deps.db, repository, ref) : await manifests.findManifest(this.deps.db, repository, ref));
-    if (!row) throw unknownManifest(reference);
-    const result: StoredManifest = { digest: row.digest, mediaType: row.media_type, size: row.size };
-    if ('payload' in row) {
-      result.payload = row.payload as Buffer;
+    const found = await this.find(repository, ref, withPayload, context);
+    if (!found) throw unknownManifest(reference);
+    const result: StoredManifest = { digest: found.digest, mediaType: found.mediaType, size: found.size };
+    if (withPayload && found.payload) {
+      result.payload = found.payload;
       publishPull(this.deps, context, 'manifest', {
-        mediaType: row.media_type,
-        size: row.size,
-        digest: row.digest,
+        mediaType: found.mediaType,
+        size: found.size,
+        digest: found.digest,
         repository,
-        url: manifestUrl(context, repository, row.digest),
+        url: manifestUrl(context, repository, found.digest),
         ...('tag' in ref ? { tag: ref.tag } : {}),
       });
     }
     return result;
+  }
+
+  /** From the cache, else the database (filling the cache); a proxied repository's from the upstream first. */
+  private async find(repository: string, ref: ManifestLookup, withPayload: boolean, context: RequestContext): Promise<FoundManifest | undefined> {
+    if (this.deps.proxy?.serves(repository)) {
+      const row = (await this.deps.proxy.manifest(repository, ref, withPayload, context)) ?? (await this.read(repository, ref, withPayload));
+      return row && found(row);
+    }
+    const cache = this.deps.manifestCache;
+    if (!cache?.live) return found(await this.read(repository, ref, withPayload));
+    const cached = cache.lookup(repository, ref);
+    if (cached) return cached;
+    const ticket = cache.ticket();
+    // A HEAD reads the payload too, so that the GET after it is served from memory.
+    const row = await manifests.findManifestWithPayload(this.deps.db, repository, ref);
+    if (!row) return undefined;
+    const manifest = { digest: row.digest, mediaType: row.media_type, size: row.size, payload: row.payload };
+    cache.remember(ticket, repository, ref, manifest);
+    return manifest;
+  }
+
+  private read(repository: string, ref: ManifestLookup, withPayload: boolean) {
+    return withPayload ? manifests.findManifestWithPayload(this.deps.db, repository, ref) : manifests.findManifest(this.deps.db, repository, ref);
   }
 
   async put(repository: string, reference: string, payload: Buffer, contentType: string | undefined, context: RequestContext): Promise<PutResult> {
@@ -109,6 +140,7 @@ export class ManifestService {
         },
       ]);
     });
+    if (tag !== undefined) this.deps.manifestCache?.invalidate(repository, { tag });
     this.deps.outboxWritten();
     return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
   }
@@ -119,7 +151,7 @@ export class ManifestService {
     const ref = parseReference(reference);
     const repositoryId = await repositories.findRepositoryId(this.deps.db, repository);
     if (repositoryId === undefined) throw unknownManifest(reference);
-    await this.deps.db.transaction().execute(async (trx) => {
+    const removedTags = await this.deps.db.transaction().execute(async (trx): Promise<string[]> => {
       if ('tag' in ref) {
         const removed = await tags.deleteTag(trx, repositoryId, ref.tag);
         if (!removed) throw unknownManifest(reference);
@@ -127,7 +159,7 @@ export class ManifestService {
         await recordEvents(trx, context, [
           { subject: Subjects.tagDelete, action: 'delete', target: { repository, tag: ref.tag, digest: removed.digest, mediaType: removed.mediaType } },
         ]);
-        return;
+        return [ref.tag];
       }
       const locked = await manifests.lockManifestForDelete(trx, repositoryId, ref.digest);
       if (!locked) throw unknownManifest(reference);
@@ -142,7 +174,14 @@ export class ManifestService {
           target: { repository, tag, digest: removed.digest, mediaType: removed.media_type },
         })),
       ]);
+      return removed.tags;
     });
+    // This node's cache at once; the other nodes' when the events reach them.
+    const cache = this.deps.manifestCache;
+    if (cache) {
+      if ('digest' in ref) cache.invalidate(repository, { digest: ref.digest });
+      for (const tag of removedTags) cache.invalidate(repository, { tag });
+    }
     this.deps.outboxWritten();
   }
 

@@ -7,11 +7,11 @@ import { createLogger, type Logger } from '../../libs/log/index.js';
 import { counter } from '../../libs/metrics/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
 import { warmHashPool } from '../../libs/hashing/index.js';
-import { Registry, type HealthChecker } from '../../libs/registry/index.js';
+import { connectCache, ManifestReadCache, Registry, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { healthChecker, observeProcess, startOpsServer } from './observe.js';
 import { openParts, type Parts } from './parts.js';
-import { apiOptionsFromConfig, eventSourceFromConfig, gcPolicyFromConfig, isLoopback, registryOptionsFromConfig } from './wiring.js';
+import { apiOptionsFromConfig, eventSourceFromConfig, gcPolicyFromConfig, isLoopback, manifestCacheLimits, registryOptionsFromConfig } from './wiring.js';
 
 export interface RunningWharf {
   /** e.g. http://127.0.0.1:5000 (without the path prefix). */
@@ -98,7 +98,10 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
       if (err) logger.debug({ err }, 'pull event not published');
     },
   });
+  const manifestCache = new ManifestReadCache(manifestCacheLimits(config));
+  const disconnectCache = connectCache(manifestCache, parts.bus, (err) => logger.warn({ err }, 'manifest cache subscription failed: manifest reads go to the database'));
   const registry = new Registry({
+    manifestCache,
     db: parts.database.db,
     uploadsDb: parts.database.uploadsDb,
     store: parts.store,
@@ -127,6 +130,7 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     close: async () => {
       await closeGracefully(app, config['http.shutdowntimeout'], logger);
       await pullEvents.close();
+      disconnectCache();
     },
   };
 }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { buildTrustStore, Htpasswd, loadPrivateKey, parseCertificateBundle, parseJwks, Policy, type GroupDefinition, type PolicyRule } from '../../libs/auth/index.js';
 import { ConfigError, parseEndpoints, parseUntaggedPolicy, parseUpstreams, redactUrl, type Config } from '../../libs/config/index.js';
 import type { EventSource } from '../../libs/events/index.js';
-import type { GcPolicy, HealthChecker, Registry, RegistryOptions } from '../../libs/registry/index.js';
+import type { GcPolicy, HealthChecker, ManifestCacheLimits, Registry, RegistryOptions } from '../../libs/registry/index.js';
 import type { Logger } from '../../libs/log/index.js';
 import type { ApiOptions } from '../api/app.js';
 import type { AuthOptions, TokenIssuerOptions } from '../api/auth.js';
@@ -41,6 +41,18 @@ export function registryOptionsFromConfig(config: Config): RegistryOptions {
     automaticMount: config['uploads.automount'],
     uploadKeepAliveMs: config['database.idletransactiontimeout'] > 0 ? (config['database.idletransactiontimeout'] * 1000) / 3 : undefined,
   };
+}
+
+/**
+ * The manifest cache's bounds. It is kept coherent by events, so it runs only where every change
+ * reaches this process as one: through NATS, or in embedded mode, where the database is this
+ * process's own. An external database with the in-process bus may have writers (another node, a
+ * `wharf worker` collecting garbage) whose events this process never sees: no cache there.
+ */
+export function manifestCacheLimits(config: Config): ManifestCacheLimits {
+  const coherent = config['nats.url'] !== '' || config['database.url'] === '';
+  if (!coherent) return { maxEntries: 0, maxBytes: 0 };
+  return { maxEntries: config['cache.manifests.entries'], maxBytes: config['cache.manifests.bytes'] };
 }
 
 /** Where events say they come from: the node's address (the bound port is filled in once it listens) and instance id. */
