@@ -214,6 +214,19 @@ try {
     `| Wharf | ${(wharfUpstreamBytes / imageBytes).toFixed(2)}x | ${wharfBurstMs.toFixed(0)} | 0 |`,
     `| Distribution proxy mode | ${(peerUpstreamBytes / imageBytes).toFixed(2)}x | ${peerBurstMs.toFixed(0)} | ${peerFailed} |`,
     '',
+    `Upstream requests for those ${CONCURRENT} pulls of a manifest and ${burst.blobs.length} blobs (counted in front of the upstream):`,
+    '',
+    '| cache | manifest GET | manifest HEAD | blob GET | blob HEAD | other |',
+    '|---|---|---|---|---|---|',
+    ...[
+      ['Wharf', counted],
+      ['Distribution proxy mode', countedForPeer],
+    ].map(([who, c]) => {
+      const proxy = c as typeof counted;
+      const cells = [proxy.count('/manifests/', 'GET'), proxy.count('/manifests/', 'HEAD'), proxy.count('/blobs/', 'GET'), proxy.count('/blobs/', 'HEAD')];
+      return `| ${who} | ${cells.join(' | ')} | ${proxy.requests.length - cells.reduce((a, b) => a + b, 0)} |`;
+    }),
+    '',
   ];
   const report = lines.join('\n');
   console.log(report);
