@@ -3,13 +3,13 @@
  * layer from Distribution 2.8.2, served slowly (held part-way at a proxy in front of it). Node A
  * is SIGKILLed while it fills; a pull through node B waits for A's fill lease to run out, takes the
  * fill over and gets the right bytes, and the gc worker deletes what A had written: nothing
- * partial stays in the store.
+ * partial stays in the store. A dead fill nobody asks for again is swept by the gc worker.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { configToEnv, type Config } from '../libs/config/index.js';
 import { openDatabase, type Database } from '../libs/metadata/index.js';
 import { clusterConfig } from './helpers/cluster.js';
@@ -57,14 +57,19 @@ const suite = existsSync(DISTRIBUTION)
     })
   : undefined;
 
-async function objectKeys(): Promise<string[]> {
+function s3Client(): S3Client {
   const s3 = suite!.services!.s3;
-  const client = new S3Client({
+  return new S3Client({
     endpoint: s3.endpoint,
     region: s3.region,
     forcePathStyle: true,
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
   });
+}
+
+async function objectKeys(): Promise<string[]> {
+  const s3 = suite!.services!.s3;
+  const client = s3Client();
   try {
     const keys: string[] = [];
     let token: string | undefined;
@@ -142,5 +147,29 @@ describe('a node killed mid-fill', { skip: suite ? false : `${DISTRIBUTION} not 
     }
     // And it reads back from the store, on both the surviving node and a fresh look-up.
     assert.equal(await streamedDigest(`${b.url}/v2/hub/big/layer/blobs/${layer.digest}`), layer.digest);
+  });
+
+  it('sweeps a fill whose node died and that no request took over, with its object', async (t) => {
+    if (suite?.skip) return t.skip(suite.skip);
+    const db = database!.db;
+    const key = 'zz/abandoned-fill';
+    const client = s3Client();
+    try {
+      await client.send(new PutObjectCommand({ Bucket: suite!.services!.s3.bucket, Key: key, Body: 'half a layer' }));
+    } finally {
+      client.destroy();
+    }
+    await db
+      .insertInto('proxy_blob_fills')
+      .values({ digest: `sha256:${'0'.repeat(64)}`, owner: 'a-dead-node', storage_key: key, heartbeat_at: new Date(Date.now() - 3_600_000) })
+      .execute();
+    await eventually(
+      async () => {
+        assert.equal((await db.selectFrom('proxy_blob_fills').selectAll().execute()).length, 0);
+        assert.ok(!(await objectKeys()).includes(key), "the dead fill's object is deleted");
+      },
+      30_000,
+      200,
+    );
   });
 });
