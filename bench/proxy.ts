@@ -9,6 +9,11 @@
  * - upstream bytes for 20 concurrent cold pulls of one image (1x the image), for both caches.
  *
  *   npm run bench:proxy -- [--rounds 5] [--layers 4] [--layer-mib 8] [--port-base 25100]
+ *                          [--only cold,warm,burst] [--profile DIR]
+ *
+ * `--profile DIR` runs Wharf under `node --cpu-prof` (the profile lands in DIR when it stops;
+ * `node bench/cpu-profile-top.mjs DIR/*.cpuprofile` lists where the time went). Ports: the
+ * registries on --port-base .. +3, the two counting proxies on +4 and +5.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,6 +23,7 @@ import { startCountingProxy } from '../test/helpers/counting-proxy.js';
 import { blobOf, type Blob } from '../test/helpers/oci.js';
 import { pushContent, rawImage } from '../test/helpers/upstream-push.js';
 import { launch, startDistribution, startWharfProcess, type RunningRegistry } from './registries.js';
+import { cpuSecondsOf, descendants } from './rss.js';
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -28,6 +34,12 @@ const ROUNDS = option('rounds', 5);
 const LAYERS = option('layers', 4);
 const LAYER_MIB = option('layer-mib', 8);
 const PORT_BASE = option('port-base', 25100);
+const text = (name: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const ONLY = new Set((text('only') ?? 'cold,warm,burst').split(','));
+const PROFILE_DIR = text('profile');
 const CONCURRENT = 20;
 
 type Image = ReturnType<typeof rawImage>;
@@ -79,20 +91,25 @@ async function startDistributionProxy(port: number, remoteUrl: string): Promise<
   return launch('Distribution-proxy', dir, `http://127.0.0.1:${port}`, '/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { readyTimeoutMs: 15_000 });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const cpuOfTree = (pid: number) => [pid, ...descendants(pid)].reduce((sum, p) => sum + cpuSecondsOf(p), 0);
+const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : Number.NaN);
 const mib = (bytes: number) => bytes / (1024 * 1024);
 
 const upstream = await startDistribution(PORT_BASE);
-const counted = await startCountingProxy(upstream.base);
-const countedForPeer = await startCountingProxy(upstream.base);
+const counted = await startCountingProxy(upstream.base, PORT_BASE + 4);
+const countedForPeer = await startCountingProxy(upstream.base, PORT_BASE + 5);
 const registries: RunningRegistry[] = [upstream];
 try {
-  const wharf = await startWharfProcess(PORT_BASE + 1, {
-    WHARF_PROXY_UPSTREAMS: JSON.stringify([
-      { name: 'dist', url: upstream.base, prefix: 'dist', ttl: '1h' },
-      { name: 'counted', url: counted.url, prefix: 'counted', ttl: '1h' },
-    ]),
-  });
+  const wharf = await startWharfProcess(
+    PORT_BASE + 1,
+    {
+      WHARF_PROXY_UPSTREAMS: JSON.stringify([
+        { name: 'dist', url: upstream.base, prefix: 'dist', ttl: '1h' },
+        { name: 'counted', url: counted.url, prefix: 'counted', ttl: '1h' },
+      ]),
+    },
+    PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [],
+  );
   registries.push(wharf);
   const peer = await startDistributionProxy(PORT_BASE + 2, upstream.base);
   registries.push(peer);
@@ -108,54 +125,82 @@ try {
   const imageBytes = burst.blobs.reduce((s, b) => s + b.size, 0);
 
   const times = { upstream: [] as number[], wharfCold: [] as number[], peerCold: [] as number[], wharfWarm: [] as number[], wharfDirect: [] as number[], peerWarm: [] as number[] };
+  type Workload = keyof typeof times;
+  // CPU seconds each server's process tree (Wharf: node and its PostgreSQL) used during each workload: what the load average does not move.
+  const servers = { upstream, wharf, peer };
+  const cpu = new Map<Workload, Record<keyof typeof servers, number>>();
+  const cpuNow = () => Object.fromEntries(Object.entries(servers).map(([k, r]) => [k, cpuOfTree(r.pid)])) as Record<keyof typeof servers, number>;
+  const timed = async (workload: Workload, run: () => Promise<number>) => {
+    const before = cpuNow();
+    times[workload].push(await run());
+    const after = cpuNow();
+    const sum = cpu.get(workload) ?? { upstream: 0, wharf: 0, peer: 0 };
+    for (const k of Object.keys(servers) as Array<keyof typeof servers>) sum[k] += after[k] - before[k];
+    cpu.set(workload, sum);
+  };
   // Cold: each round a fresh image; the order alternates so a slow moment of the machine lands on all.
+  const loadAtStart = loadavg()[0]!;
   for (const [i, image] of images.entries()) {
+    if (!ONLY.has('cold')) break;
     const name = `bench/cold${i}`;
     const order = i % 2 === 0 ? ['upstream', 'wharf', 'peer'] : ['peer', 'wharf', 'upstream'];
     for (const who of order) {
-      if (who === 'upstream') times.upstream.push(await pull(upstream.base, name, image));
-      if (who === 'wharf') times.wharfCold.push(await pull(wharf.base, `dist/${name}`, image));
-      if (who === 'peer') times.peerCold.push(await pull(peer.base, name, image));
+      if (who === 'upstream') await timed('upstream', () => pull(upstream.base, name, image));
+      if (who === 'wharf') await timed('wharfCold', () => pull(wharf.base, `dist/${name}`, image));
+      if (who === 'peer') await timed('peerCold', () => pull(peer.base, name, image));
     }
   }
   // Warm: image 0 is cached in both proxies now, and pushed to Wharf directly.
-  for (let i = 0; i < ROUNDS * 2; i++) {
+  if (ONLY.has('warm') && !ONLY.has('cold')) {
+    await pull(wharf.base, 'dist/bench/cold0', warmImage);
+    await pull(peer.base, 'bench/cold0', warmImage);
+  }
+  for (let i = 0; i < (ONLY.has('warm') ? ROUNDS * 2 : 0); i++) {
     const order = i % 2 === 0 ? ['direct', 'warm', 'peer'] : ['peer', 'warm', 'direct'];
     for (const who of order) {
-      if (who === 'direct') times.wharfDirect.push(await pull(wharf.base, 'direct/app', warmImage));
-      if (who === 'warm') times.wharfWarm.push(await pull(wharf.base, 'dist/bench/cold0', warmImage));
-      if (who === 'peer') times.peerWarm.push(await pull(peer.base, 'bench/cold0', warmImage));
+      if (who === 'direct') await timed('wharfDirect', () => pull(wharf.base, 'direct/app', warmImage));
+      if (who === 'warm') await timed('wharfWarm', () => pull(wharf.base, 'dist/bench/cold0', warmImage));
+      if (who === 'peer') await timed('peerWarm', () => pull(peer.base, 'bench/cold0', warmImage));
     }
   }
   // 20 concurrent cold pulls of one image through each cache; bytes counted in front of the upstream.
-  const burstStart = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENT }, () => pull(wharf.base, 'counted/bench/burst', burst)));
-  const wharfBurstMs = performance.now() - burstStart;
-  const wharfUpstreamBytes = counted.bytesFor('/blobs/');
-  const peerStart = performance.now();
-  const peerOutcome = await Promise.allSettled(Array.from({ length: CONCURRENT }, () => pull(peerCounted.base, 'bench/burst', burst)));
-  const peerBurstMs = performance.now() - peerStart;
-  const peerFailed = peerOutcome.filter((o) => o.status === 'rejected').length;
-  const peerUpstreamBytes = countedForPeer.bytesFor('/blobs/');
+  let [wharfBurstMs, wharfUpstreamBytes, peerBurstMs, peerFailed, peerUpstreamBytes] = [Number.NaN, Number.NaN, Number.NaN, 0, Number.NaN];
+  if (ONLY.has('burst')) {
+    const burstStart = performance.now();
+    await Promise.all(Array.from({ length: CONCURRENT }, () => pull(wharf.base, 'counted/bench/burst', burst)));
+    wharfBurstMs = performance.now() - burstStart;
+    wharfUpstreamBytes = counted.bytesFor('/blobs/');
+    const peerStart = performance.now();
+    const peerOutcome = await Promise.allSettled(Array.from({ length: CONCURRENT }, () => pull(peerCounted.base, 'bench/burst', burst)));
+    peerBurstMs = performance.now() - peerStart;
+    peerFailed = peerOutcome.filter((o) => o.status === 'rejected').length;
+    peerUpstreamBytes = countedForPeer.bytesFor('/blobs/');
+  }
 
   const size = mib(warmImage.blobs.reduce((s, b) => s + b.size, 0));
   const rate = (ms: number[]) => (size / (median(ms) / 1000)).toFixed(0);
+  const cpuPerMiB = (workload: Workload) => {
+    const sum = cpu.get(workload);
+    if (!sum) return '';
+    const moved = size * times[workload].length;
+    return [sum.upstream, sum.wharf, sum.peer].map((s) => ((1000 * s) / moved).toFixed(1)).join(' / ');
+  };
   const ratio = (a: number[], b: number[]) => (median(a) / median(b)).toFixed(2);
   const lines = [
     '# Pull-through cache benchmark',
     '',
-    `${new Date().toISOString()}; image ${LAYERS} x ${LAYER_MIB} MiB layers + config; ${ROUNDS} cold rounds, ${ROUNDS * 2} warm; load average ${loadavg()
+    `${new Date().toISOString()}; image ${LAYERS} x ${LAYER_MIB} MiB layers + config; ${ROUNDS} cold rounds, ${ROUNDS * 2} warm; load average ${loadAtStart.toFixed(2)} at the start, ${loadavg()
       .map((l) => l.toFixed(2))
-      .join(' ')} (2 cores, shared)`,
+      .join(' ')} at the end (2 cores, shared)`,
     '',
-    '| workload | median ms | MiB/s |',
-    '|---|---|---|',
-    `| cold: straight from the upstream (Distribution 2.8.2) | ${median(times.upstream).toFixed(0)} | ${rate(times.upstream)} |`,
-    `| cold: through Wharf | ${median(times.wharfCold).toFixed(0)} | ${rate(times.wharfCold)} |`,
-    `| cold: through Distribution proxy mode | ${median(times.peerCold).toFixed(0)} | ${rate(times.peerCold)} |`,
-    `| warm: image pushed to Wharf directly | ${median(times.wharfDirect).toFixed(0)} | ${rate(times.wharfDirect)} |`,
-    `| warm: through Wharf's cache | ${median(times.wharfWarm).toFixed(0)} | ${rate(times.wharfWarm)} |`,
-    `| warm: through Distribution proxy mode | ${median(times.peerWarm).toFixed(0)} | ${rate(times.peerWarm)} |`,
+    '| workload | median ms | MiB/s | CPU ms per MiB: upstream / Wharf / Distribution proxy |',
+    '|---|---|---|---|',
+    `| cold: straight from the upstream (Distribution 2.8.2) | ${median(times.upstream).toFixed(0)} | ${rate(times.upstream)} | ${cpuPerMiB('upstream')} |`,
+    `| cold: through Wharf | ${median(times.wharfCold).toFixed(0)} | ${rate(times.wharfCold)} | ${cpuPerMiB('wharfCold')} |`,
+    `| cold: through Distribution proxy mode | ${median(times.peerCold).toFixed(0)} | ${rate(times.peerCold)} | ${cpuPerMiB('peerCold')} |`,
+    `| warm: image pushed to Wharf directly | ${median(times.wharfDirect).toFixed(0)} | ${rate(times.wharfDirect)} | ${cpuPerMiB('wharfDirect')} |`,
+    `| warm: through Wharf's cache | ${median(times.wharfWarm).toFixed(0)} | ${rate(times.wharfWarm)} | ${cpuPerMiB('wharfWarm')} |`,
+    `| warm: through Distribution proxy mode | ${median(times.peerWarm).toFixed(0)} | ${rate(times.peerWarm)} | ${cpuPerMiB('peerWarm')} |`,
     '',
     '| ratio (speed, higher is better for Wharf) | value | target |',
     '|---|---|---|',
@@ -168,6 +213,19 @@ try {
     '|---|---|---|---|',
     `| Wharf | ${(wharfUpstreamBytes / imageBytes).toFixed(2)}x | ${wharfBurstMs.toFixed(0)} | 0 |`,
     `| Distribution proxy mode | ${(peerUpstreamBytes / imageBytes).toFixed(2)}x | ${peerBurstMs.toFixed(0)} | ${peerFailed} |`,
+    '',
+    `Upstream requests for those ${CONCURRENT} pulls of a manifest and ${burst.blobs.length} blobs (counted in front of the upstream):`,
+    '',
+    '| cache | manifest GET | manifest HEAD | blob GET | blob HEAD | other |',
+    '|---|---|---|---|---|---|',
+    ...[
+      ['Wharf', counted],
+      ['Distribution proxy mode', countedForPeer],
+    ].map(([who, c]) => {
+      const proxy = c as typeof counted;
+      const cells = [proxy.count('/manifests/', 'GET'), proxy.count('/manifests/', 'HEAD'), proxy.count('/blobs/', 'GET'), proxy.count('/blobs/', 'HEAD')];
+      return `| ${who} | ${cells.join(' | ')} | ${proxy.requests.length - cells.reduce((a, b) => a + b, 0)} |`;
+    }),
     '',
   ];
   const report = lines.join('\n');

@@ -142,14 +142,14 @@ export async function startDistribution(port: number, storage?: string[]): Promi
 }
 
 /** Wharf in embedded mode (`wharf all`, with its own PostgreSQL) as a child process, data in a fresh temp dir. */
-export async function startWharfProcess(port: number, extraEnv: Record<string, string> = {}): Promise<RunningRegistry> {
+export async function startWharfProcess(port: number, extraEnv: Record<string, string> = {}, nodeFlags: string[] = []): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-wharf-'));
   // Run as root, the embedded PostgreSQL runs as user postgres and must be able to enter the data dir.
   await chmod(dir, 0o755);
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WHARF_')));
   const env = { ...inherited, WHARF_HTTP_ADDR: `127.0.0.1:${port}`, WHARF_DATA_DIR: join(dir, 'data'), WHARF_LOG_LEVEL: 'warn', ...extraEnv };
   try {
-    return await launch('Wharf', dir, `http://127.0.0.1:${port}`, process.execPath, [...WHARF_NODE_FLAGS, WHARF_MAIN, 'all'], {
+    return await launch('Wharf', dir, `http://127.0.0.1:${port}`, process.execPath, [...WHARF_NODE_FLAGS, ...nodeFlags, WHARF_MAIN, 'all'], {
       cwd: WHARF_ROOT,
       env,
       readyTimeoutMs: 120_000, // first start runs initdb

@@ -239,6 +239,13 @@ export const KEYS = {
     doc: 'pull-through cache: registries served under local prefixes (list of name, url, mirrors, prefix, path, library, username, passwordfile or passwordenv, ttl, retention, onnotfound, timeout, retries); see docs/proxy.md',
     check: (value) => checkUpstreams(value),
   },
+  'proxy.filllease': {
+    type: 'integer',
+    default: 15,
+    env: 'WHARF_PROXY_FILLLEASE',
+    min: 1,
+    doc: 'seconds a pull-through blob fill lives without a heartbeat (its node died) before another request takes it over; the gc worker deletes what such a fill wrote',
+  },
   'log.level': { type: 'string', default: 'info', env: 'WHARF_LOG_LEVEL', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
   'limits.manifestbytes': { type: 'integer', default: 4 * 1024 * 1024, env: 'WHARF_LIMITS_MANIFESTBYTES', min: 1024, doc: 'largest manifest accepted (413 above)' },
   'cache.manifests.entries': {

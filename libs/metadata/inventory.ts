@@ -5,12 +5,13 @@ import type { Executor, Schema } from './schema.js';
 // The inventory of what metadata knows, for the checks that compare it with storage
 // (`wharf gc`, the reconcile; `wharf fsck`). Not the online collector's queues: those are gc.ts.
 
-/** Every storage key metadata knows of: blobs, upload sessions, and objects queued for deletion. */
+/** Every storage key metadata knows of: blobs, upload sessions, objects queued for deletion, and pull-through fills under way. */
 export async function knownStorageKeys(db: Executor): Promise<Set<string>> {
   const result = await sql<{ k: string }>`
     select storage_key as k from blobs
     union all select storage_key from uploads
-    union all select storage_key from gc_storage_deletions`.execute(db);
+    union all select storage_key from gc_storage_deletions
+    union all select storage_key from proxy_blob_fills where storage_key is not null`.execute(db);
   return new Set(result.rows.map((r) => r.k));
 }
 

@@ -1,5 +1,5 @@
-import { sql, type ColumnType } from 'kysely';
-import type { Executor } from './schema.js';
+import { sql, type ColumnType, type Kysely } from 'kysely';
+import type { Executor, Schema } from './schema.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
@@ -22,6 +22,9 @@ export interface ProxyBlobFillsTable {
   owner: string;
   started_at: Timestamp;
   heartbeat_at: Timestamp;
+  /** The object the fill writes; named before it exists, so a dead fill's partial object is found. */
+  storage_key: string | null;
+  storage_state: ColumnType<Record<string, unknown>, string | undefined, string>;
 }
 
 export interface CachedTag {
@@ -82,25 +85,114 @@ export async function touchPullByName(db: Executor, repository: string, kind: 'm
     on conflict (repository_id, kind, digest) do update set last_pulled_at = now()`.execute(db);
 }
 
+export type FillClaim = { stored: { digest: string; size: number; storage_key: string } } | { claimed: boolean };
+
 /**
- * Takes the fill of `digest` for `owner`: true when no one holds it, or its holder's heartbeat
- * is older than `staleSeconds` (that node is gone). One row per digest: exactly one taker wins.
+ * In one statement: the stored blob when the registry has `digest`; otherwise takes its fill for
+ * `owner`, writing to `storageKey`, unless someone holds it (claimed: false). One row per digest:
+ * exactly one taker wins. A stale fill is taken over with takeOverFill, not here.
  */
-export async function claimFill(db: Executor, digest: string, owner: string, staleSeconds: number): Promise<boolean> {
-  const result = await sql<{ owner: string }>`
-    insert into proxy_blob_fills (digest, owner) values (${digest}, ${owner})
-    on conflict (digest) do update set owner = excluded.owner, started_at = now(), heartbeat_at = now()
-      where proxy_blob_fills.heartbeat_at < now() - make_interval(secs => ${staleSeconds})
-    returning owner`.execute(db);
-  return result.rows[0]?.owner === owner;
+export async function claimFillUnlessStored(db: Executor, digest: string, owner: string, storageKey: string): Promise<FillClaim> {
+  const result = await sql<{ digest: string | null; size: number | null; storage_key: string | null; owner: string | null }>`
+    with stored as (select digest, size, storage_key from blobs where digest = ${digest}),
+    claim as (
+      insert into proxy_blob_fills (digest, owner, storage_key)
+      select ${digest}, ${owner}, ${storageKey} where not exists (select 1 from stored)
+      on conflict (digest) do nothing
+      returning owner)
+    select s.digest, s.size, s.storage_key, (select owner from claim) as owner
+      from (values (1)) as one left join stored s on true`.execute(db);
+  const row = result.rows[0]!;
+  if (row.digest !== null) return { stored: { digest: row.digest, size: Number(row.size), storage_key: row.storage_key! } };
+  return { claimed: row.owner === owner };
 }
 
-export async function heartbeatFill(db: Executor, digest: string, owner: string): Promise<void> {
-  await db.updateTable('proxy_blob_fills').set({ heartbeat_at: sql`now()` }).where('digest', '=', digest).where('owner', '=', owner).execute();
+/**
+ * Takes over a fill whose heartbeat is older than `leaseSeconds` (its node died or lost
+ * PostgreSQL), and queues the object it was writing for deletion, in one transaction. The row
+ * lock waits for an owner committing right now, whose commit removes the row: then there is
+ * nothing to take over ('gone'). 'held': the fill is alive after all.
+ */
+export async function takeOverFill(db: Kysely<Schema>, digest: string, owner: string, storageKey: string, leaseSeconds: number): Promise<'taken' | 'held' | 'gone'> {
+  return db.transaction().execute(async (trx) => {
+    const row = await sql<{ storage_key: string | null; storage_state: Record<string, unknown>; stale: boolean }>`
+      select storage_key, storage_state, heartbeat_at < now() - make_interval(secs => ${leaseSeconds}) as stale
+        from proxy_blob_fills where digest = ${digest} for update`.execute(trx);
+    const previous = row.rows[0];
+    if (!previous) return 'gone';
+    if (!previous.stale) return 'held';
+    await trx
+      .updateTable('proxy_blob_fills')
+      .set({ owner, storage_key: storageKey, storage_state: '{}', started_at: sql`now()`, heartbeat_at: sql`now()` })
+      .where('digest', '=', digest)
+      .execute();
+    if (previous.storage_key !== null) await queueUnlessStored(trx, digest, previous.storage_key, previous.storage_state);
+    return 'taken';
+  });
 }
 
-export async function releaseFill(db: Executor, digest: string, owner: string): Promise<void> {
-  await db.deleteFrom('proxy_blob_fills').where('digest', '=', digest).where('owner', '=', owner).execute();
+/** Queues a dead fill's object for deletion, unless a blob row serves it (a fill that committed after all must keep its bytes). */
+async function queueUnlessStored(trx: Executor, digest: string, storageKey: string, storageState: Record<string, unknown>): Promise<void> {
+  await sql`
+    insert into gc_storage_deletions (storage_key, storage_state, reason)
+    select ${storageKey}, ${JSON.stringify(storageState)}::jsonb, 'proxy-fill-abandoned'
+     where not exists (select 1 from blobs where digest = ${digest} and storage_key = ${storageKey})`.execute(trx);
+}
+
+/** The driver state of the fill's upload (an S3 multipart upload id), so a takeover can abort it. */
+export async function recordFillState(db: Executor, digest: string, owner: string, state: Record<string, unknown>): Promise<void> {
+  await db
+    .updateTable('proxy_blob_fills')
+    .set({ storage_state: JSON.stringify(state) })
+    .where('digest', '=', digest)
+    .where('owner', '=', owner)
+    .execute();
+}
+
+/** Renews the fill's heartbeat; false when `owner` no longer holds it (it was taken over). */
+export async function heartbeatFill(db: Executor, digest: string, owner: string): Promise<boolean> {
+  const result = await db.updateTable('proxy_blob_fills').set({ heartbeat_at: sql`now()` }).where('digest', '=', digest).where('owner', '=', owner).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+/** Ends `owner`'s fill; false when it no longer held it (taken over, or swept as abandoned). */
+export async function releaseFill(db: Executor, digest: string, owner: string): Promise<boolean> {
+  const result = await db.deleteFrom('proxy_blob_fills').where('digest', '=', digest).where('owner', '=', owner).executeTakeFirst();
+  return Number(result.numDeletedRows) > 0;
+}
+
+/**
+ * Ends `owner`'s fill and queues its object for deletion in one statement (the fill failed);
+ * returns the deletion's id, for the caller to finish once it removed the object itself.
+ */
+export async function releaseFillDiscarding(db: Executor, digest: string, owner: string, reason: string): Promise<number | undefined> {
+  const result = await sql<{ id: number }>`
+    with gone as (
+      delete from proxy_blob_fills where digest = ${digest} and owner = ${owner} and storage_key is not null
+      returning storage_key, storage_state)
+    insert into gc_storage_deletions (storage_key, storage_state, reason, review_after)
+    select storage_key, storage_state, ${reason}, now() + interval '1 minute' from gone
+    returning id`.execute(db);
+  return result.rows[0]?.id;
+}
+
+/**
+ * Removes up to `limit` fills whose heartbeat is older than `olderThanSeconds` (their node died and
+ * no request for the digest came to take them over) and queues their objects for deletion, in one
+ * statement. A fill an owner is committing right now is locked and skipped.
+ */
+export async function expireAbandonedFills(db: Executor, olderThanSeconds: number, limit: number): Promise<number> {
+  const result = await sql<{ id: number }>`
+    with gone as (
+      delete from proxy_blob_fills where digest in (
+        select digest from proxy_blob_fills where heartbeat_at < now() - make_interval(secs => ${olderThanSeconds})
+         order by heartbeat_at limit ${limit} for update skip locked)
+      returning digest, storage_key, storage_state)
+    insert into gc_storage_deletions (storage_key, storage_state, reason)
+    select g.storage_key, g.storage_state, 'proxy-fill-abandoned' from gone g
+     where g.storage_key is not null and not exists (select 1 from blobs b where b.digest = g.digest and b.storage_key = g.storage_key)
+    returning id`.execute(db);
+  return result.rows.length;
 }
 
 /** Seconds since the fill of `digest` last renewed its heartbeat; undefined when no fill is under way. */

@@ -23,6 +23,8 @@ export interface RegistryOptions {
   blobMaxBytes?: number;
   /** Pull-through cache upstreams (proxy.upstreams); none: no repository is proxied. */
   proxyUpstreams?: UpstreamSettings[];
+  /** Seconds a pull-through blob fill survives without a heartbeat before another request takes it over (proxy.filllease). */
+  proxyFillLeaseSeconds?: number;
   /**
    * Milliseconds between no-op statements in an upload's transaction while its body keeps
    * arriving, so the server's idle-in-transaction backstop ends only stalled ones; absent: none.

@@ -18,7 +18,7 @@ export interface ReconcileOptions {
 export interface ReconcileReport {
   objects: number;
   bytes: number;
-  /** Objects no metadata names (no blob, upload session, or queued deletion). */
+  /** Objects no metadata names (no blob, upload session, queued deletion, or pull-through fill under way). */
   orphans: Array<{ key: string; size: number }>;
   orphanBytes: number;
   /** Blob rows whose object is not in storage. */

@@ -37,6 +37,7 @@ export function registryOptionsFromConfig(config: Config): RegistryOptions {
     webhookEndpoints: parseEndpoints(config['notifications.endpoints']).map((e) => ({ name: e.name, url: redactUrl(e.url), disabled: e.disabled })),
     blobMaxBytes: config['limits.blobbytes'],
     proxyUpstreams: parseUpstreams(config['proxy.upstreams']),
+    proxyFillLeaseSeconds: config['proxy.filllease'],
     // Well inside the upload pool's idle-in-transaction timeout (parts.ts: databaseTimeouts).
     automaticMount: config['uploads.automount'],
     uploadKeepAliveMs: config['database.idletransactiontimeout'] > 0 ? (config['database.idletransactiontimeout'] * 1000) / 3 : undefined,

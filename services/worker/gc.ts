@@ -1,6 +1,6 @@
 import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
 import { parseUpstreams } from '../../libs/config/index.js';
-import { gc } from '../../libs/metadata/index.js';
+import { gc, proxyCache } from '../../libs/metadata/index.js';
 import { counter, gauge } from '../../libs/metrics/index.js';
 import { GarbageCollector, ProxyRetention, sweepUnfinishedUploads, type ReviewResult } from '../../libs/registry/index.js';
 import type { WorkerContext, WorkerRole } from './role.js';
@@ -98,6 +98,8 @@ export const gcRole: WorkerRole = {
           await sweep();
           const expired = await collector.expireIdleUploads(config['uploads.maxidle'], 500);
           if (expired > 0) uploadsExpired.inc(expired);
+          // Pull-through fills whose node died and that no request took over: their objects join the queue.
+          await proxyCache.expireAbandonedFills(database.db, Math.max(4 * config['proxy.filllease'], 60), 100);
           const { deleted } = await collector.deleteQueuedObjects(100);
           // Cached content of a pull-through upstream unpulled past its retention (docs/proxy.md).
           if (retention) await retention.sweep(100);

@@ -15,6 +15,12 @@ export interface CountingProxy {
    * connection is dropped, as if the upstream died mid-transfer; resolves once it has been cut.
    */
   cutNext(part: string, bytes: number): Promise<void>;
+  /**
+   * The next response whose path includes `part` stops after `bytes` body bytes, as a slow
+   * upstream would, until release(); `reached` resolves once those bytes are sent. A client that
+   * hangs up meanwhile ends it.
+   */
+  holdNext(part: string, bytes: number): { reached: Promise<void>; release(): void };
   /** Refuses connections (the upstream looks down) until start(). */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -22,15 +28,15 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-/** An HTTP proxy in front of a registry that counts what passes and can play the upstream's death. */
-export async function startCountingProxy(target: string): Promise<CountingProxy> {
+/** An HTTP proxy in front of a registry that counts what passes and can play the upstream's death. On `port`, or a free one. */
+export async function startCountingProxy(target: string, port = 0): Promise<CountingProxy> {
   const agent = new Agent({ keepAlive: true, maxSockets: 128 });
   const t = new URL(target);
   const requests: string[] = [];
   const bytes = new Map<string, number>();
   const sockets = new Set<Socket>();
   let cut: { part: string; bytes: number; done: () => void } | undefined;
-  let port = 0;
+  let hold: { part: string; bytes: number; reached: () => void; released: Promise<void> } | undefined;
   let server: ReturnType<typeof createServer> | undefined;
   const dropAll = () => {
     for (const s of sockets) s.destroy();
@@ -44,8 +50,27 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       const mine = cut && path.includes(cut.part) ? cut : undefined;
       if (mine) cut = undefined;
+      const held = hold && path.includes(hold.part) ? hold : undefined;
+      if (held) hold = undefined;
+      res.on('close', () => answer.destroy());
       let sent = 0;
       answer.on('data', (chunk: Buffer) => {
+        if (held && sent < held.bytes && sent + chunk.length >= held.bytes) {
+          const head = chunk.subarray(0, held.bytes - sent);
+          const rest = chunk.subarray(held.bytes - sent);
+          sent += head.length;
+          bytes.set(path, (bytes.get(path) ?? 0) + head.length);
+          answer.pause();
+          res.write(head, () => held.reached());
+          void held.released.then(() => {
+            if (res.destroyed) return;
+            sent += rest.length;
+            bytes.set(path, (bytes.get(path) ?? 0) + rest.length);
+            res.write(rest);
+            answer.resume();
+          });
+          return;
+        }
         if (mine && sent + chunk.length >= mine.bytes) {
           const head = chunk.subarray(0, Math.max(0, mine.bytes - sent));
           sent += head.length;
@@ -106,6 +131,14 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     bytesFor: (part) => [...bytes].filter(([p]) => p.includes(part)).reduce((sum, [, n]) => sum + n, 0),
     count: (part, method) => matching(part, method).length,
     cutNext: (part, n) => new Promise<void>((resolve) => (cut = { part, bytes: n, done: resolve })),
+    holdNext: (part, n) => {
+      let release = () => {};
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let reached = () => {};
+      const reachedP = new Promise<void>((resolve) => (reached = resolve));
+      hold = { part, bytes: n, reached, released };
+      return { reached: reachedP, release };
+    },
     stop,
     start,
     reset: () => {

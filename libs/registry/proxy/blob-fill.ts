@@ -4,7 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { blobs, gc, proxyCache, repositories } from '../../metadata/index.js';
 import { RegistryError, parseDigest } from '../../oci/index.js';
 import { RemoteError, type RemoteBlob } from '../../remote/index.js';
-import type { ByteRange } from '../../storage/index.js';
+import type { ByteRange, UploadState } from '../../storage/index.js';
 import type { BlobHandle } from '../blob-service.js';
 import type { RequestContext } from '../context.js';
 import type { RegistryDeps } from '../deps.js';
@@ -13,17 +13,35 @@ import { proxyMetrics } from './metrics.js';
 import { upstreamFailed } from './upstream-errors.js';
 import type { ProxiedName, Upstream } from './upstreams.js';
 
-/** A fill whose heartbeat is older than this is taken over: its node is gone. */
-const STALE_SECONDS = 15;
-const HEARTBEAT_MS = 2_000;
+/** Seconds a fill survives without a heartbeat before another request takes it over (proxy.filllease). */
+export const DEFAULT_FILL_LEASE_SECONDS = 15;
 const POLL_MS = 100;
 /** A client that reads nothing for this long is cut off; the fill goes on for the others. */
 const CLIENT_STALL_MS = 30_000;
 /** Fills that fail in a row before a waiting request gives up. */
 const MAX_FAILED_FILLS = 2;
+/**
+ * Upstream chunks (64 KiB off the socket) are gathered into writes of about this size, to the
+ * client and to the store: an eighth of the system calls and of the hand-offs between processes
+ * (each of which, on a busy machine, waits for a turn on a core); the first bytes wait for at most this many.
+ */
+const WRITE_BYTES = 512 << 10;
+/** Bytes the store may fall behind the client before the upstream is read more slowly. */
+const STORE_LAG_BYTES = 8 << 20;
 
 function blobUnknown(digest: string): RegistryError {
   return new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
+}
+
+function fillFailed(upstream: Upstream, digest: string): RegistryError {
+  return new RegistryError('UNAVAILABLE', `the fetch of this blob from upstream ${upstream.config.name} failed; try again`, {
+    detail: { digest, upstream: upstream.config.name },
+  });
+}
+
+function newStorageKey(): string {
+  const id = randomUUID();
+  return `${id.slice(0, 2)}/${id}`;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -33,58 +51,107 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * repository's cached manifests name is linked at once. Otherwise one request, on any node, wins
  * the fill row in PostgreSQL and streams the upstream's bytes to its client and into the store at
  * the same time; the bytes are committed only once their digest and size check out. Every other
- * request for the digest waits for the fill to end and then reads the stored blob.
+ * request for the digest waits for the fill to end and then reads the stored blob. A fill whose
+ * heartbeat stops (its node died) is taken over, and the object it was writing is deleted.
  */
 export class BlobCache {
   /** Fills this node leads, so requests here wait on them without polling. */
   private readonly leading = new Map<string, Promise<void>>();
+  private readonly heartbeatMs: number;
 
   constructor(
     private readonly deps: RegistryDeps,
     private readonly node: string,
-  ) {}
+    private readonly leaseSeconds = DEFAULT_FILL_LEASE_SECONDS,
+  ) {
+    this.heartbeatMs = Math.max(200, (leaseSeconds * 1000) / 6);
+  }
 
-  async find(proxied: ProxiedName, repository: string, digest: string, head: boolean, context: RequestContext): Promise<BlobHandle> {
+  /** `linkedChecked`: the caller just found the blob not linked in `repository` (BlobService did), so the first pass skips that query. */
+  async find(proxied: ProxiedName, repository: string, digest: string, head: boolean, context: RequestContext, linkedChecked = false): Promise<BlobHandle> {
     const remoteName = proxied.remoteName;
     if (remoteName === undefined) throw blobUnknown(digest);
     const upstream = proxied.upstream;
     let failedFills = 0;
     let waited = false;
+    let checkLinked = !linkedChecked;
     for (;;) {
-      const linked = await blobs.findLinkedBlob(this.deps.db, repository, digest);
-      if (linked) {
-        proxyMetrics.requests.inc({ upstream: upstream.config.name, kind: 'blob', result: waited ? 'waited' : 'hit' });
-        return this.stored(linked);
-      }
-      const stored = await proxyCache.findStoredBlob(this.deps.db, digest);
-      if (stored && (await this.vouched(upstream, remoteName, repository, digest))) {
-        if (await linkCachedBlob(this.deps, upstream, repository, digest, context)) {
+      if (checkLinked) {
+        const linked = await blobs.findLinkedBlob(this.deps.db, repository, digest);
+        if (linked) {
           proxyMetrics.requests.inc({ upstream: upstream.config.name, kind: 'blob', result: waited ? 'waited' : 'hit' });
-          return this.stored(stored);
+          return this.stored(linked);
         }
-        continue; // collected in between: fetch it again
       }
+      checkLinked = true;
       if (head) {
+        const stored = await proxyCache.findStoredBlob(this.deps.db, digest);
+        if (stored) {
+          const linked = await this.linkStored(upstream, remoteName, repository, stored, waited, context);
+          if (linked) return linked;
+          continue;
+        }
         // A fill under way answers the HEAD once it is committed, without asking the upstream.
         const age = waited ? undefined : await proxyCache.fillHeartbeatAge(this.deps.db, digest);
-        if (age === undefined || age > STALE_SECONDS) return this.headUpstream(upstream, remoteName, digest);
+        if (age === undefined || age > this.leaseSeconds) return this.headUpstream(upstream, remoteName, digest);
         waited = true;
         await this.waitForFill(digest);
         continue;
       }
-      const owner = `${this.node}:${randomUUID()}`;
-      if (await proxyCache.claimFill(this.deps.db, digest, owner, STALE_SECONDS)) {
-        return this.lead(upstream, remoteName, repository, digest, owner, context);
+      const here = this.leading.get(digest);
+      if (here) {
+        // This node fills it: wait in memory (until it is committed), then read it like any stored blob.
+        waited = true;
+        if (
+          !(await here.then(
+            () => true,
+            () => false,
+          ))
+        )
+          failedFills++;
+        if (failedFills >= MAX_FAILED_FILLS) throw fillFailed(upstream, digest);
+        continue;
       }
+      const owner = `${this.node}:${randomUUID()}`;
+      const key = newStorageKey();
+      const claim = await proxyCache.claimFillUnlessStored(this.deps.db, digest, owner, key);
+      if ('stored' in claim) {
+        const linked = await this.linkStored(upstream, remoteName, repository, claim.stored, waited, context);
+        if (linked) return linked;
+        continue;
+      }
+      if (claim.claimed) return this.lead(upstream, remoteName, repository, digest, owner, key, context);
       waited = true;
       const outcome = await this.waitForFill(digest);
-      if (outcome === 'ended' && !(await proxyCache.findStoredBlob(this.deps.db, digest))) failedFills++;
-      if (failedFills >= MAX_FAILED_FILLS) {
-        throw new RegistryError('UNAVAILABLE', `the fetch of this blob from upstream ${upstream.config.name} failed; try again`, {
-          detail: { digest, upstream: upstream.config.name },
-        });
+      if (outcome === 'stale') {
+        // Its node is gone: take the fill over (its object is queued for deletion with the takeover).
+        if ((await proxyCache.takeOverFill(this.deps.db, digest, owner, key, this.leaseSeconds)) === 'taken') {
+          this.deps.warn(`blob fill of ${digest} had no heartbeat for ${this.leaseSeconds} s: taken over`, undefined);
+          return this.lead(upstream, remoteName, repository, digest, owner, key, context);
+        }
+        continue;
       }
+      if (!(await proxyCache.findStoredBlob(this.deps.db, digest))) failedFills++;
+      if (failedFills >= MAX_FAILED_FILLS) throw fillFailed(upstream, digest);
     }
+  }
+
+  /**
+   * A blob the registry stores, for a repository that does not link it: linked when the upstream
+   * has it there. Undefined when it was collected meanwhile (fetch it again).
+   */
+  private async linkStored(
+    upstream: Upstream,
+    remoteName: string,
+    repository: string,
+    stored: { digest: string; size: number; storage_key: string },
+    waited: boolean,
+    context: RequestContext,
+  ): Promise<BlobHandle | undefined> {
+    if (!(await this.vouched(upstream, remoteName, repository, stored.digest))) throw blobUnknown(stored.digest);
+    if (!(await linkCachedBlob(this.deps, upstream, repository, stored.digest, context))) return undefined;
+    proxyMetrics.requests.inc({ upstream: upstream.config.name, kind: 'blob', result: waited ? 'waited' : 'hit' });
+    return this.stored(stored);
   }
 
   /** Waits until no fill of `digest` is under way ('ended'), or the one under way has stopped renewing its heartbeat ('stale'). */
@@ -97,7 +164,7 @@ export class BlobCache {
     for (;;) {
       const age = await proxyCache.fillHeartbeatAge(this.deps.db, digest);
       if (age === undefined) return 'ended';
-      if (age > STALE_SECONDS) return 'stale';
+      if (age > this.leaseSeconds) return 'stale';
       await sleep(POLL_MS);
     }
   }
@@ -137,26 +204,30 @@ export class BlobCache {
     };
   }
 
-  /** This request holds the fill: start the upstream GET, then stream it to the client and the store. */
-  private async lead(upstream: Upstream, remoteName: string, repository: string, digest: string, owner: string, context: RequestContext): Promise<BlobHandle> {
-    const release = () => proxyCache.releaseFill(this.deps.db, digest, owner).catch((err) => this.deps.warn('blob fill row not released; it goes stale', err));
+  /** This request holds the fill: the upstream GET and the store's new object start together, then the bytes stream to the client and the store. */
+  private async lead(upstream: Upstream, remoteName: string, repository: string, digest: string, owner: string, key: string, context: RequestContext): Promise<BlobHandle> {
+    const begin = this.deps.store.beginUpload(key);
+    begin.catch(() => {}); // awaited by the fill, or by abandon()
     let remote: RemoteBlob | undefined;
     try {
       remote = await upstream.remote.blob(remoteName, digest);
     } catch (err) {
-      await release();
+      await abandon(this.deps, digest, owner, key, begin);
       if (!(err instanceof RemoteError)) throw err;
       throw upstreamFailed(this.deps, upstream, err, `blob ${remoteName}@${digest} not cached`);
     }
     if (!remote) {
-      await release();
+      await abandon(this.deps, digest, owner, key, begin);
       throw blobUnknown(digest);
     }
     proxyMetrics.requests.inc({ upstream: upstream.config.name, kind: 'blob', result: 'miss' });
-    const fill = new Fill(this.deps, upstream, repository, digest, owner, remote, context);
-    const done = fill.run();
+    const fill = new Fill(this.deps, upstream, repository, digest, { owner, key, begin, heartbeatMs: this.heartbeatMs }, remote, context);
+    // Gone from `leading` before anyone awaiting it resumes: they then find the blob committed.
+    const done: Promise<void> = fill.run().finally(() => {
+      if (this.leading.get(digest) === done) this.leading.delete(digest);
+    });
     this.leading.set(digest, done);
-    done.catch(() => {}).finally(() => this.leading.delete(digest));
+    done.catch(() => {});
     if (remote.size === undefined) {
       // Without a Content-Length the response cannot start before the bytes are all here.
       fill.detach();
@@ -180,6 +251,31 @@ export class BlobCache {
   }
 }
 
+/** Ends a fill that wrote nothing worth keeping: its row goes, its object is deleted (through the deletion queue, should that fail). */
+async function abandon(deps: RegistryDeps, digest: string, owner: string, key: string, begin: Promise<UploadState>): Promise<void> {
+  const deletion = await proxyCache.releaseFillDiscarding(deps.db, digest, owner, 'proxy-fill-failed').catch((err) => {
+    deps.warn('blob fill row not released; it goes stale and is swept', err);
+    return undefined;
+  });
+  const state = await begin.catch(() => undefined);
+  if (state === undefined) return; // nothing was created
+  try {
+    await deps.store.abortUpload(key, state);
+    if (deletion !== undefined) await gc.finishStorageDeletion(deps.db, deletion);
+  } catch (err) {
+    deps.warn(`storage object ${key} not removed now; the gc worker will retry`, err);
+  }
+}
+
+interface FillLease {
+  owner: string;
+  /** The object the fill writes, named in its row. */
+  key: string;
+  /** The store's beginUpload of `key`, started with the upstream request. */
+  begin: Promise<UploadState>;
+  heartbeatMs: number;
+}
+
 /** One upstream blob streamed into the store and, while it reads, to the client that asked. */
 class Fill {
   readonly client = new PassThrough({ highWaterMark: 1 << 20 });
@@ -190,7 +286,7 @@ class Fill {
     private readonly upstream: Upstream,
     private readonly repository: string,
     private readonly digest: string,
-    private readonly owner: string,
+    private readonly lease: FillLease,
     private readonly remote: RemoteBlob,
     private readonly context: RequestContext,
   ) {
@@ -206,25 +302,43 @@ class Fill {
   }
 
   async run(): Promise<void> {
-    const { deps, digest, remote } = this;
+    const { deps, digest, remote, lease } = this;
     const name = this.upstream.config.name;
-    const id = randomUUID();
-    const key = `${id.slice(0, 2)}/${id}`;
     const heartbeat = setInterval(() => {
-      proxyCache.heartbeatFill(deps.db, digest, this.owner).catch((err) => deps.warn('blob fill heartbeat not written', err));
-    }, HEARTBEAT_MS);
+      proxyCache.heartbeatFill(deps.db, digest, lease.owner).then(
+        (held) => {
+          if (!held) remote.body.destroy(new Error('the fill was taken over by another request'));
+        },
+        (err) => deps.warn('blob fill heartbeat not written', err),
+      );
+    }, lease.heartbeatMs);
     const algorithm = parseDigest(digest).algorithm;
     const hash = createHash(algorithm);
-    let state: Record<string, unknown> = {};
-    let begun = false;
     let size = 0;
     let badDigest = false;
+    let clientDone = false;
+    let committing = false;
+    // The store lags behind the client by up to STORE_LAG_BYTES; its object may still be being created.
+    const sink = new PassThrough({ writableHighWaterMark: STORE_LAG_BYTES, readableHighWaterMark: WRITE_BYTES });
+    const appending = lease.begin.then(async (state) => {
+      if (Object.keys(state).length > 0) await proxyCache.recordFillState(deps.db, digest, lease.owner, state);
+      return deps.store.append(lease.key, state, 0, sink);
+    });
+    appending.catch(() => {}); // awaited below; a failure also fails the writes
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    /** Hands what was gathered to both sides; a promise when either is full (the next read waits for it). */
+    const flush = (): Promise<unknown> | undefined => {
+      const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      const storeFull = !sink.write(batch);
+      const clientBusy = this.toClient(batch);
+      if (!storeFull) return clientBusy;
+      const drained = Promise.race([once(sink, 'drain'), appending]);
+      return clientBusy ? Promise.all([drained, clientBusy]) : drained;
+    };
     try {
-      state = await deps.store.beginUpload(key);
-      begun = true;
-      const sink = new PassThrough({ highWaterMark: 1 << 20 });
-      const appending = deps.store.append(key, state, 0, sink);
-      appending.catch(() => {}); // awaited below; a failure also fails the writes
       try {
         for await (const chunk of remote.body as Readable) {
           const bytes = chunk as Buffer;
@@ -232,48 +346,59 @@ class Fill {
           if (remote.size !== undefined && size > remote.size) throw new Error(`upstream sent more than the ${remote.size} bytes it announced`);
           hash.update(bytes);
           proxyMetrics.upstreamBytes.inc({ upstream: name }, bytes.length);
-          // Store and client take the chunk side by side; the next waits for the slower of the two.
-          const stored = sink.write(bytes) ? undefined : Promise.race([once(sink, 'drain'), appending]);
-          await Promise.all([stored, this.toClient(bytes)]);
+          pending.push(bytes);
+          pendingBytes += bytes.length;
+          const full = pendingBytes >= WRITE_BYTES ? flush() : undefined;
+          if (full) await full;
         }
+        if (pendingBytes > 0) await flush();
       } catch (err) {
         sink.destroy(err as Error);
         throw err;
       }
-      sink.end();
-      const written = await appending;
-      state = written.state;
       if (remote.size !== undefined && size !== remote.size) throw new Error(`upstream sent ${size} of the ${remote.size} bytes it announced`);
       const actual = `${algorithm}:${hash.digest('hex')}`;
       if (actual !== digest) {
         badDigest = true;
+        sink.destroy(new Error('digest mismatch'));
         throw new Error(`upstream sent bytes with digest ${actual}`);
       }
-      // The client has every byte and they check out: it need not wait for the store to seal them.
+      // The client has every byte and they check out: it need not wait for the store to write and seal them.
+      clientDone = true;
       this.client.end();
-      await deps.store.completeUpload(key, state, size);
-      const redundant = await commitBlob(deps, this.upstream, this.repository, { digest, size, key }, { owner: this.owner }, this.context);
-      if (redundant !== undefined) await this.discard(key, {}, redundant);
+      sink.end();
+      const { state } = await appending;
+      await deps.store.completeUpload(lease.key, state, size);
+      committing = true;
+      const redundant = await commitBlob(deps, this.upstream, this.repository, { digest, size, key: lease.key }, { owner: lease.owner }, this.context);
+      if (redundant !== undefined) await discardCopy(deps, lease.key, redundant);
     } catch (err) {
       remote.body.destroy();
       proxyMetrics.upstreamErrors.inc({ upstream: name, reason: badDigest ? 'digest' : 'unavailable' });
       deps.warn(`blob ${digest} from upstream ${name} not cached: ${(err as Error).message}`, err);
-      this.client.destroy(err as Error);
-      if (begun) {
-        const deletion = await gc.queueStorageDeletion(deps.db, { storage_key: key, storage_state: state, size, reason: 'proxy-fill-failed' }).catch(() => undefined);
-        await this.discard(key, state, deletion);
+      if (!clientDone) this.client.destroy(err as Error);
+      await appending.catch(() => {});
+      if (committing) {
+        // A commit whose answer was lost may have happened: its object then serves the blob. When
+        // that cannot be told now, the row stays and goes stale; the takeover or sweep decides.
+        const stored = await proxyCache.findStoredBlob(deps.db, digest).catch(() => 'unknown' as const);
+        if (stored === 'unknown' || stored?.storage_key === lease.key) throw err;
       }
-      await proxyCache.releaseFill(deps.db, digest, this.owner).catch(() => {});
+      await abandon(deps, digest, lease.owner, lease.key, lease.begin);
       throw err;
     } finally {
       clearInterval(heartbeat);
     }
   }
 
-  /** Writes to the client while it reads; one that stalls too long is dropped, the fill goes on. */
-  private async toClient(bytes: Buffer): Promise<void> {
-    if (!this.attached || this.client.destroyed) return;
-    if (this.client.write(bytes)) return;
+  /** Writes to the client while it reads; a promise when it is full. One that stalls too long is dropped, the fill goes on. */
+  private toClient(bytes: Buffer): Promise<void> | undefined {
+    if (!this.attached || this.client.destroyed) return undefined;
+    if (this.client.write(bytes)) return undefined;
+    return this.drained();
+  }
+
+  private async drained(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), CLIENT_STALL_MS)));
     const outcome = await Promise.race([
@@ -287,13 +412,14 @@ class Fill {
     clearTimeout(timer);
     if (outcome === 'stalled') this.detach();
   }
+}
 
-  private async discard(key: string, state: Record<string, unknown>, deletion: number | undefined): Promise<void> {
-    try {
-      await this.deps.store.abortUpload(key, state);
-      if (deletion !== undefined) await gc.finishStorageDeletion(this.deps.db, deletion);
-    } catch (err) {
-      this.deps.warn(`storage object ${key} not removed now; the gc worker will retry`, err);
-    }
+/** The registry had these bytes already (another fill won the race): this copy goes. */
+async function discardCopy(deps: RegistryDeps, key: string, deletion: number): Promise<void> {
+  try {
+    await deps.store.abortUpload(key, {});
+    await gc.finishStorageDeletion(deps.db, deletion);
+  } catch (err) {
+    deps.warn(`storage object ${key} not removed now; the gc worker will retry`, err);
   }
 }

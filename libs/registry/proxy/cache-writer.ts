@@ -115,6 +115,7 @@ export async function forgetTag(deps: RegistryDeps, upstream: Upstream, reposito
 /**
  * Records a blob whose bytes were just verified at `key`, linked in `repository`, and releases
  * its fill in the same transaction: waiting requests see the blob and the end of the fill at once.
+ * Throws, recording nothing, when the fill is no longer `fill.owner`'s.
  * Returns the id of a queued deletion when the registry already had these bytes (this copy is redundant).
  */
 export async function commitBlob(
@@ -132,7 +133,10 @@ export async function commitBlob(
     const repositoryId = await repositories.ensureRepository(trx, repository);
     await blobs.linkBlob(trx, repositoryId, blob.digest);
     await proxyCache.touchPull(trx, { repository_id: repositoryId, kind: 'blob', digest: blob.digest, upstream: upstream.config.name });
-    await proxyCache.releaseFill(trx, blob.digest, fill.owner);
+    // Last, so the fill row is deleted for as short a time before the commit as can be: a claim
+    // meeting a deleted-but-uncommitted row waits and then claims a fill of a stored blob.
+    // A fill taken over (its heartbeat went stale) has had its object queued for deletion: record nothing.
+    if (!(await proxyCache.releaseFill(trx, blob.digest, fill.owner))) throw new Error(`the fill of ${blob.digest} was taken over by another request`);
     const as = asUpstream(context, upstream);
     await recordEvents(trx, as, [
       {

@@ -29,7 +29,7 @@ export class PullThroughCache {
   ) {
     this.routes = new UpstreamRoutes(upstreams, (upstream, info) => deps.warn(`upstream ${upstream}: attempt failed at ${info.url}: ${info.error}`, undefined));
     this.manifests = new ManifestCache(deps);
-    this.blobs = new BlobCache(deps, this.node);
+    this.blobs = new BlobCache(deps, this.node, deps.options.proxyFillLeaseSeconds);
   }
 
   serves(repository: string): boolean {
@@ -52,11 +52,11 @@ export class PullThroughCache {
     return this.manifests.get(proxied, repository, ref, withPayload, context);
   }
 
-  /** A blob of a proxied repository that is not linked there yet (undefined when `repository` is not proxied). */
+  /** A blob of a proxied repository that BlobService just found not linked there (undefined when `repository` is not proxied). */
   async blob(repository: string, digest: string, head: boolean, context: RequestContext | undefined): Promise<BlobHandle | undefined> {
     const proxied = this.routes.route(repository);
     if (!proxied) return undefined;
-    return this.blobs.find(proxied, repository, digest, head, context ?? backgroundContext(this.node));
+    return this.blobs.find(proxied, repository, digest, head, context ?? backgroundContext(this.node), true);
   }
 
   /** A linked blob of a proxied repository was read: counted, and its pull time kept for retention. */
