@@ -29,7 +29,10 @@ export function databaseTimeouts(config: Config): DatabaseTimeouts {
 export async function startLockedEmbeddedPostgres(config: Config, onLog?: (line: string) => void): Promise<EmbeddedPostgresHandle> {
   const lock = await lockDataDir(config['data.dir']);
   try {
-    const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), onLog);
+    const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), {
+      ...(onLog ? { onLog } : {}),
+      connections: config['database.poolsize'] + config['database.uploadpoolsize'],
+    });
     return {
       url: embedded.url,
       async stop() {
