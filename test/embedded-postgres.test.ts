@@ -1,7 +1,8 @@
 /**
  * The embedded PostgreSQL runs with settings sized for one registry process (small shared
  * buffers, no parallel workers, no JIT, connections = the pools plus a margin), not PostgreSQL's
- * server defaults: they are what keeps its memory under the registry's budget.
+ * server defaults: they are what keeps its memory under the registry's budget. The query pool is
+ * smaller beside it than in front of a database server of its own.
  */
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -9,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import pg from 'pg';
+import { loadConfig } from '../libs/config/index.js';
 import { embeddedPostgresSettings, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../libs/metadata/index.js';
+import { queryPoolSize } from '../services/cli/parts.js';
 
 let dir: string;
 let server: EmbeddedPostgresHandle;
@@ -38,4 +41,10 @@ it('starts with the embedded settings, max_connections from the pools', async ()
   } finally {
     await client.end();
   }
+});
+
+it('sizes the query pool for the embedded PostgreSQL unless database.poolsize says otherwise', () => {
+  assert.equal(queryPoolSize(loadConfig({ env: {} })), 10);
+  assert.equal(queryPoolSize(loadConfig({ env: { WHARF_DATABASE_URL: 'postgres://db/wharf' } })), 20);
+  assert.equal(queryPoolSize(loadConfig({ env: { WHARF_DATABASE_POOLSIZE: '7' } })), 7);
 });

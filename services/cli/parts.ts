@@ -25,13 +25,20 @@ export function databaseTimeouts(config: Config): DatabaseTimeouts {
   };
 }
 
+/** database.poolsize, with 0 (the default) sized for where the database runs: beside the node (embedded) or on its own server. */
+export function queryPoolSize(config: Config): number {
+  const configured = config['database.poolsize'];
+  if (configured > 0) return configured;
+  return config['database.url'] === '' ? 10 : 20;
+}
+
 /** The embedded PostgreSQL and the data directory's lock, stopped and released together. */
 export async function startLockedEmbeddedPostgres(config: Config, onLog?: (line: string) => void): Promise<EmbeddedPostgresHandle> {
   const lock = await lockDataDir(config['data.dir']);
   try {
     const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), {
       ...(onLog ? { onLog } : {}),
-      connections: config['database.poolsize'] + config['database.uploadpoolsize'],
+      connections: queryPoolSize(config) + config['database.uploadpoolsize'],
     });
     return {
       url: embedded.url,
@@ -59,7 +66,7 @@ async function openDatabasePart(config: Config, logger: Logger): Promise<{ datab
   }
   const database = openDatabase({
     url,
-    poolSize: config['database.poolsize'],
+    poolSize: queryPoolSize(config),
     uploadPoolSize: config['database.uploadpoolsize'],
     timeouts: databaseTimeouts(config),
     onError: (err) => logger.warn({ err }, 'idle database connection lost; reconnecting on demand'),
