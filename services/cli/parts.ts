@@ -25,6 +25,9 @@ export function databaseTimeouts(config: Config): DatabaseTimeouts {
   };
 }
 
+/** Connections of an API process's background pool (outbox relay, in-process workers): a backlog waits for these, never for the requests' pool. */
+export const BACKGROUND_POOL_SIZE = 4;
+
 /** database.poolsize, with 0 (the default) sized for where the database runs: beside the node (embedded) or on its own server. */
 export function queryPoolSize(config: Config): number {
   const configured = config['database.poolsize'];
@@ -38,7 +41,7 @@ export async function startLockedEmbeddedPostgres(config: Config, onLog?: (line:
   try {
     const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), {
       ...(onLog ? { onLog } : {}),
-      connections: queryPoolSize(config) + config['database.uploadpoolsize'],
+      connections: queryPoolSize(config) + config['database.uploadpoolsize'] + BACKGROUND_POOL_SIZE,
     });
     return {
       url: embedded.url,

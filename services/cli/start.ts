@@ -11,7 +11,7 @@ import { warmHashPool } from '../../libs/hashing/index.js';
 import { connectCache, ManifestReadCache, Registry, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { healthChecker, observeProcess, startOpsServer } from './observe.js';
-import { openParts, type Parts } from './parts.js';
+import { BACKGROUND_POOL_SIZE, openParts, type Parts } from './parts.js';
 import { apiOptionsFromConfig, eventSourceFromConfig, gcPolicyFromConfig, isLoopback, manifestCacheLimits, registryOptionsFromConfig } from './wiring.js';
 
 export interface RunningWharf {
@@ -151,12 +151,16 @@ function workersFor(config: Config, parts: Parts, logger: Logger): Promise<Runni
 
 async function assembled(config: Config, logger: Logger, prepare: (parts: Parts) => Promise<void>, withWorkers: boolean): Promise<RunningWharf> {
   const parts = await openParts(config, logger);
+  let background: Database | undefined;
   try {
     await prepare(parts);
     // Consumers first: in embedded mode the relay hands each event to them before marking it published.
-    const workers = withWorkers ? await workersFor(config, parts, logger) : undefined;
+    // Background work on connections of its own: a backlog must not take the ones requests wait for.
+    background = parts.database.withPool(BACKGROUND_POOL_SIZE);
+    const backgroundParts: Parts = { ...parts, database: background };
+    const workers = withWorkers ? await workersFor(config, backgroundParts, logger) : undefined;
     const activity = new Activity();
-    const relay = startRelay(config, parts, logger, activity);
+    const relay = startRelay(config, backgroundParts, logger, activity);
     const health = healthChecker(config, parts);
     const api = await startApi(config, parts, relay.relay, logger, health, activity).catch(async (err) => {
       await relay.close();
@@ -179,10 +183,12 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
           unobserve();
           await relay.close();
           await workers?.close();
+          await background?.close();
           await parts.close();
         })()),
     };
   } catch (err) {
+    await background?.close();
     await parts.close();
     throw err;
   }
