@@ -18,7 +18,7 @@ const log = (line: string) => console.error(`[bench:scale] ${line}`);
 
 let requests = 400;
 let sizes = [1_000, 100_000, 1_000_000];
-let portBase = 23340;
+let portBase = 5420;
 for (let i = 2; i < process.argv.length; i++) {
   const arg = process.argv[i];
   if (arg === '--requests') requests = Number(process.argv[++i]);
