@@ -16,6 +16,7 @@ import {
   type EventBus,
   type RegistryEvent,
 } from '../libs/events/index.js';
+import { Activity } from '../libs/async/activity.js';
 import { outbox } from '../libs/metadata/index.js';
 import { NatsBus } from '../libs/events/nats-bus.js';
 import { deleteStream, natsUnavailable, natsUrl, uniqueStreamNames } from './helpers/nats.js';
@@ -132,6 +133,32 @@ describe('outbox relay batches', () => {
     assert.equal(counts[0]! + counts[1]!, 300);
     for (const e of events) assert.equal(attempts.get(e.id), 1);
     assert.deepEqual(await unpublishedIds(), []);
+  });
+
+  it('while requests are in progress, one batch at a time, and the whole backlog still drains', async () => {
+    const events = await writeEvents(60, 'busy');
+    const { bus, attempts } = recordingBus();
+    const source = outbox.outboxSource(wharf.database.db);
+    let claiming = 0;
+    let most = 0;
+    const counting: typeof source = {
+      async withClaimed(limit, fn) {
+        most = Math.max(most, ++claiming);
+        try {
+          return await source.withClaimed(limit, fn);
+        } finally {
+          claiming--;
+        }
+      },
+    };
+    const activity = new Activity();
+    activity.enter();
+    assert.equal(await new OutboxRelay(counting, bus, { batchSize: 10, passes: 3, activity }).drain(), 60);
+    assert.equal(most, 1, 'one batch in flight while busy');
+    for (const e of events) assert.equal(attempts.get(e.id), 1);
+    assert.deepEqual(await unpublishedIds(), []);
+    activity.leave();
+    assert.equal(activity.busy, false);
   });
 
   it('on the in-process bus, a batch reaches each durable consumer in order, in one handleBatch call', async () => {

@@ -63,7 +63,13 @@ export const KEYS = {
     env: 'WHARF_DATABASE_URL',
     doc: 'PostgreSQL connection URL; empty starts an embedded PostgreSQL under data.dir/postgres',
   },
-  'database.poolsize': { type: 'integer', default: 20, env: 'WHARF_DATABASE_POOLSIZE', min: 1, doc: 'connections for queries' },
+  'database.poolsize': {
+    type: 'integer',
+    default: 0,
+    env: 'WHARF_DATABASE_POOLSIZE',
+    min: 0,
+    doc: 'connections for queries; 0: 10 with the embedded PostgreSQL (each connection is a backend process of ~5 MB), 20 with database.url',
+  },
   'database.uploadpoolsize': {
     type: 'integer',
     default: 50,

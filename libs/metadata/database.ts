@@ -67,6 +67,8 @@ export interface Database {
   poolStats(): PoolStats[];
   /** A separate one-connection database without the timeouts, for migrations and rebuilds that may run long; close it after use. */
   unbounded(): Database;
+  /** The same database and timeouts on pools of its own (`size` query connections), e.g. for background loops that must not take the connections requests wait for; close it after use. */
+  withPool(size: number): Database;
   close(): Promise<void>;
 }
 
@@ -169,6 +171,7 @@ export function openDatabase(options: DatabaseOptions): Database {
     },
     poolStats: () => [stats('queries', pool, options.poolSize), stats('uploads', uploadPool, options.uploadPoolSize)],
     unbounded: () => openDatabase({ url: options.url, poolSize: 1, uploadPoolSize: 1, ...(options.onError ? { onError: options.onError } : {}) }),
+    withPool: (size) => openDatabase({ ...options, poolSize: size, uploadPoolSize: 1 }),
     async close() {
       await Promise.all([db.destroy(), uploadsDb.destroy()]);
     },

@@ -90,7 +90,48 @@ async function loadEmbeddedPostgres() {
   return EmbeddedPostgres;
 }
 
-export async function startEmbeddedPostgres(dataDir: string, onLog: (line: string) => void = () => {}): Promise<EmbeddedPostgresHandle> {
+/**
+ * The server settings of the embedded PostgreSQL, sized for one registry process on a small
+ * machine rather than PostgreSQL's defaults for a shared database server. Shared buffers are
+ * resident and counted against the registry's memory; the kernel's page cache still caches the
+ * data files behind them. Connections: the node's two pools plus a margin for the unpooled
+ * connections (LISTEN, admin commands attaching to a running Wharf).
+ */
+export function embeddedPostgresSettings(connections: number): Record<string, string> {
+  return {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: '',
+    max_connections: String(connections + 10),
+    shared_buffers: '32MB',
+    wal_buffers: '1MB',
+    work_mem: '4MB',
+    maintenance_work_mem: '16MB',
+    autovacuum_max_workers: '1',
+    max_worker_processes: '2',
+    max_parallel_workers: '0',
+    max_parallel_workers_per_gather: '0',
+    max_parallel_maintenance_workers: '0',
+    jit: 'off',
+    huge_pages: 'off',
+    // Group commit: with two or more other transactions open, a commit waits up to 1 ms for
+    // others to share its WAL flush. Every commit is still on disk before it returns. The flush
+    // per commit is most of a manifest PUT's time here (synchronous_commit=off, measured only,
+    // gave 4x); with this, 1,000 PUTs 8 in flight went from 148 to 215 a second on average over
+    // three interleaved pairs of runs on this project's shared 2-core machine. A lone commit (an
+    // upload finishing with nothing else running) never waits.
+    commit_delay: '1000',
+    commit_siblings: '2',
+  };
+}
+
+export interface EmbeddedPostgresOptions {
+  onLog?: (line: string) => void;
+  /** Connections the registry's pools may open (query pool + upload pool). */
+  connections?: number;
+}
+
+export async function startEmbeddedPostgres(dataDir: string, options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgresHandle> {
+  const onLog = options.onLog ?? (() => {});
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dir = resolve(dataDir);
   await mkdir(dirname(dir), { recursive: true });
@@ -115,13 +156,7 @@ export async function startEmbeddedPostgres(dataDir: string, onLog: (line: strin
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    // Group commit: with two or more other transactions open, a commit waits up to 1 ms for
-    // others to share its WAL flush. Every commit is still on disk before it returns. The flush
-    // per commit is most of a manifest PUT's time here (synchronous_commit=off, measured only,
-    // gave 4x); with this, 1,000 PUTs 8 in flight went from 148 to 215 a second on average over
-    // three interleaved pairs of runs on this project's shared 2-core machine. A lone commit (an
-    // upload finishing with nothing else running) never waits.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200', '-c', 'commit_delay=1000', '-c', 'commit_siblings=2'],
+    postgresFlags: Object.entries(embeddedPostgresSettings(options.connections ?? 190)).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     onLog: (message: unknown) => onLog(String(message).trimEnd()),
     onError: (message: unknown) => onLog(String(message).trimEnd()),
   });

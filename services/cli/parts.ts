@@ -25,11 +25,24 @@ export function databaseTimeouts(config: Config): DatabaseTimeouts {
   };
 }
 
+/** Connections of an API process's background pool (outbox relay, in-process workers): a backlog waits for these, never for the requests' pool. */
+export const BACKGROUND_POOL_SIZE = 4;
+
+/** database.poolsize, with 0 (the default) sized for where the database runs: beside the node (embedded) or on its own server. */
+export function queryPoolSize(config: Config): number {
+  const configured = config['database.poolsize'];
+  if (configured > 0) return configured;
+  return config['database.url'] === '' ? 10 : 20;
+}
+
 /** The embedded PostgreSQL and the data directory's lock, stopped and released together. */
 export async function startLockedEmbeddedPostgres(config: Config, onLog?: (line: string) => void): Promise<EmbeddedPostgresHandle> {
   const lock = await lockDataDir(config['data.dir']);
   try {
-    const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), onLog);
+    const embedded = await startEmbeddedPostgres(join(config['data.dir'], 'postgres'), {
+      ...(onLog ? { onLog } : {}),
+      connections: queryPoolSize(config) + config['database.uploadpoolsize'] + BACKGROUND_POOL_SIZE,
+    });
     return {
       url: embedded.url,
       async stop() {
@@ -56,7 +69,7 @@ async function openDatabasePart(config: Config, logger: Logger): Promise<{ datab
   }
   const database = openDatabase({
     url,
-    poolSize: config['database.poolsize'],
+    poolSize: queryPoolSize(config),
     uploadPoolSize: config['database.uploadpoolsize'],
     timeouts: databaseTimeouts(config),
     onError: (err) => logger.warn({ err }, 'idle database connection lost; reconnecting on demand'),

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/app.js';
 import { splitAddr, type Config } from '../../libs/config/index.js';
+import { Activity } from '../../libs/async/activity.js';
 import { BestEffortPublisher, OutboxRelay, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { counter } from '../../libs/metrics/index.js';
@@ -10,7 +11,7 @@ import { warmHashPool } from '../../libs/hashing/index.js';
 import { connectCache, ManifestReadCache, Registry, type HealthChecker } from '../../libs/registry/index.js';
 import { startWorkers, type RunningWorkers } from '../worker/index.js';
 import { healthChecker, observeProcess, startOpsServer } from './observe.js';
-import { openParts, type Parts } from './parts.js';
+import { BACKGROUND_POOL_SIZE, openParts, type Parts } from './parts.js';
 import { apiOptionsFromConfig, eventSourceFromConfig, gcPolicyFromConfig, isLoopback, manifestCacheLimits, registryOptionsFromConfig } from './wiring.js';
 
 export interface RunningWharf {
@@ -31,12 +32,14 @@ export interface RunningRelay {
 }
 
 /** Publishes committed outbox rows and prunes old published ones. Runs on every API node and worker. */
-export function startRelay(config: Config, parts: Parts, logger: Logger): RunningRelay {
+/** `activity`: the requests of the API node the relay runs in, which it gives way to (none in `wharf worker`). */
+export function startRelay(config: Config, parts: Parts, logger: Logger, activity?: Activity): RunningRelay {
   const deadLettered = counter({
     name: 'wharf_outbox_dead_lettered_total',
     help: 'Outbox events the bus refused for good (e.g. over NATS max_payload), set aside so the rest flow',
   });
   const relay = new OutboxRelay(outbox.outboxSource(parts.database.db), parts.bus, {
+    ...(activity ? { activity } : {}),
     onError: (err) => logger.warn({ err }, 'outbox relay pass failed; will retry'),
     onDeadLetter: (message, err) => {
       deadLettered.inc();
@@ -85,7 +88,7 @@ async function closeGracefully(app: FastifyInstance, timeoutSeconds: number, log
   }
 }
 
-export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger, health: HealthChecker): Promise<RunningApi> {
+export async function startApi(config: Config, parts: Parts, relay: OutboxRelay, logger: Logger, health: HealthChecker, activity?: Activity): Promise<RunningApi> {
   const source = eventSourceFromConfig(config, randomUUID());
   const droppedPulls = counter<'reason'>({
     name: 'wharf_pull_events_dropped_total',
@@ -113,6 +116,13 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
   });
   const options = apiOptionsFromConfig(config, { registry, logger, source, health });
   const app = buildApi(options);
+  if (activity) {
+    // At the socket level, so every request counts, whatever route or hook ends it.
+    app.server.on('request', (_req, res) => {
+      activity.enter();
+      res.once('close', () => activity.leave());
+    });
+  }
   const hashing = await warmHashPool();
   if (hashing.nativeError) logger.info({ reason: hashing.nativeError }, 'native SHA-256 addon not loaded: uploads are hashed with hash-wasm');
   const { host, port } = splitAddr(config['http.addr']);
@@ -141,13 +151,18 @@ function workersFor(config: Config, parts: Parts, logger: Logger): Promise<Runni
 
 async function assembled(config: Config, logger: Logger, prepare: (parts: Parts) => Promise<void>, withWorkers: boolean): Promise<RunningWharf> {
   const parts = await openParts(config, logger);
+  let background: Database | undefined;
   try {
     await prepare(parts);
     // Consumers first: in embedded mode the relay hands each event to them before marking it published.
-    const workers = withWorkers ? await workersFor(config, parts, logger) : undefined;
-    const relay = startRelay(config, parts, logger);
+    // Background work on connections of its own: a backlog must not take the ones requests wait for.
+    background = parts.database.withPool(BACKGROUND_POOL_SIZE);
+    const backgroundParts: Parts = { ...parts, database: background };
+    const workers = withWorkers ? await workersFor(config, backgroundParts, logger) : undefined;
+    const activity = new Activity();
+    const relay = startRelay(config, backgroundParts, logger, activity);
     const health = healthChecker(config, parts);
-    const api = await startApi(config, parts, relay.relay, logger, health).catch(async (err) => {
+    const api = await startApi(config, parts, relay.relay, logger, health, activity).catch(async (err) => {
       await relay.close();
       await workers?.close();
       throw err;
@@ -168,10 +183,12 @@ async function assembled(config: Config, logger: Logger, prepare: (parts: Parts)
           unobserve();
           await relay.close();
           await workers?.close();
+          await background?.close();
           await parts.close();
         })()),
     };
   } catch (err) {
+    await background?.close();
     await parts.close();
     throw err;
   }
