@@ -51,9 +51,11 @@ async function natsServer(closers: Closer[], docker: boolean): Promise<string | 
   if (process.env.WHARF_TEST_NATS_URL) return process.env.WHARF_TEST_NATS_URL;
   if (!docker) return undefined;
   const { GenericContainer, Wait } = await import('testcontainers');
+  // Every port the image EXPOSEs is mapped: podman's Docker API lists the unmapped ones as empty
+  // bindings, which testcontainers waits on until it times out.
   const container = await new GenericContainer(NATS_IMAGE)
     .withCommand(['-js'])
-    .withExposedPorts(4222)
+    .withExposedPorts(4222, 6222, 8222)
     .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
     .start();
   closers.push(async () => void (await container.stop()));
