@@ -19,6 +19,10 @@ export interface ClusterServices {
 
 type Closer = () => Promise<void>;
 
+/** The images testcontainers starts: the tags docker-compose.yml pins (test/deploy checks they agree). */
+export const POSTGRES_IMAGE = 'postgres:15.20-bookworm';
+export const NATS_IMAGE = 'nats:2.9.25-alpine';
+
 /** Whether a container engine answers testcontainers. */
 export async function dockerAvailable(): Promise<boolean> {
   try {
@@ -34,7 +38,7 @@ async function postgresServer(closers: Closer[], docker: boolean): Promise<strin
   if (process.env.WHARF_TEST_DATABASE_URL) return process.env.WHARF_TEST_DATABASE_URL;
   if (!docker) return undefined;
   const { GenericContainer, Wait } = await import('testcontainers');
-  const container = await new GenericContainer('postgres:15')
+  const container = await new GenericContainer(POSTGRES_IMAGE)
     .withEnvironment({ POSTGRES_PASSWORD: 'wharf', POSTGRES_DB: 'test' })
     .withExposedPorts(5432)
     .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
@@ -47,9 +51,11 @@ async function natsServer(closers: Closer[], docker: boolean): Promise<string | 
   if (process.env.WHARF_TEST_NATS_URL) return process.env.WHARF_TEST_NATS_URL;
   if (!docker) return undefined;
   const { GenericContainer, Wait } = await import('testcontainers');
-  const container = await new GenericContainer('nats:2.9')
+  // Every port the image EXPOSEs is mapped: podman's Docker API lists the unmapped ones as empty
+  // bindings, which testcontainers waits on until it times out.
+  const container = await new GenericContainer(NATS_IMAGE)
     .withCommand(['-js'])
-    .withExposedPorts(4222)
+    .withExposedPorts(4222, 6222, 8222)
     .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
     .start();
   closers.push(async () => void (await container.stop()));

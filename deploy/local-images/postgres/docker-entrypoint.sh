@@ -26,8 +26,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   initdb --username="$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
   rm -f "$pwfile"
   printf 'host all all all %s\n' "${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >>"$PGDATA/pg_hba.conf"
-  # First start on the socket only, to create the database, as the official image does.
-  pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+  # First start on the socket only, to create the database, as the official image does; its log
+  # goes out as the official image's does ("ready to accept connections" twice in all, which is
+  # what clients such as testcontainers wait for).
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start
   if [ "$db" != postgres ]; then
     psql -v ON_ERROR_STOP=1 --username "$user" --dbname postgres -q -c "CREATE DATABASE \"$db\"" >/dev/null
   fi
