@@ -6,13 +6,12 @@
 // a database is created per dataset and dropped at the end) and /usr/bin/docker-registry.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import { migrate, openDatabase, readModels } from '../libs/metadata/index.js';
+import { openDatabase, readModels } from '../libs/metadata/index.js';
 import { startDistribution } from './registries.js';
+import { createScratchDatabase, dropScratchDatabase } from './scratch-database.js';
 import { startWharfServe } from './wharf-serve.js';
 
-const ADMIN_URL = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PORTS = { large: 5410, small: 5411, distribution: 5401 };
 const PAGE = 100;
 const log = (line: string) => console.error(`[bench:listings] ${line}`);
@@ -33,23 +32,11 @@ interface Dataset {
 
 const repoName = (i: number) => `team${String(Math.floor(i / 1000)).padStart(3, '0')}/app${String(i % 1000).padStart(3, '0')}`;
 
-function databaseUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
 /** A fresh database with the schema, seeded in SQL: `repositories` repositories of one tagged manifest each, plus big/repo. */
 async function seed(label: string, repositories: number, bigManifests: number): Promise<Dataset> {
-  const dbName = `wharf_bench_listings_${label}_${randomBytes(3).toString('hex')}`;
-  const admin = openDatabase({ url: ADMIN_URL, poolSize: 1, uploadPoolSize: 1 });
-  await sql.raw(`create database ${dbName}`).execute(admin.db);
-  await admin.close();
-  const url = databaseUrl(dbName);
-  const database = openDatabase({ url, poolSize: 2, uploadPoolSize: 1 });
+  const { name: dbName, url, database } = await createScratchDatabase(`wharf_bench_listings_${label}`);
   const db = database.db;
   try {
-    await migrate(db);
     const started = Date.now();
     await db.connection().execute(async (conn) => {
       // Bulk rows without the per-row change triggers; change numbers are set once below.
@@ -218,12 +205,7 @@ async function cases(dataset: Dataset): Promise<Case[]> {
 }
 
 async function dropDatabase(name: string): Promise<void> {
-  const admin = openDatabase({ url: ADMIN_URL, poolSize: 1, uploadPoolSize: 1 });
-  await sql
-    .raw(`drop database if exists ${name} with (force)`)
-    .execute(admin.db)
-    .catch((err) => log(`drop ${name}: ${err}`));
-  await admin.close();
+  await dropScratchDatabase(name).catch((err) => log(`drop ${name}: ${err}`));
 }
 
 async function main(): Promise<void> {

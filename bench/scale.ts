@@ -4,14 +4,14 @@
 // Usage: npm run bench:scale [-- --requests N] [--sizes 1000,100000,1000000] [--port-base P]
 // Needs PostgreSQL (WHARF_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres:
 // a database per set, dropped at the end).
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sql } from 'kysely';
-import { migrate, openDatabase, readModels } from '../libs/metadata/index.js';
+import { readModels } from '../libs/metadata/index.js';
+import { createScratchDatabase, dropScratchDatabase } from './scratch-database.js';
 import { startWharfServe } from './wharf-serve.js';
 
-const ADMIN_URL = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const TAGS = 1000;
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const log = (line: string) => console.error(`[bench:scale] ${line}`);
@@ -34,12 +34,6 @@ interface Dataset {
   dbName: string;
 }
 
-function databaseUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
 /** The payload of bench/tags's manifest i, as stored (a small OCI manifest). */
 function payloadOf(i: number): string {
   return JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, annotations: { i: String(i) } });
@@ -57,15 +51,9 @@ async function seed(manifests: number): Promise<Dataset> {
   const filler = Math.max(manifests - TAGS, 1000);
   const repositories = Math.min(filler, 100_000);
   const perRepository = Math.ceil(filler / repositories);
-  const dbName = `wharf_bench_scale_${manifests}_${randomBytes(3).toString('hex')}`;
-  const admin = openDatabase({ url: ADMIN_URL, poolSize: 1, uploadPoolSize: 1 });
-  await sql.raw(`create database ${dbName}`).execute(admin.db);
-  await admin.close();
-  const url = databaseUrl(dbName);
-  const database = openDatabase({ url, poolSize: 2, uploadPoolSize: 1 });
+  const { name: dbName, url, database } = await createScratchDatabase(`wharf_bench_scale_${manifests}`);
   const db = database.db;
   try {
-    await migrate(db);
     const started = Date.now();
     const rows = Array.from({ length: TAGS }, (_, i) => ({ digest: digestOf(i), payload: payloadOf(i), tag: tagOf(i) }));
     await db.connection().execute(async (conn) => {
@@ -170,9 +158,7 @@ async function main(): Promise<void> {
   } finally {
     for (const s of servers) await s.stop().catch(() => {});
     if (process.env.WHARF_BENCH_KEEP !== '1') {
-      const admin = openDatabase({ url: ADMIN_URL, poolSize: 1, uploadPoolSize: 1 });
-      for (const d of datasets) await sql.raw(`drop database if exists ${d.dbName} with (force)`).execute(admin.db);
-      await admin.close();
+      for (const d of datasets) await dropScratchDatabase(d.dbName);
     } else for (const d of datasets) log(`kept ${d.url}`);
   }
 }
