@@ -28,20 +28,26 @@ export interface AttemptResult {
 }
 
 /**
- * Queues an event for each endpoint; idempotent on (endpoint, event id), and an event already in
- * the dead-letter table for an endpoint is not queued again (only a redrive brings it back).
- * Returns the endpoints that got a new row.
+ * Queues each event for each of its endpoints, all in one statement; idempotent on (endpoint,
+ * event id), and an event already in the dead-letter table for an endpoint is not queued again
+ * (only a redrive brings it back). Returns, per event, the endpoints that got a new row.
  */
-export async function enqueue(db: Executor, endpoints: string[], event: QueuedEvent): Promise<string[]> {
-  if (endpoints.length === 0) return [];
-  const result = await sql<{ endpoint: string }>`
+export async function enqueueMany(db: Executor, items: Array<{ endpoints: string[]; event: QueuedEvent }>): Promise<string[][]> {
+  const rows = items.flatMap((it) => it.endpoints.map((endpoint) => ({ endpoint, event: it.event })));
+  if (rows.length === 0) return items.map(() => []);
+  // Rows go in in one order whoever inserts them, so two replicas queueing overlapping batches wait on each other instead of deadlocking.
+  const result = await sql<{ endpoint: string; event_id: string }>`
     insert into webhook_deliveries (endpoint, event_id, subject, payload)
-    select e.endpoint, ${event.eventId}::uuid, ${event.subject}, ${JSON.stringify(event.payload)}::jsonb
-    from unnest(${endpoints}::text[]) as e(endpoint)
-    where not exists (select 1 from webhook_dead_letters d where d.endpoint = e.endpoint and d.event_id = ${event.eventId}::uuid)
+    select e.endpoint, e.event_id, e.subject, e.payload::jsonb
+    from unnest(${rows.map((r) => r.endpoint)}::text[], ${rows.map((r) => r.event.eventId)}::uuid[],
+                ${rows.map((r) => r.event.subject)}::text[], ${rows.map((r) => JSON.stringify(r.event.payload))}::text[])
+      as e(endpoint, event_id, subject, payload)
+    where not exists (select 1 from webhook_dead_letters d where d.endpoint = e.endpoint and d.event_id = e.event_id)
+    order by e.endpoint, e.event_id
     on conflict (endpoint, event_id) do nothing
-    returning endpoint`.execute(db);
-  return result.rows.map((r) => r.endpoint);
+    returning endpoint, event_id`.execute(db);
+  const queued = new Set(result.rows.map((r) => `${r.endpoint}\n${r.event_id}`));
+  return items.map((it) => it.endpoints.filter((endpoint) => queued.has(`${endpoint}\n${it.event.eventId.toLowerCase()}`)));
 }
 
 /**
@@ -92,16 +98,22 @@ export async function markDeliveredMany(db: Executor, done: Array<{ d: ClaimedDe
     select endpoint, event_id, attempt, status, latency_ms, null from d`.execute(db);
 }
 
-/** Schedules the next attempt; ignored for the row if a newer claim took it over after our lease ran out. */
-export async function markFailed(db: Executor, d: ClaimedDelivery, result: AttemptResult, retryInMs: number): Promise<void> {
+/** Schedules the next attempt of each delivery, with its attempt row, in one statement; a row a newer claim took over after our lease ran out is left alone. */
+export async function markFailedMany(db: Executor, failed: Array<{ d: ClaimedDelivery; result: AttemptResult; retryInMs: number }>): Promise<void> {
+  if (failed.length === 0) return;
   await sql`
-    with failed as (
-      update webhook_deliveries
-      set next_attempt_at = now() + make_interval(secs => ${retryInMs / 1000}), claim_token = null,
-          last_error = ${result.error}, last_status = ${result.status}::integer
-      where id = ${d.id} and claim_token = ${d.claimToken}::uuid and state = 'pending')
+    with f as (
+      select * from unnest(${failed.map((x) => x.d.id)}::bigint[], ${failed.map((x) => x.d.claimToken)}::uuid[], ${failed.map((x) => x.d.endpoint)}::text[],
+                           ${failed.map((x) => x.d.eventId)}::uuid[], ${failed.map((x) => x.d.attempt)}::integer[], ${failed.map((x) => x.result.status)}::integer[],
+                           ${failed.map((x) => Math.round(x.result.latencyMs))}::integer[], ${failed.map((x) => x.result.error)}::text[],
+                           ${failed.map((x) => x.retryInMs / 1000)}::float8[])
+        as f(id, claim_token, endpoint, event_id, attempt, status, latency_ms, error, retry_secs)),
+    marked as (
+      update webhook_deliveries w
+      set next_attempt_at = now() + make_interval(secs => f.retry_secs), claim_token = null, last_error = f.error, last_status = f.status
+      from f where w.id = f.id and w.claim_token = f.claim_token and w.state = 'pending')
     insert into webhook_attempts (endpoint, event_id, attempt, status, latency_ms, error)
-    values (${d.endpoint}, ${d.eventId}::uuid, ${d.attempt}, ${result.status}::integer, ${Math.round(result.latencyMs)}, ${result.error})`.execute(db);
+    select endpoint, event_id, attempt, status, latency_ms, error from f`.execute(db);
 }
 
 /** Moves the delivery to the dead-letter table with its last error, in one transaction. Returns false if another claim owns it now. */

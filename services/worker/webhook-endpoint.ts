@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { Batcher } from '../../libs/async/batcher.js';
 import { WakeableSleep } from '../../libs/async/wakeable-sleep.js';
 import type { WebhookEndpoint } from '../../libs/config/index.js';
 import type { Logger } from '../../libs/log/index.js';
@@ -36,6 +37,8 @@ export function retryDelayMs(endpoint: WebhookEndpoint, attempt: number): number
   return Math.round(base * (0.8 + Math.random() * 0.4));
 }
 
+const OUTCOME_BATCHING = { maxBatch: 500, maxInFlight: 1 };
+
 /**
  * Works off one endpoint's queue: claims due rows (bounded by the endpoint's concurrency), POSTs
  * them, records each outcome. After `threshold` consecutive failures the endpoint is failing:
@@ -51,8 +54,15 @@ export class EndpointLoop {
   private readonly sleeper = new WakeableSleep();
   private readonly idle = new Set<() => void>();
   private readonly timers = new Set<NodeJS.Timeout>();
-  /** Deliveries that succeeded and are not yet recorded: written together, one statement per turn of the event loop. */
-  private delivered: Array<{ d: webhooks.ClaimedDelivery; result: webhooks.AttemptResult; settle: (err?: unknown) => void }> = [];
+  /** Outcomes that arrive while others are being written go together in the next statement. */
+  private readonly delivered = new Batcher(async (done: Array<{ d: webhooks.ClaimedDelivery; result: webhooks.AttemptResult }>) => {
+    await webhooks.markDeliveredMany(this.db, done);
+    return done.map(() => undefined);
+  }, OUTCOME_BATCHING);
+  private readonly failed = new Batcher(async (failed: Array<{ d: webhooks.ClaimedDelivery; result: webhooks.AttemptResult; retryInMs: number }>) => {
+    await webhooks.markFailedMany(this.db, failed);
+    return failed.map(() => undefined);
+  }, OUTCOME_BATCHING);
 
   constructor(
     readonly endpoint: WebhookEndpoint,
@@ -94,7 +104,9 @@ export class EndpointLoop {
       const free = capacity - this.inflight;
       const pauseLeft = this.failing() ? this.pausedUntil - Date.now() : 0;
       let claimed = 0;
-      if (free > 0 && pauseLeft <= 0) {
+      // With deliveries in flight, claim once a quarter of the slots is free rather than for
+      // each one that frees: one statement for many rows, and the rest still keep the receiver busy.
+      if (free > 0 && pauseLeft <= 0 && (this.inflight === 0 || free >= Math.ceil(capacity / 4))) {
         try {
           const rows = await webhooks.claimDue(this.db, this.endpoint.name, free, leaseMs);
           dbFailures = 0;
@@ -134,26 +146,6 @@ export class EndpointLoop {
     this.timers.add(timer);
   }
 
-  /** Resolves once the delivery is recorded; many recorded in one statement under load. */
-  private recordDelivered(d: webhooks.ClaimedDelivery, result: webhooks.AttemptResult): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.delivered.push({ d, result, settle: (err) => (err === undefined ? resolve() : reject(err)) });
-      if (this.delivered.length > 1) return;
-      setImmediate(() => {
-        const batch = this.delivered;
-        this.delivered = [];
-        webhooks.markDeliveredMany(this.db, batch).then(
-          () => {
-            for (const b of batch) b.settle();
-          },
-          (err) => {
-            for (const b of batch) b.settle(err ?? new Error('not recorded'));
-          },
-        );
-      });
-    });
-  }
-
   private async deliver(row: webhooks.ClaimedDelivery): Promise<void> {
     const name = this.endpoint.name;
     const result = await sendEvent(this.endpoint, row.payload, { eventId: row.eventId, attempt: row.attempt });
@@ -163,7 +155,7 @@ export class EndpointLoop {
     try {
       if (result.ok) {
         this.consecutiveFailures = 0;
-        await this.recordDelivered(row, attempt);
+        await this.delivered.add({ d: row, result: attempt });
         return;
       }
       this.consecutiveFailures++;
@@ -176,7 +168,7 @@ export class EndpointLoop {
         return;
       }
       const retryMs = retryDelayMs(this.endpoint, row.attempt);
-      await webhooks.markFailed(this.db, row, attempt, retryMs);
+      await this.failed.add({ d: row, result: attempt, retryInMs: retryMs });
       this.wakeIn(Math.max(retryMs, this.failing() ? this.endpoint.backoffMs : 0));
     } catch (err) {
       // The row's lease runs out and it is claimed again: a duplicate at worst, never a loss.

@@ -1,3 +1,4 @@
+import { Batcher } from '../../libs/async/batcher.js';
 import { endpointWants, parseEndpoints, redactUrl, type WebhookEndpoint } from '../../libs/config/index.js';
 import type { RegistryEvent } from '../../libs/events/index.js';
 import { webhooks } from '../../libs/metadata/index.js';
@@ -42,10 +43,15 @@ export function webhooksRole(options: WebhooksRoleOptions = {}): WorkerRole {
       for (const loop of loops.values()) loop.start();
       for (const e of endpoints) logger.info({ endpoint: e.name, url: redactUrl(e.url), timeoutMs: e.timeoutMs, disabled: e.disabled }, 'webhook endpoint configured');
 
+      // Events handled at the same time are queued together, one statement for all their rows.
+      const fanOut = new Batcher((items: Array<{ endpoints: string[]; event: webhooks.QueuedEvent }>) => webhooks.enqueueMany(database.db, items), {
+        maxBatch: 500,
+        maxInFlight: 2,
+      });
       const queue = async (subject: string, event: RegistryEvent) => {
         const names = endpointsFor(active, event);
         if (names.length === 0) return;
-        const queued = await webhooks.enqueue(database.db, names, { eventId: event.id, subject, payload: event });
+        const queued = await fanOut.add({ endpoints: names, event: { eventId: event.id, subject, payload: event } });
         for (const name of queued) {
           queuedTotal.inc({ endpoint: name });
           loops.get(name)?.wake();
@@ -59,19 +65,19 @@ export function webhooksRole(options: WebhooksRoleOptions = {}): WorkerRole {
         durable: WEBHOOKS_DURABLE,
         filterSubject: 'wharf.events.>',
         handler: (subject, event) => queue(subject, event),
-        // In embedded mode the bus hands over whole relay batches: queue them 16 at a time.
+        // In embedded mode the bus hands over whole relay batches: queued in one go.
         handleBatch: async (events) => {
-          for (let i = 0; i < events.length; i += 16) await Promise.all(events.slice(i, i + 16).map((e) => queue(e.subject, e.event)));
+          await Promise.all(events.map((e) => queue(e.subject, e.event)));
         },
         // Queueing fails only while PostgreSQL does: keep retrying (about three days at the last delay).
         maxDeliver: 10_000,
         backoffMs: [500, 2_000, 5_000, 30_000],
         // The handler is one INSERT: a replica that died holding messages hands them back quickly.
         ackWaitMs: 5_000,
-        // Queueing is one INSERT per event; several at once keep the fan-out ahead of a burst.
+        // Many events in hand at once go into one INSERT together (the Batcher above).
         // Webhooks promise no order (Distribution's neither), so nothing is lost by it.
-        batch: 64,
-        concurrency: 16,
+        batch: 256,
+        concurrency: 256,
         onDeadLetter: (subject, event, err) => {
           logger.error({ err, subject, eventId: event?.id }, 'event could not be queued for webhooks');
         },
