@@ -3,6 +3,7 @@
 //   outage leaves it) until the relay(s) published every one, and manifest GET p99 while it
 //   drains against idle;
 // - commit -> NATS subscriber latency at a steady rate of manifest PUTs (cluster);
+// - read-model lag: a tag PUT at a steady 100/s until it is in the manifest listing (cluster);
 // - manifest GET by tag with pull events on against off (A/B interleaved).
 // Usage: npm run bench:events [-- --backlog N] [--rate N] [--seconds N] [--port-base P] [--only embedded|cluster]
 // Cluster needs PostgreSQL (WHARF_BENCH_DATABASE_URL) and NATS (WHARF_BENCH_NATS_URL).
@@ -146,6 +147,55 @@ async function embedded(data: Dataset): Promise<void> {
   }
 }
 
+const READ_MODEL_RATE = 100;
+
+/**
+ * Tags PUT at a steady 100/s through both nodes, and how long after each PUT's 201 its tag is in
+ * the manifest listing (the read model the manifest-lister worker keeps from the events), read
+ * from the database every 50 ms.
+ */
+async function readModelLag(dbUrl: string, bases: string[], data: Dataset): Promise<{ offered: number; achieved: number; lags: number[] }> {
+  const c = new pg.Client({ connectionString: dbUrl });
+  await c.connect();
+  const answered = new Map<string, number>();
+  const seen = new Map<string, number>();
+  const offered = READ_MODEL_RATE * SECONDS;
+  let putting = true;
+  let putEnd = Number.POSITIVE_INFINITY;
+  const poller = (async () => {
+    const deadline = () => !putting && Date.now() > putEnd + 60_000;
+    while (!deadline() && (putting || seen.size < answered.size)) {
+      const { rows } = await c.query<{ tag: string }>(
+        `select unnest(ml.tags) as tag from manifest_listing ml join repositories r on r.id = ml.repository_id where r.name = 'bench/app'`,
+      );
+      const now = Date.now();
+      for (const { tag } of rows) if (tag.startsWith('m') && !seen.has(tag)) seen.set(tag, now);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const t0 = Date.now();
+  const puts = new Set<Promise<void>>();
+  for (let i = 0; i < offered; i++) {
+    const wait = t0 + (i * 1000) / READ_MODEL_RATE - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const tag = `m${i}`;
+    const p: Promise<void> = putManifest(bases[i % 2]!, 'bench/app', tag, data.app.manifest)
+      .then(() => void answered.set(tag, Date.now()))
+      .catch(() => {})
+      .finally(() => puts.delete(p));
+    puts.add(p);
+    if (puts.size >= 32) await Promise.race(puts);
+  }
+  await Promise.all(puts);
+  putEnd = Date.now();
+  putting = false;
+  await poller;
+  await c.end();
+  // Seen before the 201 reached the client counts as no lag.
+  const lags = [...answered].filter(([tag]) => seen.has(tag)).map(([tag, at]) => Math.max(0, seen.get(tag)! - at));
+  return { offered, achieved: offered / ((putEnd - t0) / 1000), lags };
+}
+
 async function cluster(data: Dataset): Promise<void> {
   const suffix = randomBytes(4).toString('hex');
   const dbName = `wharf_bench_events_${suffix}`;
@@ -218,6 +268,12 @@ async function cluster(data: Dataset): Promise<void> {
       `Commit → NATS subscriber, ${total} manifest PUTs offered at ${RATE}/s (achieved ${fmt(total / putSeconds)}/s): p50 ${percentile(sorted, 50)} ms, p99 **${percentile(sorted, 99)} ms**, max ${sorted.at(-1)} ms; received ${latencies.size}/${total - failed}, PUTs failed ${failed} (load ${load()})\n`,
     );
     unsubscribe();
+
+    const lag = await readModelLag(dbUrl.toString(), bases, data);
+    const lags = [...lag.lags].sort((x, y) => x - y);
+    out(
+      `Read models: ${lag.offered} tag PUTs offered at ${READ_MODEL_RATE}/s (achieved ${fmt(lag.achieved)}/s), PUT answered → tag in the manifest listing: p50 ${percentile(lags, 50)} ms, p99 **${percentile(lags, 99)} ms**, max ${lags.at(-1)} ms; seen ${lags.length}/${lag.offered} (load ${load()})\n`,
+    );
 
     const idle = await getLoad(`${on.base}${path}`, 5);
     const drain = await drainUnderLoad(dbUrl.toString(), `${on.base}${path}`);
