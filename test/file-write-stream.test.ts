@@ -64,7 +64,12 @@ function watchedHandle(handle: FileHandle, failWith?: NodeJS.ErrnoException) {
       seen.running--;
     }
   };
-  return { handle: new Proxy(handle, { get: (target, p) => (p === 'datasync' ? datasync : Reflect.get(target, p).bind(target)) }), seen };
+  const get = (target: FileHandle, p: string | symbol) => {
+    if (p === 'datasync') return datasync;
+    const value = Reflect.get(target, p);
+    return typeof value === 'function' ? value.bind(target) : value;
+  };
+  return { handle: new Proxy(handle, { get }), seen };
 }
 
 describe('filesystem upload writes', () => {
@@ -84,35 +89,38 @@ describe('filesystem upload writes', () => {
   it('flush behind the writes, one flush at a time, and end only after the last flush began has ended', async () => {
     const bytes = randomBytes(5 * FLUSH_BYTES + 1);
     await store.beginUpload('up/flushes');
-    const file = await open(join(dir, 'up/flushes'), 'r+');
-    try {
-      const { handle, seen } = watchedHandle(file);
-      const out = new FileWriteStream(handle, 0);
-      await pipeline(body(bytes), out);
-      assert.equal(out.bytesWritten, bytes.length);
-      assert.ok(seen.calls >= 1 && seen.calls <= 5, `${seen.calls} flushes`);
-      assert.equal(seen.mostAtOnce, 1);
-      assert.equal(seen.running, 0, 'a flush still running after the stream finished');
-    } finally {
-      await file.close();
-    }
+    let seen: ReturnType<typeof watchedHandle>['seen'] | undefined;
+    const out = new FileWriteStream(join(dir, 'up/flushes'), 0, async (path) => {
+      const watched = watchedHandle(await open(path, 'r+'));
+      seen = watched.seen;
+      return watched.handle;
+    });
+    await pipeline(body(bytes), out);
+    assert.equal(out.bytesWritten, bytes.length);
+    assert.ok(seen && seen.calls >= 1 && seen.calls <= 5, `${seen?.calls} flushes`);
+    assert.equal(seen.mostAtOnce, 1);
+    assert.equal(seen.running, 0, 'a flush still running after the stream finished');
     assert.ok((await readFile(join(dir, 'up/flushes'))).equals(bytes));
   });
 
   it('fail the write when a flush fails: the error is not seen again by a later fsync', async () => {
     await store.beginUpload('up/eio');
-    const file = await open(join(dir, 'up/eio'), 'r+');
-    try {
-      const eio = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-      const { handle, seen } = watchedHandle(file, eio);
-      await assert.rejects(pipeline(body(randomBytes(2 * FLUSH_BYTES)), new FileWriteStream(handle, 0)), (err: Error) => {
-        assert.ok(isStorageUnavailable(err), `${err}`);
-        return true;
-      });
-      assert.ok(seen.calls >= 1);
-    } finally {
-      await file.close();
-    }
+    const eio = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    let seen: ReturnType<typeof watchedHandle>['seen'] | undefined;
+    const out = new FileWriteStream(join(dir, 'up/eio'), 0, async (path) => {
+      const watched = watchedHandle(await open(path, 'r+'), eio);
+      seen = watched.seen;
+      return watched.handle;
+    });
+    await assert.rejects(pipeline(body(randomBytes(3 * FLUSH_BYTES)), out), (err: Error) => {
+      assert.ok(isStorageUnavailable(err), `${err}`);
+      return true;
+    });
+    assert.ok(seen && seen.calls >= 1);
+  });
+
+  it('fail cleanly when the file cannot be opened', async () => {
+    await assert.rejects(store.append('up/never-begun', {}, 0, body(randomBytes(1000))), { code: 'ENOENT' });
   });
 
   it('leave the upload resumable at its old offset when the body dies after flushes began', async () => {

@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 
 /** Bytes buffered before the source is paused: large writev calls instead of one per socket read. */
@@ -11,20 +11,34 @@ export const FLUSH_BYTES = 4 * 1024 * 1024;
  * behind the writes (an fdatasync every FLUSH_BYTES, one at a time, the request never waiting on
  * it): the fsync that seals the upload then finds little left to write. The stream finishes only
  * once the last flush begun has ended, and fails when any flush failed; a flush's error is not
- * seen again by a later fsync of the file, so it must not be dropped. Does not close the handle.
+ * seen again by a later fsync of the file, so it must not be dropped.
+ *
+ * Opens the file itself (in _construct) so that a caller can pipe into it at once: an await
+ * between piping a body into a transform and handing that transform to pipeline() would leave the
+ * transform's error (a client hanging up) with no listener.
  */
 export class FileWriteStream extends Writable {
   bytesWritten = 0;
+  private handle!: FileHandle;
   private flushedUpTo = 0;
   private flushing: Promise<void> | undefined;
   private flushError: Error | undefined;
 
   constructor(
-    private readonly handle: FileHandle,
+    private readonly path: string,
     private position: number,
+    /** How the existing file is opened for writing (a test watches the handle). */
+    private readonly openFile: (path: string) => Promise<FileHandle> = (p) => open(p, 'r+'),
     private readonly flushBytes = FLUSH_BYTES,
   ) {
     super({ highWaterMark: BUFFER_BYTES });
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    this.openFile(this.path).then((handle) => {
+      this.handle = handle;
+      callback();
+    }, callback);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -40,8 +54,14 @@ export class FileWriteStream extends Writable {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // The caller closes the handle after this: no flush may still be using it then.
-    this.settled().then(() => callback(err), callback);
+    if (!this.handle) return callback(err); // the open failed
+    // Closed only once no flush is using the handle.
+    this.settled()
+      .then(() => this.handle.close())
+      .then(
+        () => callback(err),
+        (closeErr: Error) => callback(err ?? closeErr),
+      );
   }
 
   private async writeAll(buffers: Buffer[]): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Dir } from 'node:fs';
-import { access, constants, mkdir, open, opendir, rm, stat } from 'node:fs/promises';
+import { access, constants, mkdir, open, opendir, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -35,17 +35,13 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async append(key: string, state: UploadState, offset: number, source: Readable): Promise<{ written: number; state: UploadState }> {
-    const handle = await open(this.path(key), 'r+');
-    try {
-      const out = new FileWriteStream(handle, offset);
-      await pipeline(source, out);
-      const written = out.bytesWritten;
-      // A failed earlier attempt may have left bytes past the new end.
-      await handle.truncate(offset + written);
-      return { written, state };
-    } finally {
-      await handle.close();
-    }
+    const path = this.path(key);
+    const out = new FileWriteStream(path, offset);
+    await pipeline(source, out);
+    const written = out.bytesWritten;
+    // A failed earlier attempt may have left bytes past the new end.
+    await truncate(path, offset + written);
+    return { written, state };
   }
 
   async completeUpload(key: string, _state: UploadState, size: number): Promise<void> {
