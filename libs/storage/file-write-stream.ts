@@ -54,7 +54,10 @@ export class FileWriteStream extends Writable {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.handle) return callback(err); // the open failed
+    if (!this.handle) {
+      callback(err); // the open failed
+      return;
+    }
     // Closed only once no flush is using the handle.
     this.settled()
       .then(() => this.handle.close())
