@@ -1,10 +1,11 @@
-import { createWriteStream, type Dir } from 'node:fs';
+import type { Dir } from 'node:fs';
 import { access, constants, mkdir, open, opendir, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, ByteRange, StoredObject, UploadState } from './blob-store.js';
 import { FileReadStream } from './file-read-stream.js';
+import { FileWriteStream } from './file-write-stream.js';
 
 /** Blob bytes as files under one directory; keys are relative paths. */
 export class FilesystemBlobStore implements BlobStore {
@@ -35,7 +36,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async append(key: string, state: UploadState, offset: number, source: Readable): Promise<{ written: number; state: UploadState }> {
     const path = this.path(key);
-    const out = createWriteStream(path, { flags: 'r+', start: offset });
+    const out = new FileWriteStream(path, offset);
     await pipeline(source, out);
     const written = out.bytesWritten;
     // A failed earlier attempt may have left bytes past the new end.
