@@ -59,7 +59,8 @@ session.onExpired = () => {
 
 async function render(): Promise<void> {
   const mine = ++generation;
-  const raw = location.hash.replace(/^#\/?/, '');
+  const hash = location.hash;
+  const raw = hash.replace(/^#\/?/, '');
   const q = raw.indexOf('?');
   const path = decodeURIComponent(q === -1 ? raw : raw.slice(0, q));
   const query = new URLSearchParams(q === -1 ? '' : raw.slice(q + 1));
@@ -95,6 +96,9 @@ async function render(): Promise<void> {
     if (mine === generation) replace(main, notice('error', `Something went wrong: ${(err as Error).message}`));
   }
   if (mine !== generation) return;
+  // The view sent the page elsewhere (ctx.go): location.hash already names the new route, but main
+  // still shows this one until the hashchange renders it, so only that render may say ready.
+  if (location.hash !== hash) return;
   const flash = sessionStorage.getItem('wharf.notice');
   if (flash) {
     sessionStorage.removeItem('wharf.notice');
