@@ -16,7 +16,7 @@ import { basic, fetchToken } from '../helpers/auth.js';
 import { buildImage, writeOciLayout, type Image } from '../helpers/oci-layout.js';
 import { skopeoSandbox } from '../helpers/skopeo-sandbox.js';
 import { eventually } from '../helpers/wait.js';
-import { ROOT, WHARF_IMAGE, commandExists, podman, podmanEnv, sh, startDockerApi, startHealthTicker } from './podman.js';
+import { ROOT, WHARF_BUILD, commandExists, podman, podmanEnv, sh, startDockerApi, startHealthTicker } from './podman.js';
 
 const BASE = 'http://127.0.0.1:5000';
 const PROJECT = 'wharfdeploy';
@@ -134,7 +134,7 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
     // The Dockerfile the compose file's `build: .` names, built by podman itself: through
     // podman's Docker API docker-compose 1.29 gets no output until a build ends, and gave up
     // on its HTTP read after COMPOSE_HTTP_TIMEOUT on this loaded machine. `up` then uses it.
-    await sh('podman', ['build', '--format', 'docker', '--pull=never', '-t', WHARF_IMAGE, ROOT], { timeoutMs: 3_000_000 });
+    await sh('podman', WHARF_BUILD, { timeoutMs: 3_000_000 });
     console.log(`timing: the Wharf image (podman build of the Dockerfile) ${((Date.now() - t) / 1000).toFixed(0)} s`);
     const images = await podman('images', '--format', '{{.Repository}}:{{.Tag}}');
     assert.match(images, /localhost\/wharf:0\.1\.0|docker\.io\/library\/wharf:0\.1\.0/, 'one wharf:0.1.0 image');
