@@ -6,17 +6,17 @@
  * partial stays in the store. A dead fill nobody asks for again is swept by the gc worker.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { configToEnv, type Config } from '../libs/config/index.js';
 import { openDatabase, type Database } from '../libs/metadata/index.js';
 import { clusterConfig } from './helpers/cluster.js';
 import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy.js';
 import { DISTRIBUTION, startDistribution, type Distribution } from './helpers/distribution.js';
-import { randomBlob } from './helpers/oci.js';
+import { randomBlob, streamedDigest } from './helpers/oci.js';
 import { runWharfCommand, spawnWharf, type WharfProcess } from './helpers/processes.js';
+import { listObjectKeys } from './helpers/s3rver.js';
 import { clusterSuite, migrateDatabase } from './helpers/services.js';
 import { pushContent, rawImage } from './helpers/upstream-push.js';
 import { eventually } from './helpers/wait.js';
@@ -71,25 +71,10 @@ async function objectKeys(): Promise<string[]> {
   const s3 = suite!.services!.s3;
   const client = s3Client();
   try {
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, ContinuationToken: token }));
-      for (const o of page.Contents ?? []) keys.push(o.Key!);
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    return keys;
+    return await listObjectKeys(client, s3.bucket);
   } finally {
     client.destroy();
   }
-}
-
-async function streamedDigest(url: string): Promise<string> {
-  const res = await fetch(url);
-  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
-  const hash = createHash('sha256');
-  for await (const chunk of res.body!) hash.update(chunk);
-  return `sha256:${hash.digest('hex')}`;
 }
 
 describe('a node killed mid-fill', { skip: suite ? false : `${DISTRIBUTION} not installed` }, () => {

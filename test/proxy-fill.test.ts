@@ -4,25 +4,16 @@
  * counted at a proxy in front of it. Coordination is the fill row in PostgreSQL, not node memory.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startTestCluster, type TestCluster } from './helpers/cluster.js';
 import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy.js';
 import { DISTRIBUTION, startDistribution, type Distribution } from './helpers/distribution.js';
-import { randomBlob } from './helpers/oci.js';
+import { randomBlob, streamedDigest } from './helpers/oci.js';
 import { pushContent, rawImage } from './helpers/upstream-push.js';
 
 const LAYER_BYTES = 50 * 1024 * 1024;
 const PULLS = 20;
-
-async function streamedDigest(url: string): Promise<string> {
-  const res = await fetch(url);
-  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
-  const hash = createHash('sha256');
-  for await (const chunk of res.body!) hash.update(chunk);
-  return `sha256:${hash.digest('hex')}`;
-}
 
 describe('concurrent cold pulls of one blob through two nodes', { skip: existsSync(DISTRIBUTION) ? false : `${DISTRIBUTION} not installed` }, () => {
   let upstream: Distribution;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { configToEnv, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { startWorker } from '../../services/cli/start.js';
@@ -8,6 +8,7 @@ import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { crossRepoScenario, emptyScenario, pushWith, configBlob, queuesDrained, raceScenario, tagDeleteScenario, type GcTarget } from '../helpers/gc.js';
 import { randomBlob } from '../helpers/oci.js';
 import { runWharfCommand } from '../helpers/processes.js';
+import { listObjectKeys } from '../helpers/s3rver.js';
 import { eventually } from '../helpers/wait.js';
 
 /** A cluster of two API nodes behind the round-robin proxy, plus one gc worker, on s3rver. */
@@ -22,16 +23,7 @@ async function gcCluster(overrides: Partial<Config>): Promise<{ cluster: TestClu
     forcePathStyle: true,
     credentials: { accessKeyId: endpoint.accessKeyId, secretAccessKey: endpoint.secretAccessKey },
   });
-  const countObjects = async () => {
-    let n = 0;
-    let token: string | undefined;
-    do {
-      const page = await s3.send(new ListObjectsV2Command({ Bucket: endpoint.bucket, ContinuationToken: token }));
-      n += page.Contents?.length ?? 0;
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    return n;
-  };
+  const countObjects = async () => (await listObjectKeys(s3, endpoint.bucket)).length;
   return {
     cluster: started,
     target: { base: started.url, db: started.nodes[0]!.database.db, countObjects },

@@ -69,3 +69,12 @@ export async function errorCode(res: Response): Promise<string | undefined> {
   const body = (await res.json()) as { errors?: Array<{ code: string }> };
   return body.errors?.[0]?.code;
 }
+
+/** GETs `url` (200 expected) and digests the body as it streams in, never holding it whole. */
+export async function streamedDigest(url: string): Promise<string> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  const hash = createHash('sha256');
+  for await (const chunk of res.body!) hash.update(chunk);
+  return `sha256:${hash.digest('hex')}`;
+}

@@ -18,6 +18,18 @@ import { startLocalS3, type LocalS3 } from '../../services/cli/local-s3.js';
 
 export type S3Endpoint = LocalS3;
 
+/** Every object key in `bucket`, page by page. */
+export async function listObjectKeys(client: S3Client, bucket: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) keys.push(o.Key!);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
 export async function startS3rver(): Promise<S3Endpoint> {
   const external = process.env.WHARF_TEST_S3_ENDPOINT;
   if (external) return externalEndpoint(external);
