@@ -3,7 +3,7 @@
  * the test controls, and brought back, while an API node and a worker keep running.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { createLogger } from '../../libs/log/index.js';
 import { startServe, startWorker, type RunningWharf } from '../../services/cli/start.js';
 import { clusterConfig } from '../helpers/cluster.js';

@@ -5,49 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { after, before, describe, it } from 'node:test';
-import { createLogger } from '../../libs/log/index.js';
-import { migrate, openDatabase } from '../../libs/metadata/index.js';
-import { startServe, type RunningWharf } from '../../services/cli/start.js';
-import { clusterConfig } from '../helpers/cluster.js';
+import { describe, it } from 'node:test';
+import { nodesBehindProxy } from '../helpers/cluster.js';
 import { pushBlob, randomBlob } from '../helpers/oci.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { eventually } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 /** Far more than the socket buffers between S3 and the client hold: the stall lands mid-body. */
 const BLOB_BYTES = 64 * MiB;
 
-let services: ClusterServices | undefined;
-let skip: string | undefined;
-let proxy: TcpProxy;
-let node: RunningWharf | undefined;
-
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) {
-    skip = found.skip;
-    return;
-  }
-  services = found;
-  const s3 = new URL(services.s3.endpoint);
-  proxy = await startTcpProxy({ host: s3.hostname, port: Number(s3.port) });
-  const config = clusterConfig(services, {
-    'storage.s3.endpoint': `http://127.0.0.1:${proxy.port}`,
-    'storage.s3.timeout': 2,
-    'storage.s3.maxattempts': 2,
-  });
-  const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
-  await migrate(admin.db).finally(() => admin.close());
-  node = await startServe(config, createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? 'silent'));
-});
-
-after(async () => {
-  await node?.close();
-  await proxy?.close();
-  await services?.close();
-});
+const suite = nodesBehindProxy({ dependency: 's3', overrides: { 'storage.s3.timeout': 2, 'storage.s3.maxattempts': 2 } });
 
 /** GETs `url`, stalls the proxy once the first body bytes are in, and reads on until the response ends one way or the other. */
 function getStallingMidBody(url: string): Promise<{ status: number; received: number; complete: boolean }> {
@@ -55,7 +22,7 @@ function getStallingMidBody(url: string): Promise<{ status: number; received: nu
     const req = request(url, (res) => {
       let received = 0;
       res.on('data', (chunk: Buffer) => {
-        if (received === 0) proxy.stall();
+        if (received === 0) suite.proxy.stall();
         received += chunk.length;
       });
       res.on('error', () => {}); // the cut shows as complete: false below
@@ -68,23 +35,24 @@ function getStallingMidBody(url: string): Promise<{ status: number; received: nu
 
 describe('an S3 body that stalls mid-way', () => {
   it('cuts the blob GET off and frees the socket to S3', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
+    const node = suite.nodes[0]!;
     const blob = randomBlob(BLOB_BYTES);
-    await pushBlob(node!.url, 'stall/app', blob);
+    await pushBlob(node.url, 'stall/app', blob);
     // Drop the node's idle connections to S3: the GET's connection is then the only one.
-    await proxy.stop();
-    await proxy.start();
+    await suite.proxy.stop();
+    await suite.proxy.start();
 
-    const got = await getStallingMidBody(`${node!.url}/v2/stall/app/blobs/${blob.digest}`);
+    const got = await getStallingMidBody(`${node.url}/v2/stall/app/blobs/${blob.digest}`);
     assert.equal(got.status, 200);
     assert.equal(got.complete, false, 'the response was cut off, not completed');
     assert.ok(got.received < BLOB_BYTES, `received ${got.received} of ${BLOB_BYTES} bytes`);
 
     // Forwarding again, the proxy sees that the node closed its end; a socket the node still held would stay open.
-    proxy.resume();
-    await eventually(() => assert.equal(proxy.connections, 0, 'connections through the proxy to S3'));
+    suite.proxy.resume();
+    await eventually(() => assert.equal(suite.proxy.connections, 0, 'connections through the proxy to S3'));
 
-    const again = await fetch(`${node!.url}/v2/stall/app/blobs/${blob.digest}`);
+    const again = await fetch(`${node.url}/v2/stall/app/blobs/${blob.digest}`);
     assert.equal(again.status, 200);
     assert.ok(Buffer.from(await again.arrayBuffer()).equals(blob.bytes), 'the blob reads whole once S3 answers again');
   });

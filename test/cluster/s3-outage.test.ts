@@ -9,61 +9,31 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { after, before, describe, it } from 'node:test';
-import { createLogger } from '../../libs/log/index.js';
-import { migrate, openDatabase } from '../../libs/metadata/index.js';
+import { describe, it } from 'node:test';
+import { openDatabase } from '../../libs/metadata/index.js';
 import { reconcile } from '../../services/cli/reconcile.js';
 import { openBlobStore } from '../../services/cli/parts.js';
-import { startServe, type RunningWharf } from '../../services/cli/start.js';
-import { clusterConfig } from '../helpers/cluster.js';
+import { nodesBehindProxy } from '../helpers/cluster.js';
 import { blobOf, type Blob } from '../helpers/oci.js';
-import { clusterServices, type ClusterServices } from '../helpers/services.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { eventually } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const rgwDir = process.env.WHARF_TEST_RGW_DIR;
 const rgw = (command: string) => promisify(execFile)('bash', ['scripts/rgw.sh', command, rgwDir!]);
 
-let services: ClusterServices | undefined;
-let skip: string | undefined;
-let proxy: TcpProxy;
-let nodes: RunningWharf[] = [];
-let config: ReturnType<typeof clusterConfig>;
-
-before(async () => {
-  const found = await clusterServices();
-  if ('skip' in found) {
-    skip = found.skip;
-    return;
-  }
-  services = found;
-  const s3 = new URL(services.s3.endpoint);
-  proxy = await startTcpProxy({ host: s3.hostname, port: Number(s3.port) });
-  config = clusterConfig(services, {
-    'storage.s3.endpoint': `http://127.0.0.1:${proxy.port}`,
-    'storage.s3.timeout': 2,
-    'storage.s3.maxattempts': 2,
-    'storage.s3.partsize': 5 * MiB,
-  });
-  const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
-  await migrate(admin.db).finally(() => admin.close());
-  const logger = createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? 'silent');
-  nodes = [await startServe(config, logger), await startServe(config, logger)];
+const suite = nodesBehindProxy({
+  dependency: 's3',
+  overrides: { 'storage.s3.timeout': 2, 'storage.s3.maxattempts': 2, 'storage.s3.partsize': 5 * MiB },
+  count: 2,
+  // Whatever happened below, the gateway runs again for the suites after this one.
+  teardown: async () => void (rgwDir && (await rgw('gateway-start').catch(() => {}))),
 });
-
-after(async () => {
-  // Whatever happened above, the gateway runs again for the suites after this one.
-  if (rgwDir) await rgw('gateway-start').catch(() => {});
-  for (const n of nodes) await n.close();
-  await proxy?.close();
-  await services?.close();
-});
+const { nodes } = suite;
 
 /** S3 taken away: the radosgw process when there is one to stop, else every connection to it. */
 const outage = {
-  stop: () => (rgwDir ? rgw('gateway-stop').then(() => {}) : proxy.stop()),
-  start: () => (rgwDir ? rgw('gateway-start').then(() => {}) : proxy.start()),
+  stop: () => (rgwDir ? rgw('gateway-stop').then(() => {}) : suite.proxy.stop()),
+  start: () => (rgwDir ? rgw('gateway-start').then(() => {}) : suite.proxy.start()),
 };
 
 async function patch(location: string, body: Buffer<ArrayBuffer>, from: number): Promise<Response> {
@@ -105,8 +75,8 @@ async function offset(location: string): Promise<string | null> {
 }
 
 async function noOrphans(): Promise<void> {
-  const store = await openBlobStore({ ...config, 'storage.s3.endpoint': services!.s3.endpoint });
-  const db = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
+  const store = await openBlobStore({ ...suite.config, 'storage.s3.endpoint': suite.services.s3.endpoint });
+  const db = openDatabase({ url: suite.config['database.url'], poolSize: 1, uploadPoolSize: 1 });
   try {
     const report = await reconcile(db.db, store, { apply: false, minAgeSeconds: 0 });
     assert.deepEqual(report.orphans, [], 'every object is named by metadata');
@@ -120,7 +90,7 @@ async function noOrphans(): Promise<void> {
 
 describe('S3 stopped or hung during pushes', () => {
   it(`S3 stopped (${rgwDir ? 'radosgw process stopped' : 'connections cut'}): 503 with Retry-After, the offset kept; afterwards the push completes`, async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const name = 'outage/stopped';
     const bytes = randomBytes(7 * MiB + 3) as Buffer<ArrayBuffer>;
     const blob = blobOf(bytes);
@@ -155,18 +125,18 @@ describe('S3 stopped or hung during pushes', () => {
   });
 
   it('S3 hung (a proxy holds every byte): 503 with Retry-After once the attempts time out; afterwards the push completes', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     const name = 'outage/hung';
     const bytes = randomBytes(5 * MiB + 4321) as Buffer<ArrayBuffer>;
     const blob = blobOf(bytes);
     const cut = 2 * MiB;
     const location = await startedPush(name, bytes.subarray(0, cut));
 
-    proxy.stall();
+    suite.proxy.stall();
     try {
       await unavailable(await patch(location, bytes.subarray(cut), cut));
     } finally {
-      proxy.resume();
+      suite.proxy.resume();
     }
     assert.equal(await offset(location), `0-${cut - 1}`);
     const res = await patch(location, bytes.subarray(cut), cut);
@@ -175,7 +145,7 @@ describe('S3 stopped or hung during pushes', () => {
   });
 
   it('afterwards the bucket holds exactly what metadata names', async (t) => {
-    if (skip) return t.skip(skip);
+    if (suite.skip) return t.skip(suite.skip);
     await noOrphans();
   });
 });

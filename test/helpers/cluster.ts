@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger } from '../../libs/log/index.js';
-import { migrate, openDatabase } from '../../libs/metadata/index.js';
 import { startServe, startWorker, type RunningWharf } from '../../services/cli/start.js';
 import { startRoundRobin } from './round-robin.js';
-import { clusterServices, type ClusterServices } from './services.js';
+import { clusterServices, clusterSuite, migrateDatabase, type ClusterServices } from './services.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 export interface TestCluster {
   /** The round-robin proxy in front of the nodes. */
@@ -49,8 +49,7 @@ export async function startTestCluster(overrides: Partial<Config> = {}, nodes = 
   const started: RunningWharf[] = [];
   let worker: { close(): Promise<void> } | undefined;
   try {
-    const admin = openDatabase({ url: config['database.url'], poolSize: 1, uploadPoolSize: 1 });
-    await migrate(admin.db).finally(() => admin.close());
+    await migrateDatabase(config['database.url']);
     for (let i = 0; i < nodes; i++) started.push(await startServe(config, logger.child({ node: i })));
     // API nodes run no workers: one worker process-part keeps the read models (catalog, listings) current.
     worker = await startWorker(config, logger.child({ node: 'worker' }));
@@ -73,4 +72,63 @@ export async function startTestCluster(overrides: Partial<Config> = {}, nodes = 
     await services.close();
     throw err;
   }
+}
+
+/** What a suite of nodes behind a dependency proxy offers its tests; `skip` says why it cannot run. */
+export interface ProxiedNodes {
+  readonly skip: string | undefined;
+  readonly services: ClusterServices;
+  /** The TCP proxy between the nodes and the dependency: stall, stop, start, resume. */
+  readonly proxy: TcpProxy;
+  readonly nodes: RunningWharf[];
+  readonly config: Config;
+}
+
+/**
+ * `count` API nodes (started in a `before` hook) whose only way to S3 or to PostgreSQL runs
+ * through a TCP proxy the tests can stall or cut; migrations run on the direct path. `teardown`
+ * runs first in the `after` hook, before the nodes and the proxy close.
+ */
+export function nodesBehindProxy(options: { dependency: 's3' | 'database'; overrides?: Partial<Config>; count?: number; teardown?(): Promise<void> }): ProxiedNodes {
+  let proxy: TcpProxy | undefined;
+  let config: Config | undefined;
+  const nodes: RunningWharf[] = [];
+  const suite = clusterSuite({
+    async setup(services) {
+      const direct = new URL(options.dependency === 's3' ? services.s3.endpoint : services.databaseUrl);
+      proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || (options.dependency === 's3' ? 80 : 5432)) });
+      const viaProxy = new URL(direct);
+      viaProxy.host = `127.0.0.1:${proxy.port}`;
+      const path = options.dependency === 's3' ? { 'storage.s3.endpoint': viaProxy.origin } : { 'database.url': viaProxy.toString() };
+      config = clusterConfig(services, { ...path, ...options.overrides });
+      await migrateDatabase(services.databaseUrl);
+      const logger = createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? 'silent');
+      for (let i = 0; i < (options.count ?? 1); i++) nodes.push(await startServe(config, logger.child({ node: i })));
+    },
+    async teardown() {
+      await options.teardown?.();
+      proxy?.resume();
+      for (const n of nodes) await n.close();
+      await proxy?.close();
+    },
+  });
+  const started = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`${what} did not start: ${suite.skip ?? 'see the before hook'}`);
+    return value;
+  };
+  return {
+    get skip() {
+      return suite.skip;
+    },
+    get services() {
+      return started(suite.services, 'cluster services');
+    },
+    get proxy() {
+      return started(proxy, 'the dependency proxy');
+    },
+    nodes,
+    get config() {
+      return started(config, 'the nodes');
+    },
+  };
 }
