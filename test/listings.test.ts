@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
-import type { RegistryEvent } from '../libs/events/index.js';
+import { randomUUID } from 'node:crypto';
+import { Subjects, buildEvent, type RegistryEvent } from '../libs/events/index.js';
 import { CatalogIndexer, ManifestLister, rebuildReadModels } from '../libs/registry/index.js';
 import { startTestWharf, type TestWharf } from './helpers/server.js';
 import { OCI_EMPTY, OCI_MANIFEST, blobOf, errorCode, pushBlob, pushImage, putManifest } from './helpers/oci.js';
@@ -396,6 +397,36 @@ describe('read-model workers', () => {
     const counts = await rebuildReadModels(wharf.database.db);
     assert.equal(counts.repositories, incremental.catalog.length);
     assert.deepEqual(await readModels(), incremental);
+  });
+
+  it('apply a push while a large backlog of pull events sits in the stream, never handed one of them', async () => {
+    // The read-model consumers filter the change subjects only: a pull never reaches them (it would be "ignored").
+    const ignored = async () => {
+      const text = await (await fetch(`${wharf.url}/metrics`)).text();
+      return [...text.matchAll(/^wharf_read_model_events_total\{[^}]*outcome="ignored"[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const before = await ignored();
+    const name = 'backlog/app';
+    const pull = buildEvent(
+      'pull',
+      { repository: name, tag: 'latest', digest: `sha256:${'2'.repeat(64)}`, size: 1, mediaType: OCI_MANIFEST },
+      { request: { id: 'pulls', addr: '127.0.0.1', host: 'localhost', method: 'GET', useragent: 'test' }, actor: {}, source: { addr: 'localhost', instanceID: 'test' } },
+    );
+    const bus = wharf.bus;
+    for (let sent = 0; sent < 20_000; sent += 1_000) {
+      const chunk = Array.from({ length: 1_000 }, () => ({ ...pull, id: randomUUID() }));
+      if (bus.publishUnacknowledged) for (const e of chunk) bus.publishUnacknowledged(Subjects.manifestPull, e);
+      else await Promise.all(chunk.map((e) => bus.publish(Subjects.manifestPull, e)));
+    }
+    await pushImage(base, name, 'after-pulls');
+    await eventually(async () => {
+      const { body } = await getJson<{ manifests: ManifestEntry[] }>(`/v2/${name}/_wharf/manifests`);
+      assert.ok(
+        body.manifests.some((m) => m.tags.includes('after-pulls')),
+        'the push is in the listing',
+      );
+    }, 60_000);
+    assert.equal(await ignored(), before, 'no pull event was handed to a read-model consumer');
   });
 
   it('report their lag as a metric', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildEvent, MemoryBus, type RegistryEvent } from '../libs/events/index.js';
+import { buildEvent, CHANGE_SUBJECT_FILTERS, MemoryBus, Subjects, subjectMatches, type RegistryEvent } from '../libs/events/index.js';
 
 const context = { request: { id: 'r', addr: '', host: '', method: 'PUT', useragent: '' }, actor: {}, source: { addr: '', instanceID: 'test' } };
 const event = (repository: string) => buildEvent('push', { repository }, context);
@@ -63,6 +63,31 @@ describe('in-process bus, durable consumers (embedded mode)', () => {
     databaseUp = true;
     await bus.publish('wharf.events.manifest.push', e); // the relay's next pass
     assert.deepEqual(handled, [e.id]);
+    await bus.close();
+  });
+});
+
+describe('change subject filters (the read-model consumers)', () => {
+  it('match every subject but the pulls, each exactly once', () => {
+    for (const subject of Object.values(Subjects)) {
+      const matching = CHANGE_SUBJECT_FILTERS.filter((f) => subjectMatches(f, subject));
+      assert.equal(matching.length, subject.endsWith('.pull') ? 0 : 1, `${subject}: ${matching}`);
+    }
+  });
+
+  it('keep pull events from a consumer per filter on the in-process bus, each change reaching one of them', async () => {
+    const bus = new MemoryBus();
+    const seen: string[] = [];
+    for (const filterSubject of CHANGE_SUBJECT_FILTERS) {
+      await bus.consumeDurable({ durable: filterSubject, filterSubject, handler: (s) => void seen.push(s) });
+    }
+    for (const subject of Object.values(Subjects)) await bus.publish(subject, event(subject));
+    assert.deepEqual(
+      seen.sort(),
+      Object.values(Subjects)
+        .filter((s) => !s.endsWith('.pull'))
+        .sort(),
+    );
     await bus.close();
   });
 });

@@ -180,6 +180,94 @@ describe('NatsBus', { skip: unavailable ?? false }, () => {
     await stopB();
   });
 
+  it('starts a durable taking over from an old one where its acks end, keeps that start on a restart, and deletes the old one', async () => {
+    const own = uniqueStreamNames();
+    const ownErrors: unknown[] = [];
+    const b = await NatsBus.connect({ servers: url, ...own, onError: (e) => ownErrors.push(e) });
+    try {
+      const seen: string[] = [];
+      const record = (_s: string, e: RegistryEvent) => void seen.push(e.target.repository);
+      for (let i = 0; i < 3; i++) await b.publish(Subjects.manifestPush, event(`takeover/old${i}`));
+      // The old durable (every subject) handles these three, then is stopped (a worker upgraded).
+      const stopOld = await b.consumeDurable({ durable: 'indexer', filterSubject: 'wharf.events.>', handler: record });
+      await eventually(async () => assert.deepEqual(await b.consumerLag(), [{ durable: 'indexer', pending: 0, ackPending: 0 }]));
+      await stopOld();
+      await b.publish(Subjects.manifestPull, { ...event('takeover/pull'), action: 'pull' });
+      await b.publish(Subjects.manifestPush, event('takeover/new'));
+      seen.length = 0;
+      const replacement = { durable: 'indexer-push', filterSubject: 'wharf.events.*.push', takeOverFrom: 'indexer', handler: record };
+      let stop = await b.consumeDurable(replacement);
+      await eventually(async () => assert.deepEqual(await b.consumerLag(), [{ durable: 'indexer-push', pending: 0, ackPending: 0 }]));
+      assert.deepEqual(seen, ['takeover/new'], 'only what the old durable had not acked, and of it only the pushes');
+      assert.equal(await b.deleteDurable('indexer'), true);
+      assert.equal(await b.deleteDurable('indexer'), false, 'already gone');
+      await stop();
+      // Restarted with the same options (the old one gone): the durable keeps its start, no config conflict, no redelivery.
+      await b.publish(Subjects.blobPush, event('takeover/later'));
+      stop = await b.consumeDurable(replacement);
+      await eventually(async () => assert.deepEqual(await b.consumerLag(), [{ durable: 'indexer-push', pending: 0, ackPending: 0 }]));
+      await stop();
+      assert.deepEqual(seen, ['takeover/new', 'takeover/later']);
+      assert.deepEqual(ownErrors, []);
+      // Without an old durable to take over from, a new one starts at the stream's start.
+      const fromStart: string[] = [];
+      stop = await b.consumeDurable({
+        durable: 'fresh-push',
+        filterSubject: 'wharf.events.*.push',
+        takeOverFrom: 'never-existed',
+        handler: (_s, e) => void fromStart.push(e.target.repository),
+      });
+      await eventually(() => assert.equal(fromStart.length, 5));
+      await stop();
+    } finally {
+      await b.close();
+      await deleteStream(url, own.stream);
+    }
+  });
+
+  it('hands what arrived together to handleBatch in one call, and each event to the handler when it throws', async () => {
+    const own = uniqueStreamNames();
+    const b = await NatsBus.connect({ servers: url, ...own });
+    try {
+      for (let i = 0; i < 30; i++) await b.publish(Subjects.manifestPush, event(`batch/repo${i}`));
+      const batches: string[][] = [];
+      const one: string[] = [];
+      let stop = await b.consumeDurable({
+        durable: 'batched',
+        filterSubject: 'wharf.events.>',
+        batch: 100,
+        handler: (_s, e) => void one.push(e.target.repository),
+        handleBatch: async (events) => void batches.push(events.map((e) => e.event.target.repository)),
+      });
+      await eventually(async () => assert.deepEqual(await b.consumerLag(), [{ durable: 'batched', pending: 0, ackPending: 0 }]));
+      await stop();
+      assert.equal(batches.flat().length + one.length, 30, 'each event handled once');
+      assert.ok(
+        batches.some((batch) => batch.length > 1),
+        `events that were waiting came together: ${batches.map((x) => x.length)}`,
+      );
+      // A batch handler that throws: the same events go through the handler one by one.
+      for (let i = 0; i < 30; i++) await b.publish(Subjects.manifestPush, event(`batch/again${i}`));
+      one.length = 0;
+      stop = await b.consumeDurable({
+        durable: 'batched',
+        filterSubject: 'wharf.events.>',
+        batch: 100,
+        handler: (_s, e) => void one.push(e.target.repository),
+        handleBatch: async () => {
+          throw new Error('batch refused');
+        },
+      });
+      await eventually(async () => assert.deepEqual(await b.consumerLag(), [{ durable: 'batched', pending: 0, ackPending: 0 }]));
+      await stop();
+      assert.deepEqual(new Set(one), new Set(Array.from({ length: 30 }, (_, i) => `batch/again${i}`)));
+      assert.equal(one.length, 30);
+    } finally {
+      await b.close();
+      await deleteStream(url, own.stream);
+    }
+  });
+
   it('redelivers a message whose handler throws, with backoff, until it succeeds', async () => {
     const attempts: Array<{ count: number; at: number }> = [];
     const e = event('flaky/app');

@@ -121,7 +121,7 @@ describe('admin status and webhook redrive', () => {
     }, 60_000);
     assert.equal(typeof status.outbox.unpublished, 'number');
     assert.ok(
-      status.consumers.some((c) => c.durable === 'catalog-indexer'),
+      status.consumers.some((c) => c.durable === 'catalog-indexer-push'),
       'wharf all runs the consumers in this process',
     );
   });

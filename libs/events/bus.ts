@@ -24,13 +24,20 @@ export interface DurableConsumerOptions {
   onDeadLetter?: (subject: string, event: RegistryEvent | undefined, err: unknown) => Promise<void> | void;
   /** Where a newly created durable starts: 'all' retained events (default) or only 'new' ones. */
   deliverPolicy?: 'all' | 'new';
+  /**
+   * A durable this one replaces (e.g. one with an older filter). When this one does not exist yet
+   * and that one does, this one starts where that one's acknowledgements end instead of at
+   * deliverPolicy; the caller deletes the old one (deleteDurable) once all its replacements exist.
+   */
+  takeOverFrom?: string;
   /** Messages pulled per request; small keeps work spread across replicas. */
   batch?: number;
   /** Handlers running at once in this replica (default 1: in stream order). Above 1, order is not kept. */
   concurrency?: number;
   /**
    * Handles several events in one call, where the bus can (the in-process bus hands over what
-   * queued up while the previous call ran, in order). It must have the effect of `handler` on
+   * queued up while the previous call ran, in order; NATS, with concurrency 1, the first
+   * deliveries of what arrived while the previous call ran, up to `batch`). It must have the effect of `handler` on
    * each; when it throws, each event goes through `handler` alone, with the usual retries.
    */
   handleBatch?: (events: Array<{ subject: string; event: RegistryEvent }>) => Promise<void>;
@@ -59,6 +66,11 @@ export interface EventBus {
    * last attempt. Handlers must be idempotent.
    */
   consumeDurable(options: DurableConsumerOptions): Promise<StopConsumer>;
+  /**
+   * Deletes a durable consumer kept by the bus (one no longer used); resolves with whether it
+   * existed. Absent: the bus keeps no durable state across restarts (the in-process bus).
+   */
+  deleteDurable?(durable: string): Promise<boolean>;
   /** Lag of every durable consumer this process runs (for /metrics). */
   consumerLag?(): Promise<ConsumerLag[]>;
   /**

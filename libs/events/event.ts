@@ -12,6 +12,14 @@ export const Subjects = {
   repositoryDelete: 'wharf.events.repository.delete',
 } as const;
 
+/**
+ * Subject filters that together match every event that changes something, each subject exactly
+ * once: every subject but the pulls (`*.pull`), which are most of the stream under read load.
+ * A consumer that only cares about changes runs one durable per filter (nats-server 2.9 allows
+ * one filter a consumer) instead of wading through the pulls behind `wharf.events.>`.
+ */
+export const CHANGE_SUBJECT_FILTERS = ['wharf.events.*.push', 'wharf.events.*.delete'] as const;
+
 /** Who asked, as Distribution's notification events carry it. */
 export interface RequestInfo {
   id: string;

@@ -11,6 +11,7 @@ import {
   connect,
   nanos,
   type ConsumerConfig,
+  type ConsumerInfo,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
@@ -226,6 +227,7 @@ export class NatsBus implements EventBus {
       max_deliver: maxDeliver,
       deliver_policy: options.deliverPolicy === 'new' ? DeliverPolicy.New : DeliverPolicy.All,
       filter_subject: filterSubject,
+      ...(await this.startOf(options)),
     };
     try {
       // On 2.9 this creates the durable, or updates it when its editable fields changed.
@@ -270,7 +272,65 @@ export class NatsBus implements EventBus {
     };
 
     const concurrency = Math.max(1, options.concurrency ?? 1);
+    const pullSize = options.batch ?? 10;
+
+    /**
+     * Messages received together, first deliveries in one handleBatch call (acked together);
+     * redeliveries, unparsable ones, and all of them when the batch call throws go through
+     * handle() one by one, with its retries and dead letters.
+     */
+    const handleTogether = async (batch: JsMsg[]): Promise<void> => {
+      const fresh: Array<{ m: JsMsg; subject: string; event: RegistryEvent }> = [];
+      const alone: JsMsg[] = [];
+      for (const m of batch) {
+        if (m.info.deliveryCount > 1) {
+          alone.push(m);
+          continue;
+        }
+        try {
+          fresh.push({ m, subject: this.fromNats(m.subject), event: m.json<RegistryEvent>() });
+        } catch {
+          alone.push(m);
+        }
+      }
+      if (fresh.length > 1) {
+        try {
+          await options.handleBatch!(fresh.map(({ subject, event }) => ({ subject, event })));
+          // A lost ack only means a redelivery, which consumers tolerate.
+          for (const { m } of fresh) m.ack();
+        } catch (err) {
+          this.onError(err);
+          alone.push(...fresh.map((f) => f.m));
+        }
+      } else alone.push(...fresh.map((f) => f.m));
+      for (const m of alone) await handle(m).catch((err) => this.onError(err));
+    };
+
+    // One at a time with a batch handler: what arrived while the previous batch ran is handled in one call.
+    const batchedLoop = async () => {
+      const buffer: JsMsg[] = [];
+      let pump: Promise<void> | undefined;
+      const runPump = async () => {
+        // Let the client hand over what it already holds, so it joins this batch.
+        await new Promise((resolve) => setImmediate(resolve));
+        while (buffer.length > 0) await handleTogether(buffer.splice(0, pullSize));
+        pump = undefined;
+      };
+      for await (const m of messages) {
+        if (stopping) {
+          m.nak();
+          continue;
+        }
+        buffer.push(m);
+        pump ??= runPump();
+        // Iterating on lets the client pull more: not while a whole pull waits here.
+        if (buffer.length >= pullSize) await pump;
+      }
+      await pump;
+    };
+
     const loop = (async () => {
+      if (options.handleBatch && concurrency === 1) return batchedLoop();
       const running = new Set<Promise<void>>();
       for await (const m of messages) {
         // Pulled but not started when stop() came: hand it straight back for another replica.
@@ -297,6 +357,37 @@ export class NatsBus implements EventBus {
     };
     this.stoppers.add(stop);
     return stop;
+  }
+
+  /**
+   * Where the durable starts: an existing one keeps its start (not editable, so asking for
+   * another would refuse the update); a new one taking over from an old durable starts after the
+   * old one's ack floor (what is acked past it is delivered again: at least once).
+   */
+  private async startOf(options: DurableConsumerOptions): Promise<Partial<ConsumerConfig>> {
+    const existing = await this.consumerInfo(options.durable);
+    if (existing) return { deliver_policy: existing.config.deliver_policy, opt_start_seq: existing.config.opt_start_seq };
+    const old = options.takeOverFrom === undefined ? undefined : await this.consumerInfo(options.takeOverFrom);
+    if (!old) return {};
+    return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: old.ack_floor.stream_seq + 1 };
+  }
+
+  private async consumerInfo(durable: string): Promise<ConsumerInfo | undefined> {
+    try {
+      return await this.jsm.consumers.info(this.stream, durable);
+    } catch (err) {
+      if (err instanceof NatsError && err.jsError()?.err_code === 10014) return undefined; // consumer not found
+      throw err;
+    }
+  }
+
+  async deleteDurable(durable: string): Promise<boolean> {
+    try {
+      return await this.jsm.consumers.delete(this.stream, durable);
+    } catch (err) {
+      if (err instanceof NatsError && err.jsError()?.err_code === 10014) return false;
+      throw err;
+    }
   }
 
   /** num_pending and num_ack_pending of each durable this bus consumes; a durable NATS cannot describe now is left out. */

@@ -17,6 +17,9 @@ export interface CachedManifest {
 
 type Entry = { digest: string; manifest?: undefined; bytes: number } | { manifest: CachedManifest; digest?: undefined; bytes: number };
 
+/** Repositories whose last invalidation is remembered (for fills in flight); older ones fall under the floor. */
+const MAX_TRACKED_REPOSITORIES = 4096;
+
 /** What an entry costs beside its payload: the key, the Map slot, the objects. */
 const ENTRY_OVERHEAD = 256;
 
@@ -29,14 +32,19 @@ const ENTRY_OVERHEAD = 256;
  * arrives; the node that made the change drops them itself right after its commit. A fill that
  * read the database before an invalidation could put the old answer back after it: each fill
  * takes a ticket (the invalidation count) before its read and is stored only if no invalidation
- * came in between. While the event subscription is not live (not yet set up, or the bus is
- * disconnected and may miss events) the cache is emptied and neither answers nor stores: reads
- * go to the database.
+ * of its repository came in between (changes elsewhere, e.g. a backlog of events draining, do not
+ * keep every fill from being stored). While the event subscription is not live (not yet set up,
+ * or the bus is disconnected and may miss events) the cache is emptied and neither answers nor
+ * stores: reads go to the database.
  */
 export class ManifestReadCache {
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
   private invalidations = 0;
+  /** The invalidation count at each repository's last invalidation, oldest first; bounded. */
+  private readonly changedAt = new Map<string, number>();
+  /** No fill with a ticket below this may be stored: a repository's last change may be forgotten (or all was cleared). */
+  private floor = 0;
   private trusted = false;
 
   constructor(private readonly limits: ManifestCacheLimits) {}
@@ -70,7 +78,7 @@ export class ManifestReadCache {
 
   /** Stores what the database answered for `ref`, unless something was invalidated since `ticket`. */
   remember(ticket: number, repository: string, ref: ManifestLookup, manifest: CachedManifest): void {
-    if (!this.live || ticket !== this.invalidations) return;
+    if (!this.live || ticket < this.floor || (this.changedAt.get(repository) ?? 0) > ticket) return;
     const bytes = manifest.payload.length + ENTRY_OVERHEAD;
     // One manifest may not push out more than an eighth of the cache.
     if (bytes > this.limits.maxBytes / 8) return;
@@ -81,6 +89,14 @@ export class ManifestReadCache {
   /** Drops what may have changed: the tag, and the manifest when it was deleted. */
   invalidate(repository: string, change: { tag?: string; digest?: string }): void {
     this.invalidations++;
+    // Moved to the end: the Map stays in invalidation order, the oldest first out.
+    this.changedAt.delete(repository);
+    this.changedAt.set(repository, this.invalidations);
+    if (this.changedAt.size > MAX_TRACKED_REPOSITORIES) {
+      const [, at] = this.changedAt.entries().next().value as [string, number];
+      this.changedAt.delete(this.changedAt.keys().next().value as string);
+      this.floor = at;
+    }
     if (change.tag !== undefined) this.drop(tagKey(repository, change.tag));
     if (change.digest !== undefined) this.drop(manifestKey(repository, change.digest));
   }
@@ -99,6 +115,8 @@ export class ManifestReadCache {
 
   clear(): void {
     this.invalidations++;
+    this.floor = this.invalidations;
+    this.changedAt.clear();
     this.entries.clear();
     this.bytes = 0;
   }
