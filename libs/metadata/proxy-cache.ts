@@ -248,3 +248,77 @@ export async function expiredPulls(db: Executor, upstream: string, prefix: strin
 export async function forgetPull(db: Executor, repositoryId: number, kind: 'manifest' | 'blob', digest: string): Promise<void> {
   await db.deleteFrom('proxy_pulls').where('repository_id', '=', repositoryId).where('kind', '=', kind).where('digest', '=', digest).execute();
 }
+
+export interface FilledBlob {
+  digest: string;
+  size: number;
+  storage_key: string;
+  /** The fill row's owner: nothing is written unless it still holds the fill. */
+  owner: string;
+  repository: string;
+  upstream: string;
+  /** Garbage collection review delay for the new blob (gc.uploadgrace). */
+  reviewDelaySeconds: number;
+  /** The blob push event for the outbox, written with the link. */
+  event: { eventId: string; subject: string; payload: unknown };
+}
+
+export type FilledBlobCommit =
+  | { held: false }
+  /** `linked` false: the repository row appeared concurrently, unseen by this statement; the caller links the blob. */
+  | { held: true; created: boolean; linked: boolean; deletion: number | undefined };
+
+/**
+ * Records a filled blob in one statement (one round trip, no transaction): releases `owner`'s
+ * fill, writes the review row and then the blob row (the order garbage collection's locking
+ * relies on, docs/gc.md), links the blob in the repository (created if need be), records the
+ * pull time and the push event. Each step selects from the one before, so they run in that order
+ * and a fill no longer held writes nothing. When the registry already has the digest, the
+ * existing row is locked (ON CONFLICT DO UPDATE locks it even though `where false` changes
+ * nothing) and this copy's object is queued for deletion.
+ */
+export async function commitFilledBlob(db: Executor, blob: FilledBlob): Promise<FilledBlobCommit> {
+  const result = await sql<{ held: boolean; created: boolean; repository_id: number | null; deletion: number | null }>`
+    with fill as (
+      delete from proxy_blob_fills where digest = ${blob.digest} and owner = ${blob.owner} returning digest),
+    review as (
+      insert into gc_blob_reviews (digest, review_after, event)
+      select digest, now() + make_interval(secs => ${blob.reviewDelaySeconds}), 'proxy-filled' from fill
+      on conflict (digest) do update set review_after = greatest(gc_blob_reviews.review_after, excluded.review_after), event = excluded.event
+      returning digest),
+    created as (
+      insert into blobs (digest, size, storage_key)
+      select digest, ${blob.size}::bigint, ${blob.storage_key}::text from review
+      on conflict (digest) do update set size = blobs.size where false
+      returning digest),
+    known_repository as (select id from repositories where name = ${blob.repository}),
+    new_repository as (
+      insert into repositories (name)
+      select ${blob.repository}::text from review where not exists (select 1 from known_repository)
+      on conflict (name) do nothing
+      returning id),
+    repository as (
+      select id from known_repository where exists (select 1 from review)
+      union all select id from new_repository),
+    link as (
+      insert into repository_blobs (repository_id, digest)
+      select id, ${blob.digest}::text from repository
+      on conflict (repository_id, digest) do nothing),
+    pulled as (
+      insert into proxy_pulls (repository_id, kind, digest, upstream)
+      select id, 'blob', ${blob.digest}::text, ${blob.upstream}::text from repository
+      on conflict (repository_id, kind, digest) do update set last_pulled_at = now(), upstream = excluded.upstream),
+    event as (
+      insert into outbox (event_id, subject, payload)
+      select ${blob.event.eventId}::uuid, ${blob.event.subject}::text, ${JSON.stringify(blob.event.payload)}::jsonb from repository),
+    redundant as (
+      insert into gc_storage_deletions (storage_key, storage_state, size, reason, review_after)
+      select ${blob.storage_key}::text, '{}'::jsonb, ${blob.size}::bigint, 'redundant-upload', now() + interval '60 seconds'
+        from review where not exists (select 1 from created)
+      returning id)
+    select exists (select 1 from fill) as held, exists (select 1 from created) as created,
+           (select id from repository limit 1) as repository_id, (select id from redundant) as deletion`.execute(db);
+  const row = result.rows[0]!;
+  if (!row.held) return { held: false };
+  return { held: true, created: row.created, linked: row.repository_id !== null, deletion: row.deletion ?? undefined };
+}
