@@ -330,6 +330,7 @@ class Fill {
     /** Hands what was gathered to both sides; a promise when either is full (the next read waits for it). */
     const flush = (): Promise<unknown> | undefined => {
       const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      proxyMetrics.upstreamBytes.inc({ upstream: name }, pendingBytes);
       pending = [];
       pendingBytes = 0;
       const storeFull = !sink.write(batch);
@@ -345,7 +346,6 @@ class Fill {
           size += bytes.length;
           if (remote.size !== undefined && size > remote.size) throw new Error(`upstream sent more than the ${remote.size} bytes it announced`);
           hash.update(bytes);
-          proxyMetrics.upstreamBytes.inc({ upstream: name }, bytes.length);
           pending.push(bytes);
           pendingBytes += bytes.length;
           const full = pendingBytes >= WRITE_BYTES ? flush() : undefined;
@@ -353,6 +353,7 @@ class Fill {
         }
         if (pendingBytes > 0) await flush();
       } catch (err) {
+        if (pendingBytes > 0) proxyMetrics.upstreamBytes.inc({ upstream: name }, pendingBytes);
         sink.destroy(err as Error);
         throw err;
       }
