@@ -107,6 +107,50 @@ export async function claimFillUnlessStored(db: Executor, digest: string, owner:
   return { claimed: row.owner === owner };
 }
 
+export type BlobGetClaim = { linked: { digest: string; size: number; storage_key: string } } | { manifest: { digest: string; payload: Buffer } } | FillClaim;
+
+/**
+ * A blob GET in a proxied repository, in one round trip: the blob linked there; else the
+ * repository's manifest of that digest (readable as a blob); else as claimFillUnlessStored (the
+ * stored blob, or the fill taken for `owner` unless someone holds it). Each step runs only when
+ * the ones before found nothing.
+ */
+export async function findOrClaimFill(db: Executor, repository: string, digest: string, owner: string, storageKey: string): Promise<BlobGetClaim> {
+  const result = await sql<{
+    linked_size: number | null;
+    linked_key: string | null;
+    payload: Buffer | null;
+    stored_size: number | null;
+    stored_key: string | null;
+    owner: string | null;
+  }>`
+    with linked as (
+      select b.size, b.storage_key
+        from repository_blobs rb join repositories r on r.id = rb.repository_id join blobs b on b.digest = rb.digest
+       where r.name = ${repository} and rb.digest = ${digest}),
+    manifest as (
+      select m.payload from manifests m join repositories r on r.id = m.repository_id
+       where r.name = ${repository} and m.digest = ${digest} and not exists (select 1 from linked)),
+    stored as (
+      select size, storage_key from blobs
+       where digest = ${digest} and not exists (select 1 from linked) and not exists (select 1 from manifest)),
+    claim as (
+      insert into proxy_blob_fills (digest, owner, storage_key)
+      select ${digest}, ${owner}, ${storageKey}
+       where not exists (select 1 from linked) and not exists (select 1 from manifest) and not exists (select 1 from stored)
+      on conflict (digest) do nothing
+      returning owner)
+    select (select size from linked) as linked_size, (select storage_key from linked) as linked_key,
+           (select payload from manifest limit 1) as payload,
+           (select size from stored) as stored_size, (select storage_key from stored) as stored_key,
+           (select owner from claim) as owner`.execute(db);
+  const row = result.rows[0]!;
+  if (row.linked_key !== null) return { linked: { digest, size: Number(row.linked_size), storage_key: row.linked_key } };
+  if (row.payload !== null) return { manifest: { digest, payload: row.payload } };
+  if (row.stored_key !== null) return { stored: { digest, size: Number(row.stored_size), storage_key: row.stored_key } };
+  return { claimed: row.owner === owner };
+}
+
 /**
  * Takes over a fill whose heartbeat is older than `leaseSeconds` (its node died or lost
  * PostgreSQL), and queues the object it was writing for deletion, in one transaction. The row

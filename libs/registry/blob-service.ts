@@ -27,7 +27,10 @@ export class BlobService {
   async find(repository: string, digest: string, how: { keep?: boolean; context?: RequestContext } = {}): Promise<BlobHandle> {
     checkName(repository);
     parseDigest(digest);
-    const found = await blobs.findBlobOrManifest(this.deps.db, repository, digest);
+    // A GET in a proxied repository looks up and claims the fill in one statement; a HEAD claims nothing.
+    const proxied = how.keep ? undefined : await this.deps.proxy?.blobGet(repository, digest, how.context);
+    if (proxied && 'handle' in proxied) return proxied.handle;
+    const found = proxied ?? (await blobs.findBlobOrManifest(this.deps.db, repository, digest));
     if (found && 'blob' in found) {
       const blob = found.blob;
       this.deps.proxy?.blobHit(repository, digest);

@@ -67,6 +67,32 @@ export class BlobCache {
     this.heartbeatMs = Math.max(200, (leaseSeconds * 1000) / 6);
   }
 
+  /**
+   * A GET in a proxied repository, from its first statement on: what BlobService serves itself
+   * (a linked blob, a manifest of that digest) or the handle of a stored blob or of a fill this
+   * request now leads, with one round trip before the upstream is asked. Anything else (a fill
+   * under way elsewhere, a blob collected meanwhile) goes on as find() does.
+   */
+  async findOrFill(
+    proxied: ProxiedName & { remoteName: string },
+    repository: string,
+    digest: string,
+    context: RequestContext,
+  ): Promise<blobs.BlobOrManifest | { handle: BlobHandle }> {
+    const owner = `${this.node}:${randomUUID()}`;
+    const key = newStorageKey();
+    const first = await proxyCache.findOrClaimFill(this.deps.db, repository, digest, owner, key);
+    if ('linked' in first) return { blob: first.linked };
+    if ('manifest' in first) return { manifest: first.manifest };
+    if ('stored' in first) {
+      const linked = await this.linkStored(proxied.upstream, proxied.remoteName, repository, first.stored, false, context);
+      if (linked) return { handle: linked };
+    } else if (first.claimed) {
+      return { handle: await this.lead(proxied.upstream, proxied.remoteName, repository, digest, owner, key, context) };
+    }
+    return { handle: await this.find(proxied, repository, digest, false, context, true) };
+  }
+
   /** `linkedChecked`: the caller just found the blob not linked in `repository` (BlobService did), so the first pass skips that query. */
   async find(proxied: ProxiedName, repository: string, digest: string, head: boolean, context: RequestContext, linkedChecked = false): Promise<BlobHandle> {
     const remoteName = proxied.remoteName;
