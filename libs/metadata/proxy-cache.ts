@@ -199,12 +199,6 @@ export async function heartbeatFill(db: Executor, digest: string, owner: string)
   return Number(result.numUpdatedRows) > 0;
 }
 
-/** Ends `owner`'s fill; false when it no longer held it (taken over, or swept as abandoned). */
-export async function releaseFill(db: Executor, digest: string, owner: string): Promise<boolean> {
-  const result = await db.deleteFrom('proxy_blob_fills').where('digest', '=', digest).where('owner', '=', owner).executeTakeFirst();
-  return Number(result.numDeletedRows) > 0;
-}
-
 /**
  * Ends `owner`'s fill and queues its object for deletion in one statement (the fill failed);
  * returns the deletion's id, for the caller to finish once it removed the object itself.
