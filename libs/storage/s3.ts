@@ -17,6 +17,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
 import type { BlobStore, ByteRange, StoredObject, UnfinishedUpload, UploadState } from './blob-store.js';
 import { failWhenIdle } from './idle-body.js';
+import { S3GetClient } from './s3-get.js';
 
 export interface S3BlobStoreOptions {
   /** Endpoint URL (MinIO, s3rver); absent: AWS for the region. */
@@ -78,6 +79,7 @@ export interface S3UploadState {
 
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_ATTEMPTS = 4;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** S3's limit is 10,000 parts; full parts stop at 9,999 so the tail always fits as the last. */
 const MAX_FULL_PARTS = 9_999;
@@ -105,6 +107,8 @@ export class S3BlobStore implements BlobStore {
   private readonly partConcurrency: number;
   private readonly presignExpirySeconds: number;
   private readonly timeoutMs: number;
+  /** Blob reads without the SDK's HTTP stack, on an http: endpoint; absent on https: (and AWS), which the SDK reads. */
+  private readonly getter: S3GetClient | undefined;
 
   constructor(options: S3BlobStoreOptions) {
     this.bucket = options.bucket;
@@ -119,11 +123,20 @@ export class S3BlobStore implements BlobStore {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.client = new S3Client(clientConfig(options, options.endpoint));
     this.presigner = options.publicEndpoint ? new S3Client(clientConfig(options, options.publicEndpoint)) : this.client;
+    const endpoint = options.endpoint ? new URL(options.endpoint) : undefined;
+    if (endpoint?.protocol === 'http:') {
+      this.getter = new S3GetClient(endpoint, {
+        timeoutMs: this.timeoutMs,
+        connectTimeoutMs: Math.min(5_000, this.timeoutMs),
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      });
+    }
   }
 
   /** Closes the client's connections. */
   destroy(): void {
     this.client.destroy();
+    this.getter?.destroy();
     if (this.presigner !== this.client) this.presigner.destroy();
   }
 
@@ -292,6 +305,12 @@ export class S3BlobStore implements BlobStore {
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
+    if (this.getter) {
+      // Signed for the nodes' endpoint; the Range header is not signed, which S3 accepts.
+      const url = await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: this.presignExpirySeconds });
+      const body = await this.getter.get(new URL(url), range);
+      if (body) return body;
+    }
     const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
     if (!out.Body) throw new Error(`S3 returned no body for ${this.objectKey(key)}`);
     const body = out.Body as Readable;
@@ -424,7 +443,7 @@ function clientConfig(options: S3BlobStoreOptions, endpoint: string | undefined)
     // SlowDown/throttling, at most 20 s) on 5xx, throttling, timeouts and connection resets, within
     // a retry quota. Every body this driver sends is a Buffer, so a retry can send it again.
     retryMode: 'standard',
-    maxAttempts: options.maxAttempts ?? 4,
+    maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     // Expect: 100-continue (the SDK's default above 2 MB) costs a round trip per part and, in this
     // SDK, a fresh connection each time: every part would open a new socket.
     expectContinueHeader: false,
