@@ -194,6 +194,23 @@ describe('S3 blob reads over the driver’s own HTTP client', () => {
     }
   });
 
+  test('a kept presigned URL that S3 refuses (403, expired credentials) is signed anew once', async () => {
+    const server = await scriptedServer();
+    const expired = '<Error><Code>ExpiredToken</Code><Message>expired</Message></Error>';
+    server.script = (socket, n) => {
+      if (n === 1) socket.write(answer('403 Forbidden', { 'content-length': expired.length }, expired));
+      else socket.write(answer('200 OK', { 'content-length': 5 }, 'hello'));
+    };
+    try {
+      const store = openStore(server.url);
+      assert.equal((await readAll(await store.read('x'))).toString(), 'hello');
+      assert.equal((await readAll(await store.read('x'))).toString(), 'hello');
+      assert.equal(server.requests, 3);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a connection refused is retried and then fails as storage unavailable', async () => {
     const server = await scriptedServer();
     const url = server.url;

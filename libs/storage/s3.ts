@@ -80,6 +80,9 @@ export interface S3UploadState {
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_ATTEMPTS = 4;
+/** How long, and for how many keys, the driver reuses a presigned URL of its own blob reads. */
+const SIGNED_GET_REUSE_MS = 60_000;
+const SIGNED_GETS_KEPT = 1_024;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** S3's limit is 10,000 parts; full parts stop at 9,999 so the tail always fits as the last. */
 const MAX_FULL_PARTS = 9_999;
@@ -109,6 +112,8 @@ export class S3BlobStore implements BlobStore {
   private readonly timeoutMs: number;
   /** Blob reads without the SDK's HTTP stack, on an http: endpoint; absent on https: (and AWS), which the SDK reads. */
   private readonly getter: S3GetClient | undefined;
+  /** Presigned GetObject URLs the getter reuses for a while: signing one costs about as much CPU as moving 1 MiB. */
+  private readonly signedGets = new Map<string, { url: URL; until: number }>();
 
   constructor(options: S3BlobStoreOptions) {
     this.bucket = options.bucket;
@@ -306,9 +311,19 @@ export class S3BlobStore implements BlobStore {
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
     if (this.getter) {
-      // Signed for the nodes' endpoint; the Range header is not signed, which S3 accepts.
-      const url = await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: this.presignExpirySeconds });
-      const body = await this.getter.get(new URL(url), range);
+      const kept = this.signedGets.get(key);
+      let body: Readable | undefined;
+      if (kept && kept.until > Date.now()) {
+        try {
+          body = await this.getter.get(kept.url, range);
+        } catch (err) {
+          // Temporary credentials may expire before the URL does: signed anew, once.
+          if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 403) throw err;
+          body = await this.getter.get(await this.signGet(key), range);
+        }
+      } else {
+        body = await this.getter.get(await this.signGet(key), range);
+      }
       if (body) return body;
     }
     const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
@@ -320,7 +335,18 @@ export class S3BlobStore implements BlobStore {
     return body;
   }
 
+  /** A presigned GetObject URL for the nodes' own endpoint, kept for reuse. The Range header is not signed, which S3 accepts. */
+  private async signGet(key: string): Promise<URL> {
+    this.signedGets.delete(key);
+    const url = new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: this.presignExpirySeconds }));
+    this.signedGets.set(key, { url, until: Date.now() + Math.min(SIGNED_GET_REUSE_MS, (this.presignExpirySeconds * 1000) / 2) });
+    // Insertion order: the first is the oldest.
+    if (this.signedGets.size > SIGNED_GETS_KEPT) this.signedGets.delete(this.signedGets.keys().next().value!);
+    return url;
+  }
+
   async delete(key: string): Promise<void> {
+    this.signedGets.delete(key);
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
   }
 
