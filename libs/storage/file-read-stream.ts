@@ -1,12 +1,10 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import type { ByteRange } from './blob-store.js';
+import { giveReadBuffer, READ_BUFFER_BYTES, takeReadBuffer } from './read-buffers.js';
 
 /** One read (and one socket write): fewer, larger syscalls than fs.createReadStream's 64 KiB. */
-const READ_BYTES = 512 * 1024;
-/** Read buffers kept between copies (32 MiB): two per copy in progress, 32 copies at once. */
-const POOLED_BUFFERS = 64;
-const pool: Buffer[] = [];
+const READ_BYTES = READ_BUFFER_BYTES;
 
 /** A stream that can also write itself into a Writable without allocating a buffer per chunk. */
 export interface CopiesToWritable {
@@ -69,7 +67,7 @@ export class FileReadStream extends Readable implements CopiesToWritable {
     this.copying = true;
     const taken: Buffer[] = [];
     const take = () => {
-      const buffer = pool.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+      const buffer = takeReadBuffer();
       taken.push(buffer);
       return buffer;
     };
@@ -102,7 +100,7 @@ export class FileReadStream extends Readable implements CopiesToWritable {
       out.off('close', onClose);
       out.off('error', stop);
       // After a failure the destination may still hold a buffer: those go to the collector.
-      if (clean) for (const buffer of taken) if (pool.length < POOLED_BUFFERS) pool.push(buffer);
+      if (clean) for (const buffer of taken) giveReadBuffer(buffer);
       this.destroy();
     }
   }

@@ -17,6 +17,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
 import type { BlobStore, ByteRange, StoredObject, UnfinishedUpload, UploadState } from './blob-store.js';
 import { failWhenIdle } from './idle-body.js';
+import { S3GetClient } from './s3-get.js';
 
 export interface S3BlobStoreOptions {
   /** Endpoint URL (MinIO, s3rver); absent: AWS for the region. */
@@ -78,6 +79,10 @@ export interface S3UploadState {
 
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_ATTEMPTS = 4;
+/** How long, and for how many keys, the driver reuses a presigned URL of its own blob reads. */
+const SIGNED_GET_REUSE_MS = 60_000;
+const SIGNED_GETS_KEPT = 1_024;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** S3's limit is 10,000 parts; full parts stop at 9,999 so the tail always fits as the last. */
 const MAX_FULL_PARTS = 9_999;
@@ -105,6 +110,10 @@ export class S3BlobStore implements BlobStore {
   private readonly partConcurrency: number;
   private readonly presignExpirySeconds: number;
   private readonly timeoutMs: number;
+  /** Blob reads without the SDK's HTTP stack, on an http: endpoint; absent on https: (and AWS), which the SDK reads. */
+  private readonly getter: S3GetClient | undefined;
+  /** Presigned GetObject URLs the getter reuses for a while: signing one costs about as much CPU as moving 1 MiB. */
+  private readonly signedGets = new Map<string, { url: URL; until: number }>();
 
   constructor(options: S3BlobStoreOptions) {
     this.bucket = options.bucket;
@@ -119,11 +128,20 @@ export class S3BlobStore implements BlobStore {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.client = new S3Client(clientConfig(options, options.endpoint));
     this.presigner = options.publicEndpoint ? new S3Client(clientConfig(options, options.publicEndpoint)) : this.client;
+    const endpoint = options.endpoint ? new URL(options.endpoint) : undefined;
+    if (endpoint?.protocol === 'http:') {
+      this.getter = new S3GetClient(endpoint, {
+        timeoutMs: this.timeoutMs,
+        connectTimeoutMs: Math.min(5_000, this.timeoutMs),
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      });
+    }
   }
 
   /** Closes the client's connections. */
   destroy(): void {
     this.client.destroy();
+    this.getter?.destroy();
     if (this.presigner !== this.client) this.presigner.destroy();
   }
 
@@ -292,6 +310,22 @@ export class S3BlobStore implements BlobStore {
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
+    if (this.getter) {
+      const kept = this.signedGets.get(key);
+      let body: Readable | undefined;
+      if (kept && kept.until > Date.now()) {
+        try {
+          body = await this.getter.get(kept.url, range);
+        } catch (err) {
+          // Temporary credentials may expire before the URL does: signed anew, once.
+          if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 403) throw err;
+          body = await this.getter.get(await this.signGet(key), range);
+        }
+      } else {
+        body = await this.getter.get(await this.signGet(key), range);
+      }
+      if (body) return body;
+    }
     const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
     if (!out.Body) throw new Error(`S3 returned no body for ${this.objectKey(key)}`);
     const body = out.Body as Readable;
@@ -301,7 +335,18 @@ export class S3BlobStore implements BlobStore {
     return body;
   }
 
+  /** A presigned GetObject URL for the nodes' own endpoint, kept for reuse. The Range header is not signed, which S3 accepts. */
+  private async signGet(key: string): Promise<URL> {
+    this.signedGets.delete(key);
+    const url = new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: this.presignExpirySeconds }));
+    this.signedGets.set(key, { url, until: Date.now() + Math.min(SIGNED_GET_REUSE_MS, (this.presignExpirySeconds * 1000) / 2) });
+    // Insertion order: the first is the oldest.
+    if (this.signedGets.size > SIGNED_GETS_KEPT) this.signedGets.delete(this.signedGets.keys().next().value!);
+    return url;
+  }
+
   async delete(key: string): Promise<void> {
+    this.signedGets.delete(key);
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
   }
 
@@ -424,7 +469,7 @@ function clientConfig(options: S3BlobStoreOptions, endpoint: string | undefined)
     // SlowDown/throttling, at most 20 s) on 5xx, throttling, timeouts and connection resets, within
     // a retry quota. Every body this driver sends is a Buffer, so a retry can send it again.
     retryMode: 'standard',
-    maxAttempts: options.maxAttempts ?? 4,
+    maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     // Expect: 100-continue (the SDK's default above 2 MB) costs a round trip per part and, in this
     // SDK, a fresh connection each time: every part would open a new socket.
     expectContinueHeader: false,
