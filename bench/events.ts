@@ -160,6 +160,8 @@ async function readModelLag(dbUrl: string, bases: string[], data: Dataset, disti
   const answered = new Map<string, number>();
   const seen = new Map<string, number>();
   const offered = READ_MODEL_RATE * SECONDS;
+  // Distinct prefixes: the tags of the run before stay in the listing and must not count as seen.
+  const prefix = distinct ? 'md' : 'mt';
   let putting = true;
   let putEnd = Number.POSITIVE_INFINITY;
   const poller = (async () => {
@@ -169,7 +171,7 @@ async function readModelLag(dbUrl: string, bases: string[], data: Dataset, disti
         `select unnest(ml.tags) as tag from manifest_listing ml join repositories r on r.id = ml.repository_id where r.name = 'bench/app'`,
       );
       const now = Date.now();
-      for (const { tag } of rows) if (tag.startsWith(distinct ? 'md' : 'm') && !seen.has(tag)) seen.set(tag, now);
+      for (const { tag } of rows) if (tag.startsWith(prefix) && !seen.has(tag)) seen.set(tag, now);
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
@@ -178,7 +180,7 @@ async function readModelLag(dbUrl: string, bases: string[], data: Dataset, disti
   for (let i = 0; i < offered; i++) {
     const wait = t0 + (i * 1000) / READ_MODEL_RATE - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const tag = `${distinct ? 'md' : 'm'}${i}`;
+    const tag = `${prefix}${i}`;
     // distinct: a new image per push (the app manifest with an annotation of its own); else the
     // same manifest under one more tag, which grows one listing row's tag array with every push.
     const manifest = distinct ? JSON.stringify({ ...JSON.parse(data.app.manifest), annotations: { 'bench.push': String(i) } }) : data.app.manifest;
