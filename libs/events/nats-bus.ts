@@ -376,7 +376,7 @@ export class NatsBus implements EventBus {
     try {
       return await this.jsm.consumers.info(this.stream, durable);
     } catch (err) {
-      if (err instanceof NatsError && err.jsError()?.err_code === 10014) return undefined; // consumer not found
+      if (consumerNotFound(err)) return undefined;
       throw err;
     }
   }
@@ -385,7 +385,7 @@ export class NatsBus implements EventBus {
     try {
       return await this.jsm.consumers.delete(this.stream, durable);
     } catch (err) {
-      if (err instanceof NatsError && err.jsError()?.err_code === 10014) return false;
+      if (consumerNotFound(err)) return false;
       throw err;
     }
   }
@@ -529,4 +529,9 @@ async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamCo
     if (err instanceof NatsError && err.jsError()?.err_code === 10059) return undefined; // stream not found
     throw err;
   }
+}
+
+/** JetStream's answer for a durable that does not exist (err_code 10014). */
+function consumerNotFound(err: unknown): boolean {
+  return err instanceof NatsError && err.jsError()?.err_code === 10014;
 }

@@ -93,8 +93,8 @@ export class ManifestReadCache {
     this.changedAt.delete(repository);
     this.changedAt.set(repository, this.invalidations);
     if (this.changedAt.size > MAX_TRACKED_REPOSITORIES) {
-      const [, at] = this.changedAt.entries().next().value as [string, number];
-      this.changedAt.delete(this.changedAt.keys().next().value as string);
+      const [oldest, at] = this.changedAt.entries().next().value as [string, number];
+      this.changedAt.delete(oldest);
       this.floor = at;
     }
     if (change.tag !== undefined) this.drop(tagKey(repository, change.tag));

@@ -312,16 +312,13 @@ export class S3BlobStore implements BlobStore {
   async read(key: string, range?: ByteRange): Promise<Readable> {
     if (this.getter) {
       const kept = this.signedGets.get(key);
+      const reused = kept !== undefined && kept.until > Date.now();
       let body: Readable | undefined;
-      if (kept && kept.until > Date.now()) {
-        try {
-          body = await this.getter.get(kept.url, range);
-        } catch (err) {
-          // Temporary credentials may expire before the URL does: signed anew, once.
-          if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 403) throw err;
-          body = await this.getter.get(await this.signGet(key), range);
-        }
-      } else {
+      try {
+        body = await this.getter.get(reused ? kept.url : await this.signGet(key), range);
+      } catch (err) {
+        // Temporary credentials may expire before a kept URL does: signed anew, once.
+        if (!reused || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 403) throw err;
         body = await this.getter.get(await this.signGet(key), range);
       }
       if (body) return body;
