@@ -238,6 +238,21 @@ describe('S3 blob reads over the driver’s own HTTP client', () => {
     }
   });
 
+  test('an answer no S3 sends (no status line, more body than its Content-Length) is an error, never a blob', async () => {
+    const server = await scriptedServer();
+    server.script = (socket, n) => {
+      if (n === 0) socket.write('not http at all\r\n\r\n');
+      else socket.write(answer('200 OK', { 'content-length': 5 }, 'hello, and then some'));
+    };
+    try {
+      const store = openStore(server.url);
+      await assert.rejects(store.read('x'), { name: 'InvalidResponse', message: /unreadable head/ });
+      await assert.rejects(store.read('x'), { name: 'InvalidResponse', message: /more bytes than its Content-Length/ });
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a body that stops mid-way ends with BodyStalledError and its connection closed', async () => {
     const server = await scriptedServer();
     server.script = (socket) => void socket.write(answer('200 OK', { 'content-length': 2 * MiB }, randomBytes(64 * 1024)));

@@ -265,6 +265,11 @@ export class S3GetClient {
           readErrorBody(parsed, length, rest);
           return true;
         }
+        // Checked here, not by the body: an error the body found before its reader exists would be emitted to no listener.
+        if (rest.length > length) {
+          fail(new S3GetError('InvalidResponse', 'S3 sent more bytes than its Content-Length'));
+          return false;
+        }
         settled = true;
         c.socket.setTimeout(0);
         const body = new S3Body(this, c, length, keepAlive, timeoutMs);
