@@ -162,6 +162,13 @@ export const KEYS = {
     doc: 'subject prefix on NATS; the public contract is wharf.events, change it only to share a NATS account between registries or test runs',
   },
   'events.pull': { type: 'boolean', default: true, env: 'WHARF_EVENTS_PULL', doc: 'publish manifest/blob pull events (best effort, not through the outbox)' },
+  'events.pullwindow': {
+    type: 'integer',
+    default: 1000,
+    env: 'WHARF_EVENTS_PULLWINDOW',
+    min: 0,
+    doc: 'milliseconds identical pulls (same object, tag, actor and client) are gathered into one pull event whose count says how many; 0: one event per pull',
+  },
   'events.outboxretention': {
     type: 'integer',
     default: 3600,

@@ -52,6 +52,8 @@ export interface RegistryEvent {
   request: RequestInfo;
   actor: { name?: string };
   source: { addr: string; instanceID: string };
+  /** Pull events only: how many identical pulls this event stands for (events.pullwindow gathers them). */
+  count?: number;
 }
 
 export interface EventSource {

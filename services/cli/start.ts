@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/app.js';
 import { splitAddr, type Config } from '../../libs/config/index.js';
 import { Activity } from '../../libs/async/activity.js';
-import { BestEffortPublisher, OutboxRelay, type EventBus } from '../../libs/events/index.js';
+import { BestEffortPublisher, OutboxRelay, PullCoalescer, type EventBus } from '../../libs/events/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
 import { counter } from '../../libs/metrics/index.js';
 import { migrate, outbox, pendingMigrations, type Database } from '../../libs/metadata/index.js';
@@ -95,12 +95,13 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     help: 'Pull events dropped (best effort): queue full, bus disconnected, or publish failed',
     labelNames: ['reason'],
   });
-  const pullEvents = new BestEffortPublisher(parts.bus, {
+  const pullPublisher = new BestEffortPublisher(parts.bus, {
     onDropped: (reason, err) => {
       droppedPulls.inc({ reason });
       if (err) logger.debug({ err }, 'pull event not published');
     },
   });
+  const pullEvents = new PullCoalescer(pullPublisher, { windowMs: config['events.pullwindow'] });
   const manifestCache = new ManifestReadCache(manifestCacheLimits(config));
   const disconnectCache = connectCache(manifestCache, parts.bus, (err) => logger.warn({ err }, 'manifest cache subscription failed: manifest reads go to the database'));
   const registry = new Registry({
@@ -139,7 +140,8 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
     registry,
     close: async () => {
       await closeGracefully(app, config['http.shutdowntimeout'], logger);
-      await pullEvents.close();
+      pullEvents.flush();
+      await pullPublisher.close();
       disconnectCache();
     },
   };
