@@ -52,7 +52,7 @@ let wharf: TestWharf;
 before(async () => {
   wharf = await startTestWharf();
   // This file drives its own relays over the table: the registry's must not take the rows.
-  await wharf.relay.stop();
+  for (const relay of wharf.relays) await relay.stop();
 });
 after(() => wharf?.close());
 

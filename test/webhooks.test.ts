@@ -155,9 +155,9 @@ describe('webhook delivery', () => {
     assert.equal(off.pending + off.delivered + off.deadLettered, 0, 'a disabled endpoint gets nothing');
 
     deadOpen = true;
-    // The CLI finds the running embedded PostgreSQL through the data directory.
+    // Embedded, the CLI finds the running PostgreSQL through the data directory.
     const cli = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, WHARF_DATA_DIR: wharf.dataDir };
+      const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ...(wharf.databaseUrl ? { WHARF_DATABASE_URL: wharf.databaseUrl } : { WHARF_DATA_DIR: wharf.dataDir }) };
       const child = spawn(process.execPath, [WHARF_MAIN, 'webhooks', 'redrive', '--endpoint', 'dead', '--event', id!], { env });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -225,7 +225,7 @@ export async function startServe(config: Config, logger = createLogger(config['l
 }
 
 /** `wharf worker`: the outbox relay and the worker roles `worker.roles` names (all by default). */
-export async function startWorker(config: Config, logger = createLogger(config['log.level'])): Promise<{ url?: string; close(): Promise<void> }> {
+export async function startWorker(config: Config, logger = createLogger(config['log.level'])): Promise<{ url?: string; relay: OutboxRelay; close(): Promise<void> }> {
   const parts = await openParts(config, logger);
   let workers: RunningWorkers;
   try {
@@ -249,6 +249,7 @@ export async function startWorker(config: Config, logger = createLogger(config['
   }
   return {
     url: ops?.url,
+    relay: relay.relay,
     async close() {
       // Relay first: with the in-process bus it hands events to the roles before marking them published.
       // Then the roles finish or hand back (nak) what they hold.

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../libs/config/index.js';
+import type { OutboxRelay } from '../../libs/events/index.js';
 import { createLogger } from '../../libs/log/index.js';
 import { startServe, startWorker, type RunningWharf } from '../../services/cli/start.js';
 import { startRoundRobin } from './round-robin.js';
@@ -10,6 +11,8 @@ export interface TestCluster {
   /** The round-robin proxy in front of the nodes. */
   url: string;
   nodes: RunningWharf[];
+  /** The outbox relays: each node's and the worker's. */
+  relays: OutboxRelay[];
   services: ClusterServices;
   /** Config every node of this cluster runs with (e.g. to start another process of it). */
   config: Config;
@@ -47,7 +50,7 @@ export async function startTestCluster(overrides: Partial<Config> = {}, nodes = 
   const config = clusterConfig(services, overrides);
   const logger = createLogger(process.env.WHARF_TEST_LOG_LEVEL ?? config['log.level']);
   const started: RunningWharf[] = [];
-  let worker: { close(): Promise<void> } | undefined;
+  let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
   try {
     await migrateDatabase(config['database.url']);
     for (let i = 0; i < nodes; i++) started.push(await startServe(config, logger.child({ node: i })));
@@ -57,6 +60,7 @@ export async function startTestCluster(overrides: Partial<Config> = {}, nodes = 
     return {
       url: proxy.url,
       nodes: started,
+      relays: [...started.map((n) => n.relay), worker.relay],
       services,
       config,
       async close() {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../libs/config/index.js';
 import { createLogger, type Logger } from '../../libs/log/index.js';
+import type { OutboxRelay } from '../../libs/events/index.js';
 import { startWharf, type RunningWharf } from '../../services/cli/start.js';
 import { makeAuthFixture, startCredentialProxy } from './auth.js';
 import { startTestCluster } from './cluster.js';
@@ -13,6 +14,10 @@ export interface TestWharf extends RunningWharf {
   /** Embedded mode: the data directory (blobs under blobs/). Cluster mode: undefined, blobs are in S3. */
   dataDir: string | undefined;
   mode: 'embedded' | 'cluster';
+  /** Every node's outbox relay (embedded: the one): a suite that drives its own relays stops these. */
+  relays: OutboxRelay[];
+  /** Cluster mode: the PostgreSQL every node uses; embedded: undefined (the CLI finds it through dataDir). */
+  databaseUrl: string | undefined;
 }
 
 /** Whether the spec suites run with access control on (test/run.ts sets WHARF_TEST_AUTH): Basic (htpasswd) or Bearer (built-in issuer). */
@@ -46,7 +51,16 @@ export async function startTestWharf(overrides: Partial<Config> = {}, options: {
     const cluster = await startTestCluster(overrides);
     if ('skip' in cluster) throw new Error(`cluster mode unavailable: ${cluster.skip}`);
     const first = cluster.nodes[0]!;
-    return { ...first, url: cluster.url, base: `${cluster.url}${cluster.config['http.prefix']}`, dataDir: undefined, mode: 'cluster', close: () => cluster.close() };
+    return {
+      ...first,
+      url: cluster.url,
+      base: `${cluster.url}${cluster.config['http.prefix']}`,
+      dataDir: undefined,
+      mode: 'cluster',
+      relays: cluster.relays,
+      databaseUrl: cluster.config['database.url'],
+      close: () => cluster.close(),
+    };
   }
   const auth = testAuth();
   if (auth) return startWithAuth(auth, overrides, options);
@@ -66,6 +80,8 @@ async function startEmbedded(overrides: Partial<Config>, options: { logger?: Log
     base: `${wharf.url}${config['http.prefix']}`,
     dataDir,
     mode: 'embedded',
+    relays: [wharf.relay],
+    databaseUrl: undefined,
     close: async () => {
       await wharf.close();
       await rm(dataDir, { recursive: true, force: true });
