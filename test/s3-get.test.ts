@@ -253,6 +253,28 @@ describe('S3 blob reads over the driver’s own HTTP client', () => {
     }
   });
 
+  test('more body than its Content-Length in a later packet fails the reader, piped and copied, and the connection is not reused', async () => {
+    const server = await scriptedServer();
+    let sendRest: () => void = () => {};
+    server.script = (socket) => {
+      socket.write(answer('200 OK', { 'content-length': 10 }, 'hello'));
+      sendRest = () => void socket.write('world, and then some');
+    };
+    try {
+      const store = openStore(server.url);
+      const piped = readAll(await store.read('x'));
+      sendRest();
+      await assert.rejects(piped, { name: 'InvalidResponse', message: /more bytes than its Content-Length/ });
+      const body = (await store.read('x')) as S3Body;
+      const copied = body.copyTo(collector());
+      sendRest();
+      await assert.rejects(copied, { name: 'InvalidResponse', message: /more bytes than its Content-Length/ });
+      assert.equal(server.connections, 2, 'a connection that sent too much is closed, not kept');
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a body that stops mid-way ends with BodyStalledError and its connection closed', async () => {
     const server = await scriptedServer();
     server.script = (socket) => void socket.write(answer('200 OK', { 'content-length': 2 * MiB }, randomBytes(64 * 1024)));
