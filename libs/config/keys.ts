@@ -167,7 +167,7 @@ export const KEYS = {
     default: 1000,
     env: 'WHARF_EVENTS_PULLWINDOW',
     min: 0,
-    doc: 'milliseconds identical pulls (same object, tag, actor and client) are gathered into one pull event whose count says how many; 0: one event per pull',
+    doc: 'milliseconds identical pulls (same object, tag, actor and client) are gathered into one pull event whose count says how many (client: IP address, any port); 0: one event per pull',
   },
   'events.outboxretention': {
     type: 'integer',

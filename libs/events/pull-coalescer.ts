@@ -1,4 +1,4 @@
-import type { RegistryEvent } from './event.js';
+import { buildEvent, type EventContext, type EventTarget, type RegistryEvent } from './event.js';
 
 interface EventSink {
   offer(subject: string, event: RegistryEvent): void;
@@ -11,11 +11,18 @@ export interface PullCoalescerOptions {
   maxHeld?: number;
 }
 
+/** The client's address without its port: a client opening a connection per pull is still one client. */
+function hostOf(addr: string): string {
+  const colon = addr.lastIndexOf(':');
+  return colon === -1 ? addr : addr.slice(0, colon);
+}
+
 /**
  * Gathers identical pulls (same subject, object, tag, actor and client) within a window into one
  * event whose `count` says how many pulls it stands for: a client pulling one tag thousands of
- * times a second costs the stream a few events, not thousands. The event kept is the first pull's
- * (its id, timestamp and request id); the rest only add to its count.
+ * times a second costs the stream a few events, not thousands, and a pull that joins one costs no
+ * event of its own. The event kept is the first pull's (its id, timestamp and request); the
+ * rest only add to its count.
  */
 export class PullCoalescer {
   private held = new Map<string, { subject: string; event: RegistryEvent }>();
@@ -29,32 +36,21 @@ export class PullCoalescer {
     this.maxHeld = options.maxHeld ?? 10_000;
   }
 
-  offer(subject: string, event: RegistryEvent): void {
-    event.count = 1;
+  offer(subject: string, target: EventTarget, context: EventContext): void {
     if (this.options.windowMs <= 0) {
-      this.sink.offer(subject, event);
+      this.sink.offer(subject, { ...buildEvent('pull', target, context), count: 1 });
       return;
     }
-    const { target, actor, request } = event;
-    const key = JSON.stringify([
-      subject,
-      target.repository,
-      target.digest,
-      target.tag,
-      target.mediaType,
-      actor.name,
-      request.addr,
-      request.host,
-      request.useragent,
-      request.method,
-    ]);
+    const { request } = context;
+    // NUL never occurs in these: names, tags and digests follow their grammars, and HTTP header values cannot hold it.
+    const key = `${subject}\0${target.repository}\0${target.digest}\0${target.tag ?? ''}\0${context.actor.name ?? ''}\0${hostOf(request.addr)}\0${request.host}\0${request.method}\0${request.useragent}`;
     const same = this.held.get(key);
     if (same) {
       same.event.count! += 1;
       return;
     }
     if (this.held.size >= this.maxHeld) this.flush();
-    this.held.set(key, { subject, event });
+    this.held.set(key, { subject, event: { ...buildEvent('pull', target, context), count: 1 } });
     this.timer ??= setTimeout(() => this.flush(), this.options.windowMs).unref();
   }
 

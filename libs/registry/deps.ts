@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { EventBus, RegistryEvent } from '../events/index.js';
+import type { EventBus, EventContext, EventTarget } from '../events/index.js';
 import type { Schema } from '../metadata/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { DEFAULT_GC_POLICY, type GcPolicy } from './gc-policy.js';
@@ -41,8 +41,8 @@ export interface RegistryDeps {
   store: BlobStore;
   /** The event bus, read for its consumers' lag (the admin status); events are not published through it here. */
   bus: EventBus;
-  /** Pull events skip the outbox: offered here (a BestEffortPublisher), never awaited by the request. */
-  pullEvents: { offer(subject: string, event: RegistryEvent): void };
+  /** Pull events skip the outbox: offered here (a PullCoalescer in front of a BestEffortPublisher), never awaited by the request. */
+  pullEvents: { offer(subject: string, target: EventTarget, context: EventContext): void };
   /** Called after a commit that wrote outbox rows, so the relay can publish them now. */
   outboxWritten: () => void;
   /** Reports failures that must not fail the request (a best-effort pull event, a redundant object left behind). */

@@ -19,9 +19,7 @@ export async function recordEvents(trx: Executor, context: RequestContext, actio
 /** Pull events skip the outbox: high volume, best effort (dropped and counted when they cannot keep up), and they can be switched off. */
 export function publishPull(deps: RegistryDeps, context: RequestContext, kind: 'manifest' | 'blob', target: EventTarget): void {
   if (!deps.options.pullEvents) return;
-  const event = buildEvent('pull', target, context);
-  const subject = kind === 'manifest' ? Subjects.manifestPull : Subjects.blobPull;
-  deps.pullEvents.offer(subject, event);
+  deps.pullEvents.offer(kind === 'manifest' ? Subjects.manifestPull : Subjects.blobPull, target, context);
 }
 
 export function manifestUrl(context: RequestContext, repository: string, digest: string): string {

@@ -1,17 +1,17 @@
 /** PullCoalescer: identical pulls within the window become one event with a count; nothing else is merged. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildEvent, type EventContext, type RegistryEvent, Subjects } from '../../libs/events/index.js';
+import { type EventContext, type EventTarget, type RegistryEvent, Subjects } from '../../libs/events/index.js';
 import { PullCoalescer } from '../../libs/events/pull-coalescer.js';
 import { eventually } from '../helpers/wait.js';
 
+let requests = 0;
 const client = (addr: string, useragent = 'skopeo/1.9'): EventContext => ({
-  request: { id: `req-${Math.random()}`, addr, host: 'registry:5000', method: 'GET', useragent },
+  request: { id: `req-${++requests}`, addr, host: 'registry:5000', method: 'GET', useragent },
   actor: {},
   source: { addr: '127.0.0.1:5000', instanceID: 'node-a' },
 });
-const pull = (target: { repository: string; digest: string; tag?: string }, context = client('10.0.0.1')) =>
-  buildEvent('pull', { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, ...target }, context);
+const A: EventTarget = { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, repository: 'team/app', digest: 'sha256:aa', tag: 'v1' };
 
 function recordingSink() {
   const offered: Array<{ subject: string; event: RegistryEvent }> = [];
@@ -19,20 +19,23 @@ function recordingSink() {
 }
 
 describe('PullCoalescer', () => {
-  const A = { repository: 'team/app', digest: 'sha256:aa', tag: 'v1' };
-
-  it('holds identical pulls as the first one, counted, until the window ends', () => {
+  it("holds identical pulls as the first one's event, counted, until the window ends", () => {
     const sink = recordingSink();
     const coalescer = new PullCoalescer(sink, { windowMs: 60_000 });
-    const first = pull(A);
-    coalescer.offer(Subjects.manifestPull, first);
-    for (let i = 0; i < 4; i++) coalescer.offer(Subjects.manifestPull, pull(A));
+    const first = client('10.0.0.1:40000');
+    coalescer.offer(Subjects.manifestPull, { ...A }, first);
+    // Another connection of the same client (another port) is the same client.
+    for (let i = 0; i < 4; i++) coalescer.offer(Subjects.manifestPull, { ...A }, client(`10.0.0.1:${40001 + i}`));
     assert.equal(sink.offered.length, 0, 'nothing leaves before the window ends');
     coalescer.flush();
     assert.equal(sink.offered.length, 1);
-    assert.equal(sink.offered[0]!.event.id, first.id, "the first pull's id, timestamp and request");
-    assert.equal(sink.offered[0]!.event.request.id, first.request.id);
-    assert.equal(sink.offered[0]!.event.count, 5);
+    const { subject, event } = sink.offered[0]!;
+    assert.equal(subject, Subjects.manifestPull);
+    assert.equal(event.action, 'pull');
+    assert.equal(event.request.id, first.request.id, "the first pull's request");
+    assert.equal(event.request.addr, '10.0.0.1:40000');
+    assert.equal(event.target.digest, 'sha256:aa');
+    assert.equal(event.count, 5);
     coalescer.flush();
     assert.equal(sink.offered.length, 1, 'a flush hands each event over once');
   });
@@ -40,46 +43,48 @@ describe('PullCoalescer', () => {
   it('keeps pulls apart that differ in subject, object, tag, actor or client', () => {
     const sink = recordingSink();
     const coalescer = new PullCoalescer(sink, { windowMs: 60_000 });
-    const distinct: Array<[string, RegistryEvent]> = [
-      [Subjects.manifestPull, pull(A)],
-      [Subjects.blobPull, pull(A)],
-      [Subjects.manifestPull, pull({ ...A, repository: 'team/other' })],
-      [Subjects.manifestPull, pull({ ...A, digest: 'sha256:bb' })],
-      [Subjects.manifestPull, pull({ ...A, tag: undefined })],
-      [Subjects.manifestPull, pull(A, client('10.0.0.2'))],
-      [Subjects.manifestPull, pull(A, client('10.0.0.1', 'containerd/2.0'))],
-      [Subjects.manifestPull, pull(A, { ...client('10.0.0.1'), actor: { name: 'alice' } })],
+    const distinct: Array<[string, EventTarget, EventContext]> = [
+      [Subjects.manifestPull, A, client('10.0.0.1:1')],
+      [Subjects.blobPull, A, client('10.0.0.1:1')],
+      [Subjects.manifestPull, { ...A, repository: 'team/other' }, client('10.0.0.1:1')],
+      [Subjects.manifestPull, { ...A, digest: 'sha256:bb' }, client('10.0.0.1:1')],
+      [Subjects.manifestPull, { ...A, tag: undefined }, client('10.0.0.1:1')],
+      [Subjects.manifestPull, A, client('10.0.0.2:1')],
+      [Subjects.manifestPull, A, client('[::1]:1')],
+      [Subjects.manifestPull, A, client('10.0.0.1:1', 'containerd/2.0')],
+      [Subjects.manifestPull, A, { ...client('10.0.0.1:1'), actor: { name: 'alice' } }],
     ];
-    for (const [subject, event] of distinct) coalescer.offer(subject, event);
-    coalescer.offer(Subjects.manifestPull, pull(A));
+    for (const [subject, target, context] of distinct) coalescer.offer(subject, { ...target }, context);
+    coalescer.offer(Subjects.manifestPull, { ...A }, client('10.0.0.1:2'));
     coalescer.flush();
     assert.deepEqual(
       sink.offered.map((o) => o.event.count),
-      [2, 1, 1, 1, 1, 1, 1, 1],
+      [2, 1, 1, 1, 1, 1, 1, 1, 1],
     );
     assert.deepEqual(
-      sink.offered.map((o) => o.event.id),
-      distinct.map(([, e]) => e.id),
+      sink.offered.map((o) => o.event.request.id),
+      distinct.map(([, , c]) => c.request.id),
     );
   });
 
   it('with a window of 0 passes every pull straight through, count 1', () => {
     const sink = recordingSink();
     const coalescer = new PullCoalescer(sink, { windowMs: 0 });
-    coalescer.offer(Subjects.manifestPull, pull(A));
-    coalescer.offer(Subjects.manifestPull, pull(A));
+    coalescer.offer(Subjects.manifestPull, { ...A }, client('10.0.0.1:1'));
+    coalescer.offer(Subjects.manifestPull, { ...A }, client('10.0.0.1:1'));
     assert.deepEqual(
       sink.offered.map((o) => o.event.count),
       [1, 1],
     );
+    assert.notEqual(sink.offered[0]!.event.id, sink.offered[1]!.event.id);
   });
 
   it('hands everything held over when it holds its most distinct pulls, so memory stays bounded', () => {
     const sink = recordingSink();
     const coalescer = new PullCoalescer(sink, { windowMs: 60_000, maxHeld: 3 });
-    for (let i = 0; i < 3; i++) coalescer.offer(Subjects.manifestPull, pull({ ...A, digest: `sha256:${i}` }));
+    for (let i = 0; i < 3; i++) coalescer.offer(Subjects.manifestPull, { ...A, digest: `sha256:${i}` }, client('10.0.0.1:1'));
     assert.equal(sink.offered.length, 0);
-    coalescer.offer(Subjects.manifestPull, pull({ ...A, digest: 'sha256:3' }));
+    coalescer.offer(Subjects.manifestPull, { ...A, digest: 'sha256:3' }, client('10.0.0.1:1'));
     assert.deepEqual(
       sink.offered.map((o) => o.event.target.digest),
       ['sha256:0', 'sha256:1', 'sha256:2'],
@@ -91,8 +96,8 @@ describe('PullCoalescer', () => {
   it('publishes on its own once the window has passed', async () => {
     const sink = recordingSink();
     const coalescer = new PullCoalescer(sink, { windowMs: 5 });
-    coalescer.offer(Subjects.manifestPull, pull(A));
-    coalescer.offer(Subjects.manifestPull, pull(A));
+    coalescer.offer(Subjects.manifestPull, { ...A }, client('10.0.0.1:1'));
+    coalescer.offer(Subjects.manifestPull, { ...A }, client('10.0.0.1:1'));
     await eventually(() => assert.equal(sink.offered.length, 1, 'published after the window'));
     assert.equal(sink.offered[0]!.event.count, 2);
   });
