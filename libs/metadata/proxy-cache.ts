@@ -183,19 +183,18 @@ async function queueUnlessStored(trx: Executor, digest: string, storageKey: stri
      where not exists (select 1 from blobs where digest = ${digest} and storage_key = ${storageKey})`.execute(trx);
 }
 
-/** The driver state of the fill's upload (an S3 multipart upload id), so a takeover can abort it. */
-export async function recordFillState(db: Executor, digest: string, owner: string, state: Record<string, unknown>): Promise<void> {
-  await db
+/**
+ * Renews the fill's heartbeat and, when given, records the driver state of its upload (an S3
+ * multipart upload id), so a takeover can abort it; false when `owner` no longer holds it (it was
+ * taken over, or committed).
+ */
+export async function heartbeatFill(db: Executor, digest: string, owner: string, state?: Record<string, unknown>): Promise<boolean> {
+  const result = await db
     .updateTable('proxy_blob_fills')
-    .set({ storage_state: JSON.stringify(state) })
+    .set(state === undefined ? { heartbeat_at: sql`now()` } : { heartbeat_at: sql`now()`, storage_state: JSON.stringify(state) })
     .where('digest', '=', digest)
     .where('owner', '=', owner)
-    .execute();
-}
-
-/** Renews the fill's heartbeat; false when `owner` no longer holds it (it was taken over). */
-export async function heartbeatFill(db: Executor, digest: string, owner: string): Promise<boolean> {
-  const result = await db.updateTable('proxy_blob_fills').set({ heartbeat_at: sql`now()` }).where('digest', '=', digest).where('owner', '=', owner).executeTakeFirst();
+    .executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
 }
 

@@ -335,14 +335,23 @@ class Fill {
   async run(): Promise<void> {
     const { deps, digest, remote, lease } = this;
     const name = this.upstream.config.name;
-    const heartbeat = setInterval(() => {
-      proxyCache.heartbeatFill(deps.db, digest, lease.owner).then(
+    // The store's upload state (an S3 multipart upload id), until the fill row has it: a takeover
+    // aborts the upload the row names. Recording it is bookkeeping, not part of the bytes' path:
+    // it runs beside the store's writes, and a write PostgreSQL refuses (a statement that fails,
+    // "too many clients") is retried with the next heartbeat instead of failing the fill, whose
+    // client would otherwise be cut once the store fell STORE_LAG_BYTES behind.
+    let unrecorded: UploadState | undefined;
+    const beat = (what: string) => {
+      const state = unrecorded;
+      proxyCache.heartbeatFill(deps.db, digest, lease.owner, state).then(
         (held) => {
           if (!held) remote.body.destroy(new Error('the fill was taken over by another request'));
+          else if (state !== undefined && unrecorded === state) unrecorded = undefined;
         },
-        (err) => deps.warn('blob fill heartbeat not written', err),
+        (err) => deps.warn(`blob fill ${what} not written; the next heartbeat tries again`, err),
       );
-    }, lease.heartbeatMs);
+    };
+    const heartbeat = setInterval(() => beat(unrecorded ? 'heartbeat and upload state' : 'heartbeat'), lease.heartbeatMs);
     const algorithm = parseDigest(digest).algorithm;
     const hash = createHash(algorithm);
     let size = 0;
@@ -351,8 +360,11 @@ class Fill {
     let committing = false;
     // The store lags behind the client by up to STORE_LAG_BYTES; its object may still be being created.
     const sink = new PassThrough({ writableHighWaterMark: STORE_LAG_BYTES, readableHighWaterMark: WRITE_BYTES });
-    const appending = lease.begin.then(async (state) => {
-      if (Object.keys(state).length > 0) await proxyCache.recordFillState(deps.db, digest, lease.owner, state);
+    const appending = lease.begin.then((state) => {
+      if (Object.keys(state).length > 0) {
+        unrecorded = state;
+        beat('upload state');
+      }
       return deps.store.append(lease.key, state, 0, sink);
     });
     appending.catch(() => {}); // awaited below; a failure also fails the writes
