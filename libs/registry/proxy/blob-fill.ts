@@ -449,15 +449,21 @@ class Fill {
   private async drained(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), CLIENT_STALL_MS)));
+    // Removes the listeners of the waits that lost: one per wait would pile up on a slow client.
+    const settled = new AbortController();
     const outcome = await Promise.race([
-      once(this.client, 'drain').then(
+      once(this.client, 'drain', { signal: settled.signal }).then(
         () => 'drained' as const,
         () => 'gone' as const,
       ),
-      once(this.client, 'close').then(() => 'gone' as const),
+      once(this.client, 'close', { signal: settled.signal }).then(
+        () => 'gone' as const,
+        () => 'gone' as const,
+      ),
       stalled,
     ]);
     clearTimeout(timer);
+    settled.abort();
     if (outcome === 'stalled') this.detach();
   }
 }
