@@ -92,12 +92,12 @@ export type FillClaim = { stored: { digest: string; size: number; storage_key: s
  * `owner`, writing to `storageKey`, unless someone holds it (claimed: false). One row per digest:
  * exactly one taker wins. A stale fill is taken over with takeOverFill, not here.
  */
-export async function claimFillUnlessStored(db: Executor, digest: string, owner: string, storageKey: string): Promise<FillClaim> {
+export async function claimFillUnlessStored(db: Executor, digest: string, owner: string, storageKey: string, storageState: Record<string, unknown>): Promise<FillClaim> {
   const result = await sql<{ digest: string | null; size: number | null; storage_key: string | null; owner: string | null }>`
     with stored as (select digest, size, storage_key from blobs where digest = ${digest}),
     claim as (
-      insert into proxy_blob_fills (digest, owner, storage_key)
-      select ${digest}, ${owner}, ${storageKey} where not exists (select 1 from stored)
+      insert into proxy_blob_fills (digest, owner, storage_key, storage_state)
+      select ${digest}, ${owner}, ${storageKey}, ${JSON.stringify(storageState)}::jsonb where not exists (select 1 from stored)
       on conflict (digest) do nothing
       returning owner)
     select s.digest, s.size, s.storage_key, (select owner from claim) as owner
@@ -115,7 +115,14 @@ export type BlobGetClaim = { linked: { digest: string; size: number; storage_key
  * stored blob, or the fill taken for `owner` unless someone holds it). Each step runs only when
  * the ones before found nothing.
  */
-export async function findOrClaimFill(db: Executor, repository: string, digest: string, owner: string, storageKey: string): Promise<BlobGetClaim> {
+export async function findOrClaimFill(
+  db: Executor,
+  repository: string,
+  digest: string,
+  owner: string,
+  storageKey: string,
+  storageState: Record<string, unknown>,
+): Promise<BlobGetClaim> {
   const result = await sql<{
     linked_size: number | null;
     linked_key: string | null;
@@ -135,8 +142,8 @@ export async function findOrClaimFill(db: Executor, repository: string, digest: 
       select size, storage_key from blobs
        where digest = ${digest} and not exists (select 1 from linked) and not exists (select 1 from manifest)),
     claim as (
-      insert into proxy_blob_fills (digest, owner, storage_key)
-      select ${digest}, ${owner}, ${storageKey}
+      insert into proxy_blob_fills (digest, owner, storage_key, storage_state)
+      select ${digest}, ${owner}, ${storageKey}, ${JSON.stringify(storageState)}::jsonb
        where not exists (select 1 from linked) and not exists (select 1 from manifest) and not exists (select 1 from stored)
       on conflict (digest) do nothing
       returning owner)
@@ -157,7 +164,14 @@ export async function findOrClaimFill(db: Executor, repository: string, digest: 
  * lock waits for an owner committing right now, whose commit removes the row: then there is
  * nothing to take over ('gone'). 'held': the fill is alive after all.
  */
-export async function takeOverFill(db: Kysely<Schema>, digest: string, owner: string, storageKey: string, leaseSeconds: number): Promise<'taken' | 'held' | 'gone'> {
+export async function takeOverFill(
+  db: Kysely<Schema>,
+  digest: string,
+  owner: string,
+  storageKey: string,
+  storageState: Record<string, unknown>,
+  leaseSeconds: number,
+): Promise<'taken' | 'held' | 'gone'> {
   return db.transaction().execute(async (trx) => {
     const row = await sql<{ storage_key: string | null; storage_state: Record<string, unknown>; stale: boolean }>`
       select storage_key, storage_state, heartbeat_at < now() - make_interval(secs => ${leaseSeconds}) as stale
@@ -167,7 +181,7 @@ export async function takeOverFill(db: Kysely<Schema>, digest: string, owner: st
     if (!previous.stale) return 'held';
     await trx
       .updateTable('proxy_blob_fills')
-      .set({ owner, storage_key: storageKey, storage_state: '{}', started_at: sql`now()`, heartbeat_at: sql`now()` })
+      .set({ owner, storage_key: storageKey, storage_state: JSON.stringify(storageState), started_at: sql`now()`, heartbeat_at: sql`now()` })
       .where('digest', '=', digest)
       .execute();
     if (previous.storage_key !== null) await queueUnlessStored(trx, digest, previous.storage_key, previous.storage_state);

@@ -4,7 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { blobs, gc, proxyCache, repositories } from '../../metadata/index.js';
 import { RegistryError, parseDigest } from '../../oci/index.js';
 import { RemoteError, type RemoteBlob } from '../../remote/index.js';
-import type { ByteRange, UploadState } from '../../storage/index.js';
+import { UNRECORDED_UPLOAD, type ByteRange, type UploadState } from '../../storage/index.js';
 import type { BlobHandle } from '../blob-service.js';
 import type { RequestContext } from '../context.js';
 import type { RegistryDeps } from '../deps.js';
@@ -86,7 +86,7 @@ export class BlobCache {
   ): Promise<blobs.BlobOrManifest | { handle: BlobHandle }> {
     const owner = `${this.node}:${randomUUID()}`;
     const key = newStorageKey();
-    const first = await proxyCache.findOrClaimFill(this.deps.db, repository, digest, owner, key);
+    const first = await proxyCache.findOrClaimFill(this.deps.db, repository, digest, owner, key, UNRECORDED_UPLOAD);
     if ('linked' in first) return { blob: first.linked };
     if ('manifest' in first) return { manifest: first.manifest };
     if ('stored' in first) {
@@ -145,7 +145,7 @@ export class BlobCache {
       }
       const owner = `${this.node}:${randomUUID()}`;
       const key = newStorageKey();
-      const claim = await proxyCache.claimFillUnlessStored(this.deps.db, digest, owner, key);
+      const claim = await proxyCache.claimFillUnlessStored(this.deps.db, digest, owner, key, UNRECORDED_UPLOAD);
       if ('stored' in claim) {
         const linked = await this.linkStored(upstream, remoteName, repository, claim.stored, waited, context);
         if (linked) return linked;
@@ -156,7 +156,7 @@ export class BlobCache {
       const outcome = await this.waitForFill(digest);
       if (outcome === 'stale') {
         // Its node is gone: take the fill over (its object is queued for deletion with the takeover).
-        if ((await proxyCache.takeOverFill(this.deps.db, digest, owner, key, this.leaseSeconds)) === 'taken') {
+        if ((await proxyCache.takeOverFill(this.deps.db, digest, owner, key, UNRECORDED_UPLOAD, this.leaseSeconds)) === 'taken') {
           this.deps.warn(`blob fill of ${digest} had no heartbeat for ${this.leaseSeconds} s: taken over`, undefined);
           return this.lead(upstream, remoteName, repository, digest, owner, key, context);
         }
