@@ -3,14 +3,16 @@
  * layer from Distribution 2.8.2, served slowly (held part-way at a proxy in front of it). Node A
  * is SIGKILLed while it fills; a pull through node B waits for A's fill lease to run out, takes the
  * fill over and gets the right bytes, and the gc worker deletes what A had written: nothing
- * partial stays in the store. A dead fill nobody asks for again is swept by the gc worker.
+ * partial stays in the store. A dead fill nobody asks for again is swept by the gc worker. A fill
+ * whose node died before it recorded its S3 multipart upload id leaves no multipart upload either.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { configToEnv, type Config } from '../libs/config/index.js';
 import { openDatabase, type Database } from '../libs/metadata/index.js';
+import { UNRECORDED_UPLOAD } from '../libs/storage/index.js';
 import { clusterConfig } from './helpers/cluster.js';
 import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy.js';
 import { DISTRIBUTION, startDistribution, type Distribution } from './helpers/distribution.js';
@@ -27,6 +29,7 @@ const LEASE_SECONDS = 3;
 
 const image = rawImage([randomBlob(LAYER_BYTES)]);
 const layer = image.layers[0]!;
+const other = rawImage([randomBlob(6 * MiB)]);
 const processes: WharfProcess[] = [];
 let upstream: Distribution | undefined;
 let counting: CountingProxy | undefined;
@@ -38,6 +41,7 @@ const suite = existsSync(DISTRIBUTION)
       async setup(services) {
         upstream = await startDistribution();
         await pushContent(upstream.url, 'big/layer', image, 'v1');
+        await pushContent(upstream.url, 'big/other', other, 'v1');
         counting = await startCountingProxy(upstream.url);
         config = clusterConfig(services, {
           'proxy.upstreams': [{ name: 'dist', url: counting.url, prefix: 'hub', timeout: '60s' }],
@@ -156,5 +160,39 @@ describe('a node killed mid-fill', { skip: suite ? false : `${DISTRIBUTION} not 
       30_000,
       200,
     );
+  });
+
+  it('takes over a dead fill whose multipart upload id was never recorded, and aborts that upload too', async (t) => {
+    if (suite?.skip) return t.skip(suite.skip);
+    if (!process.env.WHARF_TEST_S3_ENDPOINT) return t.skip('s3rver lists no multipart uploads; run with WHARF_TEST_S3_ENDPOINT (scripts/rgw.sh)');
+    const b = processes[1]!;
+    const db = database!.db;
+    const bucket = suite!.services!.s3.bucket;
+    const blob = other.layers[0]!;
+    const key = 'zz/unrecorded-fill';
+    const client = s3Client();
+    try {
+      // A node that died between CreateMultipartUpload and writing the id into its fill row: the
+      // row still holds what the claim wrote.
+      await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+      await db
+        .insertInto('proxy_blob_fills')
+        .values({ digest: blob.digest, owner: 'a-dead-node', storage_key: key, storage_state: JSON.stringify(UNRECORDED_UPLOAD), heartbeat_at: new Date(Date.now() - 3_600_000) })
+        .execute();
+      assert.equal((await fetch(`${b.url}/v2/hub/big/other/manifests/v1`, { headers: { accept: other.mediaType } })).status, 200);
+      assert.equal(await streamedDigest(`${b.url}/v2/hub/big/other/blobs/${blob.digest}`), blob.digest);
+      await eventually(
+        async () => {
+          assert.equal((await db.selectFrom('proxy_blob_fills').selectAll().execute()).length, 0);
+          assert.equal((await db.selectFrom('gc_storage_deletions').selectAll().execute()).length, 0);
+          const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+          assert.deepEqual(page.Uploads ?? [], [], 'the dead fill left no multipart upload');
+        },
+        30_000,
+        200,
+      );
+    } finally {
+      client.destroy();
+    }
   });
 });

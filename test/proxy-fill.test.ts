@@ -2,18 +2,24 @@
  * One upstream fetch for many cold pulls: 20 concurrent GETs of one uncached 50 MiB layer, spread
  * over two API nodes of a cluster (PostgreSQL, S3, NATS), make the upstream serve its bytes once,
  * counted at a proxy in front of it. Coordination is the fill row in PostgreSQL, not node memory.
+ * A fill whose upload state PostgreSQL refuses to record once still serves its client whole.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import { openDatabase } from '../libs/metadata/index.js';
 import { startTestCluster, type TestCluster } from './helpers/cluster.js';
 import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy.js';
 import { DISTRIBUTION, startDistribution, type Distribution } from './helpers/distribution.js';
 import { randomBlob, streamedDigest } from './helpers/oci.js';
 import { pushContent, rawImage } from './helpers/upstream-push.js';
+import { eventually } from './helpers/wait.js';
 
 const LAYER_BYTES = 50 * 1024 * 1024;
 const PULLS = 20;
+/** More than the store may lag the client (8 MiB) plus the client's buffer: a store that stops reading holds the client back. */
+const SECOND_LAYER_BYTES = 24 * 1024 * 1024;
 
 describe('concurrent cold pulls of one blob through two nodes', { skip: existsSync(DISTRIBUTION) ? false : `${DISTRIBUTION} not installed` }, () => {
   let upstream: Distribution;
@@ -21,10 +27,12 @@ describe('concurrent cold pulls of one blob through two nodes', { skip: existsSy
   let cluster: TestCluster | { skip: string };
   const image = rawImage([randomBlob(LAYER_BYTES)]);
   const layer = image.layers[0]!;
+  const second = rawImage([randomBlob(SECOND_LAYER_BYTES)]);
 
   before(async () => {
     upstream = await startDistribution();
     await pushContent(upstream.url, 'big/layer', image, 'v1');
+    await pushContent(upstream.url, 'big/second', second, 'v1');
     counting = await startCountingProxy(upstream.url);
     cluster = await startTestCluster({ 'proxy.upstreams': [{ name: 'dist', url: counting.url, prefix: 'hub' }] });
   });
@@ -48,5 +56,39 @@ describe('concurrent cold pulls of one blob through two nodes', { skip: existsSy
     // Warm now: both nodes serve it from the store.
     assert.equal(await streamedDigest(`${nodes[1]}/v2/hub/big/layer/blobs/${layer.digest}`), layer.digest);
     assert.equal(counting.count(`/blobs/${layer.digest}`, 'GET'), 1);
+  });
+
+  it('serves a fill whole when recording its upload state fails once (PostgreSQL refusing a statement)', async (t) => {
+    if ('skip' in cluster) return t.skip(cluster.skip);
+    const layer2 = second.layers[0]!;
+    const database = openDatabase({ url: cluster.config['database.url'], poolSize: 1, uploadPoolSize: 1 });
+    try {
+      // The first write of a fill's storage state fails, as a statement does when PostgreSQL
+      // refuses a new connection ("too many clients"); a sequence counts across the rollback.
+      await sql`create sequence fill_state_refusals`.execute(database.db);
+      await sql`
+        create function refuse_fill_state() returns trigger language plpgsql as $$
+        begin
+          if new.storage_state is distinct from old.storage_state then
+            if nextval('fill_state_refusals') = 1 then
+              raise exception 'refused for the test';
+            end if;
+          end if;
+          return new;
+        end $$`.execute(database.db);
+      await sql`create trigger refuse_fill_state before update on proxy_blob_fills for each row execute function refuse_fill_state()`.execute(database.db);
+      const manifest = await fetch(`${cluster.nodes[0]!.url}/v2/hub/big/second/manifests/v1`, { headers: { accept: second.mediaType } });
+      assert.equal(manifest.status, 200);
+      assert.equal(await streamedDigest(`${cluster.nodes[0]!.url}/v2/hub/big/second/blobs/${layer2.digest}`), layer2.digest);
+      const refusals = await sql<{ last_value: string; is_called: boolean }>`select last_value, is_called from fill_state_refusals`.execute(database.db);
+      assert.ok(refusals.rows[0]!.is_called, 'the fill tried to record its upload state');
+      // Committed: the next GET, on the other node, reads the store; the upstream served it once.
+      await eventually(async () => assert.ok(await database.db.selectFrom('blobs').select('digest').where('digest', '=', layer2.digest).executeTakeFirst()));
+      assert.equal(await streamedDigest(`${cluster.nodes[1]!.url}/v2/hub/big/second/blobs/${layer2.digest}`), layer2.digest);
+      assert.equal(counting.count(`/blobs/${layer2.digest}`, 'GET'), 1, counting.requests.join('\n'));
+    } finally {
+      await sql`drop trigger if exists refuse_fill_state on proxy_blob_fills`.execute(database.db);
+      await database.close();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Executor } from './schema.js';
 import { batches } from './batches.js';
 
@@ -17,6 +18,30 @@ export async function findLinkedBlob(db: Executor, repository: string, digest: s
     .where('r.name', '=', repository)
     .where('rb.digest', '=', digest)
     .executeTakeFirst();
+}
+
+/** What a blob GET of `digest` in a repository finds: the linked blob, or a manifest of the repository (readable as a blob, as in Distribution). */
+export type BlobOrManifest = { blob: StoredBlob } | { manifest: { digest: string; payload: Buffer } };
+
+/**
+ * findLinkedBlob, and only when nothing is linked the repository's manifest of that digest, in
+ * one round trip for a hit and for a miss alike (the second branch runs only when the first
+ * found nothing: the limit stops the append there).
+ */
+export async function findBlobOrManifest(db: Executor, repository: string, digest: string): Promise<BlobOrManifest | undefined> {
+  const result = await sql<{ digest: string; size: number; storage_key: string | null; payload: Buffer | null }>`
+    (select b.digest, b.size, b.storage_key, null::bytea as payload
+       from repository_blobs rb join repositories r on r.id = rb.repository_id join blobs b on b.digest = rb.digest
+      where r.name = ${repository} and rb.digest = ${digest})
+    union all
+    (select m.digest, m.size, null, m.payload
+       from manifests m join repositories r on r.id = m.repository_id
+      where r.name = ${repository} and m.digest = ${digest})
+    limit 1`.execute(db);
+  const row = result.rows[0];
+  if (!row) return undefined;
+  if (row.storage_key !== null) return { blob: { digest: row.digest, size: Number(row.size), storage_key: row.storage_key } };
+  return { manifest: { digest: row.digest, payload: row.payload! } };
 }
 
 /** Names of repositories that link the blob (at most `limit`). */

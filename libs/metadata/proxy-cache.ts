@@ -92,12 +92,12 @@ export type FillClaim = { stored: { digest: string; size: number; storage_key: s
  * `owner`, writing to `storageKey`, unless someone holds it (claimed: false). One row per digest:
  * exactly one taker wins. A stale fill is taken over with takeOverFill, not here.
  */
-export async function claimFillUnlessStored(db: Executor, digest: string, owner: string, storageKey: string): Promise<FillClaim> {
+export async function claimFillUnlessStored(db: Executor, digest: string, owner: string, storageKey: string, storageState: Record<string, unknown>): Promise<FillClaim> {
   const result = await sql<{ digest: string | null; size: number | null; storage_key: string | null; owner: string | null }>`
     with stored as (select digest, size, storage_key from blobs where digest = ${digest}),
     claim as (
-      insert into proxy_blob_fills (digest, owner, storage_key)
-      select ${digest}, ${owner}, ${storageKey} where not exists (select 1 from stored)
+      insert into proxy_blob_fills (digest, owner, storage_key, storage_state)
+      select ${digest}, ${owner}, ${storageKey}, ${JSON.stringify(storageState)}::jsonb where not exists (select 1 from stored)
       on conflict (digest) do nothing
       returning owner)
     select s.digest, s.size, s.storage_key, (select owner from claim) as owner
@@ -107,13 +107,71 @@ export async function claimFillUnlessStored(db: Executor, digest: string, owner:
   return { claimed: row.owner === owner };
 }
 
+export type BlobGetClaim = { linked: { digest: string; size: number; storage_key: string } } | { manifest: { digest: string; payload: Buffer } } | FillClaim;
+
+/**
+ * A blob GET in a proxied repository, in one round trip: the blob linked there; else the
+ * repository's manifest of that digest (readable as a blob); else as claimFillUnlessStored (the
+ * stored blob, or the fill taken for `owner` unless someone holds it). Each step runs only when
+ * the ones before found nothing.
+ */
+export async function findOrClaimFill(
+  db: Executor,
+  repository: string,
+  digest: string,
+  owner: string,
+  storageKey: string,
+  storageState: Record<string, unknown>,
+): Promise<BlobGetClaim> {
+  const result = await sql<{
+    linked_size: number | null;
+    linked_key: string | null;
+    payload: Buffer | null;
+    stored_size: number | null;
+    stored_key: string | null;
+    owner: string | null;
+  }>`
+    with linked as (
+      select b.size, b.storage_key
+        from repository_blobs rb join repositories r on r.id = rb.repository_id join blobs b on b.digest = rb.digest
+       where r.name = ${repository} and rb.digest = ${digest}),
+    manifest as (
+      select m.payload from manifests m join repositories r on r.id = m.repository_id
+       where r.name = ${repository} and m.digest = ${digest} and not exists (select 1 from linked)),
+    stored as (
+      select size, storage_key from blobs
+       where digest = ${digest} and not exists (select 1 from linked) and not exists (select 1 from manifest)),
+    claim as (
+      insert into proxy_blob_fills (digest, owner, storage_key, storage_state)
+      select ${digest}, ${owner}, ${storageKey}, ${JSON.stringify(storageState)}::jsonb
+       where not exists (select 1 from linked) and not exists (select 1 from manifest) and not exists (select 1 from stored)
+      on conflict (digest) do nothing
+      returning owner)
+    select (select size from linked) as linked_size, (select storage_key from linked) as linked_key,
+           (select payload from manifest limit 1) as payload,
+           (select size from stored) as stored_size, (select storage_key from stored) as stored_key,
+           (select owner from claim) as owner`.execute(db);
+  const row = result.rows[0]!;
+  if (row.linked_key !== null) return { linked: { digest, size: Number(row.linked_size), storage_key: row.linked_key } };
+  if (row.payload !== null) return { manifest: { digest, payload: row.payload } };
+  if (row.stored_key !== null) return { stored: { digest, size: Number(row.stored_size), storage_key: row.stored_key } };
+  return { claimed: row.owner === owner };
+}
+
 /**
  * Takes over a fill whose heartbeat is older than `leaseSeconds` (its node died or lost
  * PostgreSQL), and queues the object it was writing for deletion, in one transaction. The row
  * lock waits for an owner committing right now, whose commit removes the row: then there is
  * nothing to take over ('gone'). 'held': the fill is alive after all.
  */
-export async function takeOverFill(db: Kysely<Schema>, digest: string, owner: string, storageKey: string, leaseSeconds: number): Promise<'taken' | 'held' | 'gone'> {
+export async function takeOverFill(
+  db: Kysely<Schema>,
+  digest: string,
+  owner: string,
+  storageKey: string,
+  storageState: Record<string, unknown>,
+  leaseSeconds: number,
+): Promise<'taken' | 'held' | 'gone'> {
   return db.transaction().execute(async (trx) => {
     const row = await sql<{ storage_key: string | null; storage_state: Record<string, unknown>; stale: boolean }>`
       select storage_key, storage_state, heartbeat_at < now() - make_interval(secs => ${leaseSeconds}) as stale
@@ -123,7 +181,7 @@ export async function takeOverFill(db: Kysely<Schema>, digest: string, owner: st
     if (!previous.stale) return 'held';
     await trx
       .updateTable('proxy_blob_fills')
-      .set({ owner, storage_key: storageKey, storage_state: '{}', started_at: sql`now()`, heartbeat_at: sql`now()` })
+      .set({ owner, storage_key: storageKey, storage_state: JSON.stringify(storageState), started_at: sql`now()`, heartbeat_at: sql`now()` })
       .where('digest', '=', digest)
       .execute();
     if (previous.storage_key !== null) await queueUnlessStored(trx, digest, previous.storage_key, previous.storage_state);
@@ -139,26 +197,19 @@ async function queueUnlessStored(trx: Executor, digest: string, storageKey: stri
      where not exists (select 1 from blobs where digest = ${digest} and storage_key = ${storageKey})`.execute(trx);
 }
 
-/** The driver state of the fill's upload (an S3 multipart upload id), so a takeover can abort it. */
-export async function recordFillState(db: Executor, digest: string, owner: string, state: Record<string, unknown>): Promise<void> {
-  await db
+/**
+ * Renews the fill's heartbeat and, when given, records the driver state of its upload (an S3
+ * multipart upload id), so a takeover can abort it; false when `owner` no longer holds it (it was
+ * taken over, or committed).
+ */
+export async function heartbeatFill(db: Executor, digest: string, owner: string, state?: Record<string, unknown>): Promise<boolean> {
+  const result = await db
     .updateTable('proxy_blob_fills')
-    .set({ storage_state: JSON.stringify(state) })
+    .set(state === undefined ? { heartbeat_at: sql`now()` } : { heartbeat_at: sql`now()`, storage_state: JSON.stringify(state) })
     .where('digest', '=', digest)
     .where('owner', '=', owner)
-    .execute();
-}
-
-/** Renews the fill's heartbeat; false when `owner` no longer holds it (it was taken over). */
-export async function heartbeatFill(db: Executor, digest: string, owner: string): Promise<boolean> {
-  const result = await db.updateTable('proxy_blob_fills').set({ heartbeat_at: sql`now()` }).where('digest', '=', digest).where('owner', '=', owner).executeTakeFirst();
+    .executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
-}
-
-/** Ends `owner`'s fill; false when it no longer held it (taken over, or swept as abandoned). */
-export async function releaseFill(db: Executor, digest: string, owner: string): Promise<boolean> {
-  const result = await db.deleteFrom('proxy_blob_fills').where('digest', '=', digest).where('owner', '=', owner).executeTakeFirst();
-  return Number(result.numDeletedRows) > 0;
 }
 
 /**
@@ -247,4 +298,78 @@ export async function expiredPulls(db: Executor, upstream: string, prefix: strin
 
 export async function forgetPull(db: Executor, repositoryId: number, kind: 'manifest' | 'blob', digest: string): Promise<void> {
   await db.deleteFrom('proxy_pulls').where('repository_id', '=', repositoryId).where('kind', '=', kind).where('digest', '=', digest).execute();
+}
+
+export interface FilledBlob {
+  digest: string;
+  size: number;
+  storage_key: string;
+  /** The fill row's owner: nothing is written unless it still holds the fill. */
+  owner: string;
+  repository: string;
+  upstream: string;
+  /** Garbage collection review delay for the new blob (gc.uploadgrace). */
+  reviewDelaySeconds: number;
+  /** The blob push event for the outbox, written with the link. */
+  event: { eventId: string; subject: string; payload: unknown };
+}
+
+export type FilledBlobCommit =
+  | { held: false }
+  /** `linked` false: the repository row appeared concurrently, unseen by this statement; the caller links the blob. */
+  | { held: true; created: boolean; linked: boolean; deletion: number | undefined };
+
+/**
+ * Records a filled blob in one statement (one round trip, no transaction): releases `owner`'s
+ * fill, writes the review row and then the blob row (the order garbage collection's locking
+ * relies on, docs/gc.md), links the blob in the repository (created if need be), records the
+ * pull time and the push event. Each step selects from the one before, so they run in that order
+ * and a fill no longer held writes nothing. When the registry already has the digest, the
+ * existing row is locked (ON CONFLICT DO UPDATE locks it even though `where false` changes
+ * nothing) and this copy's object is queued for deletion.
+ */
+export async function commitFilledBlob(db: Executor, blob: FilledBlob): Promise<FilledBlobCommit> {
+  const result = await sql<{ held: boolean; created: boolean; repository_id: number | null; deletion: number | null }>`
+    with fill as (
+      delete from proxy_blob_fills where digest = ${blob.digest} and owner = ${blob.owner} returning digest),
+    review as (
+      insert into gc_blob_reviews (digest, review_after, event)
+      select digest, now() + make_interval(secs => ${blob.reviewDelaySeconds}), 'proxy-filled' from fill
+      on conflict (digest) do update set review_after = greatest(gc_blob_reviews.review_after, excluded.review_after), event = excluded.event
+      returning digest),
+    created as (
+      insert into blobs (digest, size, storage_key)
+      select digest, ${blob.size}::bigint, ${blob.storage_key}::text from review
+      on conflict (digest) do update set size = blobs.size where false
+      returning digest),
+    known_repository as (select id from repositories where name = ${blob.repository}),
+    new_repository as (
+      insert into repositories (name)
+      select ${blob.repository}::text from review where not exists (select 1 from known_repository)
+      on conflict (name) do nothing
+      returning id),
+    repository as (
+      select id from known_repository where exists (select 1 from review)
+      union all select id from new_repository),
+    link as (
+      insert into repository_blobs (repository_id, digest)
+      select id, ${blob.digest}::text from repository
+      on conflict (repository_id, digest) do nothing),
+    pulled as (
+      insert into proxy_pulls (repository_id, kind, digest, upstream)
+      select id, 'blob', ${blob.digest}::text, ${blob.upstream}::text from repository
+      on conflict (repository_id, kind, digest) do update set last_pulled_at = now(), upstream = excluded.upstream),
+    event as (
+      insert into outbox (event_id, subject, payload)
+      select ${blob.event.eventId}::uuid, ${blob.event.subject}::text, ${JSON.stringify(blob.event.payload)}::jsonb from repository),
+    redundant as (
+      insert into gc_storage_deletions (storage_key, storage_state, size, reason, review_after)
+      select ${blob.storage_key}::text, '{}'::jsonb, ${blob.size}::bigint, 'redundant-upload', now() + interval '60 seconds'
+        from review where not exists (select 1 from created)
+      returning id)
+    select exists (select 1 from fill) as held, exists (select 1 from created) as created,
+           (select id from repository limit 1) as repository_id, (select id from redundant) as deletion`.execute(db);
+  const row = result.rows[0]!;
+  if (!row.held) return { held: false };
+  return { held: true, created: row.created, linked: row.repository_id !== null, deletion: row.deletion ?? undefined };
 }

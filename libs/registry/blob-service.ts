@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { RegistryError, checkName, parseDigest } from '../oci/index.js';
-import { blobs, gc, manifests, repositories } from '../metadata/index.js';
+import { blobs, gc, repositories } from '../metadata/index.js';
 import type { ByteRange } from '../storage/index.js';
 import type { RequestContext } from './context.js';
 import { gcPolicy, type RegistryDeps } from './deps.js';
@@ -27,8 +27,12 @@ export class BlobService {
   async find(repository: string, digest: string, how: { keep?: boolean; context?: RequestContext } = {}): Promise<BlobHandle> {
     checkName(repository);
     parseDigest(digest);
-    const blob = await blobs.findLinkedBlob(this.deps.db, repository, digest);
-    if (blob) {
+    // A GET in a proxied repository looks up and claims the fill in one statement; a HEAD claims nothing.
+    const proxied = how.keep ? undefined : await this.deps.proxy?.blobGet(repository, digest, how.context);
+    if (proxied && 'handle' in proxied) return proxied.handle;
+    const found = proxied ?? (await blobs.findBlobOrManifest(this.deps.db, repository, digest));
+    if (found && 'blob' in found) {
+      const blob = found.blob;
       this.deps.proxy?.blobHit(repository, digest);
       if (how.keep) await gc.postponeBlobReviews(this.deps.db, [digest], gcPolicy(this.deps).uploadGraceSeconds);
       const handle: BlobHandle = { digest, size: blob.size, open: (range) => this.deps.store.read(blob.storage_key, range) };
@@ -38,9 +42,8 @@ export class BlobService {
       }
       return handle;
     }
-    const manifest = await manifests.findManifestWithPayload(this.deps.db, repository, { digest });
-    if (manifest) {
-      const bytes = manifest.payload;
+    if (found) {
+      const bytes = found.manifest.payload;
       return {
         digest,
         size: bytes.length,

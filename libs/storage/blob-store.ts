@@ -3,6 +3,14 @@ import type { Readable } from 'node:stream';
 /** Driver state of one upload, kept in the upload session row so any node can continue it. */
 export type UploadState = Record<string, unknown>;
 
+/**
+ * The state to record for an upload that beginUpload may be creating right now, until what it
+ * returns is recorded: abortUpload given this finds and discards whatever beginUpload (and a
+ * first append) may have made under the key, e.g. an S3 multipart upload, listed by its key.
+ * For keys used by one upload only (a pull-through fill's), whose owner may die in between.
+ */
+export const UNRECORDED_UPLOAD: UploadState = Object.freeze({ unrecorded: true });
+
 export interface ByteRange {
   /** First byte, inclusive. */
   start: number;
@@ -44,7 +52,7 @@ export interface BlobStore {
   append(key: string, state: UploadState, offset: number, source: Readable): Promise<{ written: number; state: UploadState }>;
   /** Seals the upload at `size` bytes; afterwards `key` is readable. */
   completeUpload(key: string, state: UploadState, size: number): Promise<void>;
-  /** Discards an unfinished upload; best effort. */
+  /** Discards an unfinished upload; best effort. `state` may be UNRECORDED_UPLOAD. */
   abortUpload(key: string, state: UploadState): Promise<void>;
   /** Streams the object, or the inclusive byte range of it. */
   read(key: string, range?: ByteRange): Promise<Readable>;

@@ -7,6 +7,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -15,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
-import type { BlobStore, ByteRange, StoredObject, UnfinishedUpload, UploadState } from './blob-store.js';
+import { UNRECORDED_UPLOAD, type BlobStore, type ByteRange, type StoredObject, type UnfinishedUpload, type UploadState } from './blob-store.js';
 import { failWhenIdle } from './idle-body.js';
 import { S3GetClient } from './s3-get.js';
 
@@ -297,12 +298,16 @@ export class S3BlobStore implements BlobStore {
     // Lenient: the registry also calls this with `{}` to drop an object that turned out redundant.
     const objectKey = this.objectKey(key);
     const tasks: Promise<unknown>[] = [this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey }))];
+    const unrecorded = given.unrecorded === UNRECORDED_UPLOAD.unrecorded && typeof given.uploadId !== 'string';
     if (typeof given.uploadId === 'string') tasks.push(this.abortMultipart(objectKey, given.uploadId));
+    else if (unrecorded) tasks.push(this.abortMultipartsOf(objectKey));
     let leftover: string[] = [];
     try {
       leftover = this.tailsOf(key, parseState(given));
     } catch {
-      // not a state this driver wrote: no tails to find
+      // Not a state this driver wrote: no tails to find, but for an unrecorded one the first
+      // append's (generation 1), which that append writes when it ends with less than a part.
+      if (unrecorded) leftover = [this.tailKey(key, 1)];
     }
     tasks.push(this.deleteQuietly(leftover));
     const failure = (await Promise.allSettled(tasks)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -416,6 +421,29 @@ export class S3BlobStore implements BlobStore {
     const buffer = new PartBuffer(tail.size);
     await this.readTail(tail, (chunk) => void buffer.fill(chunk, 0));
     return buffer.bytes();
+  }
+
+  /**
+   * Aborts every multipart upload of exactly `objectKey` (one whose id was never recorded); a
+   * server that cannot list them (s3rver) has none to abort that this driver could name.
+   */
+  private async abortMultipartsOf(objectKey: string): Promise<void> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      let page: ListMultipartUploadsCommandOutput;
+      try {
+        page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: objectKey, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+      } catch (err) {
+        if (ABORT_IGNORABLE.has((err as { name?: string }).name ?? '')) return;
+        throw err;
+      }
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key === objectKey && upload.UploadId) await this.abortMultipart(objectKey, upload.UploadId);
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker);
   }
 
   private abortMultipart(objectKey: string, uploadId: string): Promise<void> {

@@ -1,4 +1,4 @@
-import { Subjects } from '../../events/index.js';
+import { buildEvent, Subjects } from '../../events/index.js';
 import { blobs, gc, proxyCache, repositories, tags } from '../../metadata/index.js';
 import { RegistryError, parseManifest, type ParsedManifest } from '../../oci/index.js';
 import type { RequestContext } from '../context.js';
@@ -114,7 +114,7 @@ export async function forgetTag(deps: RegistryDeps, upstream: Upstream, reposito
 
 /**
  * Records a blob whose bytes were just verified at `key`, linked in `repository`, and releases
- * its fill in the same transaction: waiting requests see the blob and the end of the fill at once.
+ * its fill in the same statement: waiting requests see the blob and the end of the fill at once.
  * Throws, recording nothing, when the fill is no longer `fill.owner`'s.
  * Returns the id of a queued deletion when the registry already had these bytes (this copy is redundant).
  */
@@ -126,29 +126,24 @@ export async function commitBlob(
   fill: { owner: string },
   context: RequestContext,
 ): Promise<number | undefined> {
-  const outcome = await deps.db.transaction().execute(async (trx) => {
-    // Review row first, then the blob row: the order garbage collection's locking relies on (docs/gc.md).
-    await gc.enqueueBlobReviews(trx, [blob.digest], gcPolicy(deps).uploadGraceSeconds, 'proxy-filled');
-    const { created } = await blobs.insertOrLockBlob(trx, { digest: blob.digest, size: blob.size, storage_key: blob.key });
-    const repositoryId = await repositories.ensureRepository(trx, repository);
-    await blobs.linkBlob(trx, repositoryId, blob.digest);
-    await proxyCache.touchPull(trx, { repository_id: repositoryId, kind: 'blob', digest: blob.digest, upstream: upstream.config.name });
-    // Last, so the fill row is deleted for as short a time before the commit as can be: a claim
-    // meeting a deleted-but-uncommitted row waits and then claims a fill of a stored blob.
-    // A fill taken over (its heartbeat went stale) has had its object queued for deletion: record nothing.
-    if (!(await proxyCache.releaseFill(trx, blob.digest, fill.owner))) throw new Error(`the fill of ${blob.digest} was taken over by another request`);
-    const as = asUpstream(context, upstream);
-    await recordEvents(trx, as, [
-      {
-        subject: Subjects.blobPush,
-        action: 'push',
-        target: { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size, repository, url: blobUrl(as, repository, blob.digest) },
-      },
-    ]);
-    return created ? undefined : await gc.queueStorageDeletion(trx, { storage_key: blob.key, size: blob.size, reason: 'redundant-upload' });
+  const as = asUpstream(context, upstream);
+  const event = buildEvent('push', { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size, repository, url: blobUrl(as, repository, blob.digest) }, as);
+  // A fill taken over (its heartbeat went stale) has had its object queued for deletion: it records nothing.
+  const outcome = await proxyCache.commitFilledBlob(deps.db, {
+    digest: blob.digest,
+    size: blob.size,
+    storage_key: blob.key,
+    owner: fill.owner,
+    repository,
+    upstream: upstream.config.name,
+    reviewDelaySeconds: gcPolicy(deps).uploadGraceSeconds,
+    event: { eventId: event.id, subject: Subjects.blobPush, payload: event },
   });
-  deps.outboxWritten();
-  return outcome;
+  if (!outcome.held) throw new Error(`the fill of ${blob.digest} was taken over by another request`);
+  if (outcome.linked) deps.outboxWritten();
+  // The repository row was created beside this statement, unseen by it: link in a transaction of its own.
+  else await linkCachedBlob(deps, upstream, repository, blob.digest, context);
+  return outcome.deletion;
 }
 
 /** Links a blob the registry already stores into `repository`, under the same locks as a mount. False if it was collected meanwhile. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { ManifestLookup } from '../../metadata/index.js';
+import type { blobs, ManifestLookup } from '../../metadata/index.js';
 import { RegistryError } from '../../oci/index.js';
 import type { BlobHandle } from '../blob-service.js';
 import type { RequestContext } from '../context.js';
@@ -57,6 +57,18 @@ export class PullThroughCache {
     const proxied = this.routes.route(repository);
     if (!proxied) return undefined;
     return this.blobs.find(proxied, repository, digest, head, context ?? backgroundContext(this.node), true);
+  }
+
+  /**
+   * A blob GET in a proxied repository, the linked-blob and manifest look-ups included (one
+   * statement for those and the fill's claim); undefined when `repository` is not proxied.
+   */
+  async blobGet(repository: string, digest: string, context: RequestContext | undefined): Promise<blobs.BlobOrManifest | { handle: BlobHandle } | undefined> {
+    const proxied = this.routes.route(repository);
+    if (!proxied) return undefined;
+    const { remoteName } = proxied;
+    if (remoteName === undefined) return undefined;
+    return this.blobs.findOrFill({ ...proxied, remoteName }, repository, digest, context ?? backgroundContext(this.node));
   }
 
   /** A linked blob of a proxied repository was read: counted, and its pull time kept for retention. */
