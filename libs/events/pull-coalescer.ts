@@ -17,6 +17,13 @@ function hostOf(addr: string): string {
   return colon === -1 ? addr : addr.slice(0, colon);
 }
 
+/** A pull event standing for one pull so far. */
+function pullEvent(target: EventTarget, context: EventContext): RegistryEvent {
+  const event = buildEvent('pull', target, context);
+  event.count = 1;
+  return event;
+}
+
 /**
  * Gathers identical pulls (same subject, object, tag, actor and client) within a window into one
  * event whose `count` says how many pulls it stands for: a client pulling one tag thousands of
@@ -38,7 +45,7 @@ export class PullCoalescer {
 
   offer(subject: string, target: EventTarget, context: EventContext): void {
     if (this.options.windowMs <= 0) {
-      this.sink.offer(subject, { ...buildEvent('pull', target, context), count: 1 });
+      this.sink.offer(subject, pullEvent(target, context));
       return;
     }
     const { request } = context;
@@ -50,7 +57,7 @@ export class PullCoalescer {
       return;
     }
     if (this.held.size >= this.maxHeld) this.flush();
-    this.held.set(key, { subject, event: { ...buildEvent('pull', target, context), count: 1 } });
+    this.held.set(key, { subject, event: pullEvent(target, context) });
     this.timer ??= setTimeout(() => this.flush(), this.options.windowMs).unref();
   }
 
