@@ -1,5 +1,6 @@
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { endToEndHeaders, PROXY_KEEPALIVE_MS } from './round-robin.js';
 
 export interface CountingProxy {
   url: string;
@@ -47,7 +48,7 @@ export async function startCountingProxy(target: string, port = 0): Promise<Coun
     requests.push(`${req.method} ${path}`);
     const headers = req.headers;
     const upstream = request({ agent, host: t.hostname, port: t.port, method: req.method, path, headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      res.writeHead(answer.statusCode ?? 502, endToEndHeaders(answer.headers));
       const mine = cut && path.includes(cut.part) ? cut : undefined;
       if (mine) cut = undefined;
       const held = hold && path.includes(hold.part) ? hold : undefined;
@@ -99,6 +100,7 @@ export async function startCountingProxy(target: string, port = 0): Promise<Coun
 
   const start = async () => {
     const s = createServer(handle);
+    s.keepAliveTimeout = PROXY_KEEPALIVE_MS;
     s.on('connection', (socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));

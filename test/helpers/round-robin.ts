@@ -1,6 +1,22 @@
-import { Agent, createServer, request, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Agent, createServer, request, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
+
+/**
+ * How long the test proxies keep an idle client connection: longer than any pause a test makes
+ * between two requests (a CLI run, a wait for a worker). At Node's default of 5 s, a close could
+ * cross a request the client had just written on that connection, and it failed as ECONNRESET.
+ */
+export const PROXY_KEEPALIVE_MS = 75_000;
+
+/**
+ * The answer's headers without the hop-by-hop ones: the node's `Keep-Alive: timeout=75` describes
+ * its connection to the proxy, not the proxy's to the client, which Node describes itself.
+ */
+export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const { connection: _c, 'keep-alive': _k, ...rest } = headers;
+  return rest;
+}
 
 /**
  * A loopback HTTP proxy that sends each request to the next node in turn, so every step of a push
@@ -21,7 +37,7 @@ export async function startRoundRobin(
   const forward = (req: IncomingMessage, res: ServerResponse, extra: Record<string, string>) => {
     const target = new URL(targets[next++ % targets.length]!);
     const upstream = request({ agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, ...extra } }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      res.writeHead(answer.statusCode ?? 502, endToEndHeaders(answer.headers));
       pipeline(answer, res).catch(() => res.destroy());
     });
     inFlight.set(req, upstream);
@@ -52,6 +68,7 @@ export async function startRoundRobin(
     }
     socket.destroy();
   });
+  server.keepAliveTimeout = PROXY_KEEPALIVE_MS;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
