@@ -2,12 +2,14 @@
  * One upstream fetch for many cold pulls: 20 concurrent GETs of one uncached 50 MiB layer, spread
  * over two API nodes of a cluster (PostgreSQL, S3, NATS), make the upstream serve its bytes once,
  * counted at a proxy in front of it. Coordination is the fill row in PostgreSQL, not node memory.
- * A fill whose upload state PostgreSQL refuses to record once still serves its client whole.
+ * A fill whose upload state PostgreSQL refuses to record once still serves its client whole, and
+ * a request that waits on the row of a fill being committed reads what it stored.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { openDatabase } from '../libs/metadata/index.js';
 import { startTestCluster, type TestCluster } from './helpers/cluster.js';
 import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy.js';
@@ -28,11 +30,13 @@ describe('concurrent cold pulls of one blob through two nodes', { skip: existsSy
   const image = rawImage([randomBlob(LAYER_BYTES)]);
   const layer = image.layers[0]!;
   const second = rawImage([randomBlob(SECOND_LAYER_BYTES)]);
+  const third = rawImage([randomBlob(2 * 1024 * 1024)]);
 
   before(async () => {
     upstream = await startDistribution();
     await pushContent(upstream.url, 'big/layer', image, 'v1');
     await pushContent(upstream.url, 'big/second', second, 'v1');
+    await pushContent(upstream.url, 'big/third', third, 'v1');
     counting = await startCountingProxy(upstream.url);
     cluster = await startTestCluster({ 'proxy.upstreams': [{ name: 'dist', url: counting.url, prefix: 'hub' }] });
   });
@@ -88,6 +92,48 @@ describe('concurrent cold pulls of one blob through two nodes', { skip: existsSy
       assert.equal(counting.count(`/blobs/${layer2.digest}`, 'GET'), 1, counting.requests.join('\n'));
     } finally {
       await sql`drop trigger if exists refuse_fill_state on proxy_blob_fills`.execute(database.db);
+      await database.close();
+    }
+  });
+
+  it('a request on another node whose claim waited on the fill row while that fill committed serves the stored blob, with no second upstream fetch', async (t) => {
+    if ('skip' in cluster) return t.skip(cluster.skip);
+    const layer3 = third.layers[0]!;
+    const url = cluster.config['database.url'];
+    const database = openDatabase({ url, poolSize: 1, uploadPoolSize: 1 });
+    // Holds the fill's commit at its blob row, on an advisory lock this session owns, until the
+    // other node's claim is seen waiting on the fill row.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    const waiting = async (condition: string) =>
+      eventually(async () => {
+        const rows = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and ${sql.raw(condition)}`.execute(database.db);
+        assert.ok(rows.rows[0]!.n > 0, condition);
+      });
+    try {
+      await holder.query('select pg_advisory_lock(4717)');
+      await sql`
+        create function hold_blob_commit() returns trigger language plpgsql as $$
+        begin
+          if new.digest = ${sql.lit(layer3.digest)} then perform pg_advisory_xact_lock(4717); end if;
+          return new;
+        end $$`.execute(database.db);
+      await sql`create trigger hold_blob_commit before insert on blobs for each row execute function hold_blob_commit()`.execute(database.db);
+      const manifest = await fetch(`${cluster.nodes[0]!.url}/v2/hub/big/third/manifests/v1`, { headers: { accept: third.mediaType } });
+      assert.equal(manifest.status, 200);
+      counting.reset();
+      // The leading client has every byte before the commit starts.
+      assert.equal(await streamedDigest(`${cluster.nodes[0]!.url}/v2/hub/big/third/blobs/${layer3.digest}`), layer3.digest);
+      await waiting("wait_event = 'advisory'");
+      const late = streamedDigest(`${cluster.nodes[1]!.url}/v2/hub/big/third/blobs/${layer3.digest}`);
+      await waiting("query ilike '%insert into proxy_blob_fills%'");
+      await holder.query('select pg_advisory_unlock(4717)');
+      assert.equal(await late, layer3.digest);
+      assert.equal(counting.count(`/blobs/${layer3.digest}`, 'GET'), 1, counting.requests.join('\n'));
+    } finally {
+      await holder.end();
+      await sql`drop trigger if exists hold_blob_commit on blobs`.execute(database.db);
+      await sql`drop function if exists hold_blob_commit()`.execute(database.db);
       await database.close();
     }
   });

@@ -198,6 +198,22 @@ async function queueUnlessStored(trx: Executor, digest: string, storageKey: stri
 }
 
 /**
+ * A claim that waited on the row of a fill being committed wins the row once that commit deleted
+ * it, but its statement's snapshot predates the commit, so it missed the blob the commit stored.
+ * This statement sees the commit: when the blob is stored now, `owner`'s fresh claim (nothing
+ * written yet) is given up and the stored blob returned.
+ */
+export async function storedSinceClaim(db: Executor, digest: string, owner: string): Promise<{ digest: string; size: number; storage_key: string } | undefined> {
+  const result = await sql<{ digest: string; size: number; storage_key: string }>`
+    with stored as (select digest, size, storage_key from blobs where digest = ${digest}),
+    released as (
+      delete from proxy_blob_fills where digest = ${digest} and owner = ${owner} and exists (select 1 from stored))
+    select digest, size, storage_key from stored`.execute(db);
+  const row = result.rows[0];
+  return row && { digest: row.digest, size: Number(row.size), storage_key: row.storage_key };
+}
+
+/**
  * Renews the fill's heartbeat and, when given, records the driver state of its upload (an S3
  * multipart upload id), so a takeover can abort it; false when `owner` no longer holds it (it was
  * taken over, or committed).

@@ -84,6 +84,8 @@ export class BlobCache {
     digest: string,
     context: RequestContext,
   ): Promise<blobs.BlobOrManifest | { handle: BlobHandle }> {
+    // This node fills it already: wait in memory rather than on the fill row, then read what it stored.
+    if (this.leading.has(digest)) return { handle: await this.find(proxied, repository, digest, false, context) };
     const owner = `${this.node}:${randomUUID()}`;
     const key = newStorageKey();
     const first = await proxyCache.findOrClaimFill(this.deps.db, repository, digest, owner, key, UNRECORDED_UPLOAD);
@@ -93,7 +95,10 @@ export class BlobCache {
       const linked = await this.linkStored(proxied.upstream, proxied.remoteName, repository, first.stored, false, context);
       if (linked) return { handle: linked };
     } else if (first.claimed) {
-      return { handle: await this.lead(proxied.upstream, proxied.remoteName, repository, digest, owner, key, context) };
+      const stored = await proxyCache.storedSinceClaim(this.deps.db, digest, owner);
+      if (!stored) return { handle: await this.lead(proxied.upstream, proxied.remoteName, repository, digest, owner, key, context) };
+      const linked = await this.linkStored(proxied.upstream, proxied.remoteName, repository, stored, true, context);
+      if (linked) return { handle: linked };
     }
     return { handle: await this.find(proxied, repository, digest, false, context, true) };
   }
@@ -151,7 +156,13 @@ export class BlobCache {
         if (linked) return linked;
         continue;
       }
-      if (claim.claimed) return this.lead(upstream, remoteName, repository, digest, owner, key, context);
+      if (claim.claimed) {
+        const stored = await proxyCache.storedSinceClaim(this.deps.db, digest, owner);
+        if (!stored) return this.lead(upstream, remoteName, repository, digest, owner, key, context);
+        const linked = await this.linkStored(upstream, remoteName, repository, stored, true, context);
+        if (linked) return linked;
+        continue;
+      }
       waited = true;
       const outcome = await this.waitForFill(digest);
       if (outcome === 'stale') {
