@@ -6,6 +6,8 @@
  * - cold pull through Wharf vs the same pull straight from the upstream (target >= 0.9x);
  * - warm pull through Wharf vs a pull of the same image pushed to Wharf directly (>= 0.95x);
  * - Wharf vs Distribution's proxy mode, cold and warm (>= 1x);
+ * - the same cold pull through a bare Node pass-through proxy (bench/pass-through-proxy.mjs: no
+ *   cache, no digest, no store), the ceiling of any Node process in the byte path here;
  * - upstream bytes for 20 concurrent cold pulls of one image (1x the image), for both caches.
  *
  *   npm run bench:proxy -- [--rounds 5] [--layers 4] [--layer-mib 8] [--port-base 25100]
@@ -13,7 +15,7 @@
  *
  * `--profile DIR` runs Wharf under `node --cpu-prof` (the profile lands in DIR when it stops;
  * `node bench/cpu-profile-top.mjs DIR/*.cpuprofile` lists where the time went). Ports: the
- * registries on --port-base .. +3, the two counting proxies on +4 and +5.
+ * registries on --port-base .. +3, the two counting proxies on +4 and +5, the pass-through on +6.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -115,6 +117,18 @@ try {
   registries.push(peer);
   const peerCounted = await startDistributionProxy(PORT_BASE + 3, countedForPeer.url);
   registries.push(peerCounted);
+  const passDir = await mkdtemp(join(tmpdir(), 'wharf-bench-pass-through-'));
+  const passThrough = await launch(
+    'pass-through',
+    passDir,
+    `http://127.0.0.1:${PORT_BASE + 6}`,
+    process.execPath,
+    [join(import.meta.dirname, 'pass-through-proxy.mjs'), String(PORT_BASE + 6), upstream.base],
+    {
+      readyTimeoutMs: 15_000,
+    },
+  );
+  registries.push(passThrough);
 
   const images = Array.from({ length: ROUNDS }, makeImage);
   for (const [i, image] of images.entries()) await pushContent(upstream.base, `bench/cold${i}`, image, 'v1');
@@ -124,7 +138,15 @@ try {
   await pushContent(upstream.base, 'bench/burst', burst, 'v1');
   const imageBytes = burst.blobs.reduce((s, b) => s + b.size, 0);
 
-  const times = { upstream: [] as number[], wharfCold: [] as number[], peerCold: [] as number[], wharfWarm: [] as number[], wharfDirect: [] as number[], peerWarm: [] as number[] };
+  const times = {
+    passThrough: [] as number[],
+    upstream: [] as number[],
+    wharfCold: [] as number[],
+    peerCold: [] as number[],
+    wharfWarm: [] as number[],
+    wharfDirect: [] as number[],
+    peerWarm: [] as number[],
+  };
   type Workload = keyof typeof times;
   // CPU seconds each server's process tree (Wharf: node and its PostgreSQL) used during each workload: what the load average does not move.
   const servers = { upstream, wharf, peer };
@@ -143,11 +165,12 @@ try {
   for (const [i, image] of images.entries()) {
     if (!ONLY.has('cold')) break;
     const name = `bench/cold${i}`;
-    const order = i % 2 === 0 ? ['upstream', 'wharf', 'peer'] : ['peer', 'wharf', 'upstream'];
+    const order = i % 2 === 0 ? ['upstream', 'wharf', 'pass', 'peer'] : ['peer', 'pass', 'wharf', 'upstream'];
     for (const who of order) {
       if (who === 'upstream') await timed('upstream', () => pull(upstream.base, name, image));
       if (who === 'wharf') await timed('wharfCold', () => pull(wharf.base, `dist/${name}`, image));
       if (who === 'peer') await timed('peerCold', () => pull(peer.base, name, image));
+      if (who === 'pass') await timed('passThrough', () => pull(passThrough.base, name, image));
     }
   }
   // Warm: image 0 is cached in both proxies now, and pushed to Wharf directly.
@@ -198,6 +221,7 @@ try {
     `| cold: straight from the upstream (Distribution 2.8.2) | ${median(times.upstream).toFixed(0)} | ${rate(times.upstream)} | ${cpuPerMiB('upstream')} |`,
     `| cold: through Wharf | ${median(times.wharfCold).toFixed(0)} | ${rate(times.wharfCold)} | ${cpuPerMiB('wharfCold')} |`,
     `| cold: through Distribution proxy mode | ${median(times.peerCold).toFixed(0)} | ${rate(times.peerCold)} | ${cpuPerMiB('peerCold')} |`,
+    `| cold: through a bare Node pass-through (no cache) | ${median(times.passThrough).toFixed(0)} | ${rate(times.passThrough)} | ${cpuPerMiB('passThrough')} |`,
     `| warm: image pushed to Wharf directly | ${median(times.wharfDirect).toFixed(0)} | ${rate(times.wharfDirect)} | ${cpuPerMiB('wharfDirect')} |`,
     `| warm: through Wharf's cache | ${median(times.wharfWarm).toFixed(0)} | ${rate(times.wharfWarm)} | ${cpuPerMiB('wharfWarm')} |`,
     `| warm: through Distribution proxy mode | ${median(times.peerWarm).toFixed(0)} | ${rate(times.peerWarm)} | ${cpuPerMiB('peerWarm')} |`,
@@ -207,6 +231,8 @@ try {
     `| cold through Wharf vs straight from upstream | ${ratio(times.upstream, times.wharfCold)}x | >= 0.9x |`,
     `| warm through Wharf vs pushed to Wharf directly | ${ratio(times.wharfDirect, times.wharfWarm)}x | >= 0.95x |`,
     `| cold: Wharf vs Distribution proxy mode | ${ratio(times.peerCold, times.wharfCold)}x | >= 1x |`,
+    `| cold: bare Node pass-through vs straight from upstream (the ceiling of a Node proxy here) | ${ratio(times.upstream, times.passThrough)}x | |`,
+    `| cold: Wharf vs the bare Node pass-through | ${ratio(times.passThrough, times.wharfCold)}x | |`,
     `| warm: Wharf vs Distribution proxy mode | ${ratio(times.peerWarm, times.wharfWarm)}x | >= 1x |`,
     '',
     `| ${CONCURRENT} concurrent cold pulls of one ${mib(imageBytes).toFixed(0)} MiB image | upstream blob bytes / image | wall ms | failed pulls |`,
