@@ -1,4 +1,4 @@
-/** The manifest read cache's fill tickets: a fill is refused only when its own repository changed during its read. */
+/** The manifest read cache's fill tickets: a fill is refused only when an entry it would store (its tag, its manifest) changed during its read. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManifestReadCache } from '../libs/registry/manifest-read-cache.js';
@@ -21,10 +21,19 @@ describe('manifest read cache tickets', () => {
     assert.equal(cache.lookup('app', { tag: 'latest' })?.digest, D1);
   });
 
-  it('refuses a fill when its repository was invalidated during its read', () => {
+  it('stores a fill while other tags of its repository are invalidated during its read', () => {
     const cache = liveCache();
     const ticket = cache.ticket();
-    cache.invalidate('app', { tag: 'other-tag' });
+    for (let i = 0; i < 100; i++) cache.invalidate('app', { tag: `build-${i}` });
+    cache.invalidate('app', { digest: `sha256:${'2'.repeat(64)}` });
+    cache.remember(ticket, 'app', { tag: 'latest' }, manifest(D1));
+    assert.equal(cache.lookup('app', { tag: 'latest' })?.digest, D1);
+  });
+
+  it('refuses a fill when its tag was invalidated during its read', () => {
+    const cache = liveCache();
+    const ticket = cache.ticket();
+    cache.invalidate('app', { tag: 'latest' });
     cache.remember(ticket, 'app', { tag: 'latest' }, manifest(D1));
     assert.equal(cache.lookup('app', { tag: 'latest' }), undefined);
     // A fill that took its ticket after the invalidation is stored.
@@ -32,11 +41,21 @@ describe('manifest read cache tickets', () => {
     assert.equal(cache.lookup('app', { tag: 'latest' })?.digest, D1);
   });
 
-  it('refuses an old fill once the invalidation of its repository may have been forgotten, and after a clear', () => {
+  it('refuses a fill when its manifest was deleted during its read, by tag and by digest', () => {
+    const cache = liveCache();
+    const ticket = cache.ticket();
+    cache.invalidate('app', { digest: D1 });
+    cache.remember(ticket, 'app', { tag: 'latest' }, manifest(D1));
+    cache.remember(ticket, 'app', { digest: D1 }, manifest(D1));
+    assert.equal(cache.lookup('app', { tag: 'latest' }), undefined);
+    assert.equal(cache.lookup('app', { digest: D1 }), undefined);
+  });
+
+  it('refuses an old fill once the invalidation of its tag may have been forgotten, and after a clear', () => {
     const cache = liveCache();
     let ticket = cache.ticket();
     cache.invalidate('app', { tag: 'latest' });
-    // So many repositories change after it that app's change is no longer remembered by name.
+    // So many tags change after it that app's change is no longer remembered by name.
     for (let i = 0; i < 5_000; i++) cache.invalidate(`other/${i}`, { tag: 'latest' });
     cache.remember(ticket, 'app', { tag: 'latest' }, manifest(D1));
     assert.equal(cache.lookup('app', { tag: 'latest' }), undefined);

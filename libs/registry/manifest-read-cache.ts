@@ -17,8 +17,8 @@ export interface CachedManifest {
 
 type Entry = { digest: string; manifest?: undefined; bytes: number } | { manifest: CachedManifest; digest?: undefined; bytes: number };
 
-/** Repositories whose last invalidation is remembered (for fills in flight); older ones fall under the floor. */
-const MAX_TRACKED_REPOSITORIES = 4096;
+/** Entries (tags, manifests) whose last invalidation is remembered (for fills in flight); older ones fall under the floor. */
+const MAX_TRACKED_KEYS = 4096;
 
 /** What an entry costs beside its payload: the key, the Map slot, the objects. */
 const ENTRY_OVERHEAD = 256;
@@ -31,9 +31,10 @@ const ENTRY_OVERHEAD = 256;
  * tag delete, manifest delete), and every node's cache drops the entries an event names when it
  * arrives; the node that made the change drops them itself right after its commit. A fill that
  * read the database before an invalidation could put the old answer back after it: each fill
- * takes a ticket (the invalidation count) before its read and is stored only if no invalidation
- * of its repository came in between (changes elsewhere, e.g. a backlog of events draining, do not
- * keep every fill from being stored). While the event subscription is not live (not yet set up,
+ * takes a ticket (the invalidation count) before its read and is stored only if neither entry it
+ * would store (its tag, its manifest) was invalidated in between. Changes to other tags, even of
+ * the same repository (a backlog of pushes draining, a CI job tagging builds), do not keep the
+ * tags being read from being cached. While the event subscription is not live (not yet set up,
  * or the bus is disconnected and may miss events) the cache is emptied and neither answers nor
  * stores: reads go to the database.
  */
@@ -41,9 +42,9 @@ export class ManifestReadCache {
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
   private invalidations = 0;
-  /** The invalidation count at each repository's last invalidation, oldest first; bounded. */
+  /** The invalidation count at each entry key's last invalidation, oldest first; bounded. */
   private readonly changedAt = new Map<string, number>();
-  /** No fill with a ticket below this may be stored: a repository's last change may be forgotten (or all was cleared). */
+  /** No fill with a ticket below this may be stored: an entry's last change may be forgotten (or all was cleared). */
   private floor = 0;
   private trusted = false;
 
@@ -78,27 +79,22 @@ export class ManifestReadCache {
 
   /** Stores what the database answered for `ref`, unless something was invalidated since `ticket`. */
   remember(ticket: number, repository: string, ref: ManifestLookup, manifest: CachedManifest): void {
-    if (!this.live || ticket < this.floor || (this.changedAt.get(repository) ?? 0) > ticket) return;
+    if (!this.live || ticket < this.floor) return;
+    const mKey = manifestKey(repository, manifest.digest);
+    const tKey = 'tag' in ref ? tagKey(repository, ref.tag) : undefined;
+    if (this.changedSince(mKey, ticket) || (tKey !== undefined && this.changedSince(tKey, ticket))) return;
     const bytes = manifest.payload.length + ENTRY_OVERHEAD;
     // One manifest may not push out more than an eighth of the cache.
     if (bytes > this.limits.maxBytes / 8) return;
-    this.put(manifestKey(repository, manifest.digest), { manifest, bytes });
-    if ('tag' in ref) this.put(tagKey(repository, ref.tag), { digest: manifest.digest, bytes: ENTRY_OVERHEAD });
+    this.put(mKey, { manifest, bytes });
+    if (tKey !== undefined) this.put(tKey, { digest: manifest.digest, bytes: ENTRY_OVERHEAD });
   }
 
   /** Drops what may have changed: the tag, and the manifest when it was deleted. */
   invalidate(repository: string, change: { tag?: string; digest?: string }): void {
     this.invalidations++;
-    // Moved to the end: the Map stays in invalidation order, the oldest first out.
-    this.changedAt.delete(repository);
-    this.changedAt.set(repository, this.invalidations);
-    if (this.changedAt.size > MAX_TRACKED_REPOSITORIES) {
-      const [oldest, at] = this.changedAt.entries().next().value as [string, number];
-      this.changedAt.delete(oldest);
-      this.floor = at;
-    }
-    if (change.tag !== undefined) this.drop(tagKey(repository, change.tag));
-    if (change.digest !== undefined) this.drop(manifestKey(repository, change.digest));
+    if (change.tag !== undefined) this.changed(tagKey(repository, change.tag));
+    if (change.digest !== undefined) this.changed(manifestKey(repository, change.digest));
   }
 
   /** An event from the bus: what it says changed is dropped. */
@@ -123,6 +119,22 @@ export class ManifestReadCache {
 
   get size(): { entries: number; bytes: number } {
     return { entries: this.entries.size, bytes: this.bytes };
+  }
+
+  private changed(key: string): void {
+    // Moved to the end: the Map stays in invalidation order, the oldest first out.
+    this.changedAt.delete(key);
+    this.changedAt.set(key, this.invalidations);
+    if (this.changedAt.size > MAX_TRACKED_KEYS) {
+      const [oldest, at] = this.changedAt.entries().next().value as [string, number];
+      this.changedAt.delete(oldest);
+      this.floor = at;
+    }
+    this.drop(key);
+  }
+
+  private changedSince(key: string, ticket: number): boolean {
+    return (this.changedAt.get(key) ?? 0) > ticket;
   }
 
   private touch(key: string): Entry | undefined {
