@@ -5,7 +5,9 @@
 // - commit -> NATS subscriber latency at a steady rate of manifest PUTs (cluster);
 // - read-model lag: a tag PUT at a steady 100/s until it is in the manifest listing (cluster);
 // - manifest GET by tag with pull events on against off (A/B interleaved).
-// Usage: npm run bench:events [-- --backlog N] [--rate N] [--seconds N] [--port-base P] [--only embedded|cluster]
+// Usage: npm run bench:events [-- --backlog N] [--backlog-tags read|others] [--rate N] [--seconds N] [--port-base P] [--only embedded|cluster]
+// --backlog-tags: the backlog's pushes name the tag the GETs read (default, the worst case for the
+// manifest cache: every event drops the entry being read) or other tags of the same repository.
 // Cluster needs PostgreSQL (WHARF_BENCH_DATABASE_URL) and NATS (WHARF_BENCH_NATS_URL).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +31,8 @@ function arg(name: string, fallback: string): string {
   return i === -1 ? fallback : process.argv[i + 1]!;
 }
 const BACKLOG = Number(arg('backlog', '100000'));
+const BACKLOG_TAGS = arg('backlog-tags', 'read');
+if (BACKLOG_TAGS !== 'read' && BACKLOG_TAGS !== 'others') throw new Error('--backlog-tags is read or others');
 const RATE = Number(arg('rate', '500'));
 const SECONDS = Number(arg('seconds', '10'));
 const PORT_BASE = Number(arg('port-base', '22000'));
@@ -55,7 +59,8 @@ async function getLoad(url: string, seconds: number): Promise<{ rps: number; p99
 }
 
 /** Inserts `n` committed manifest-push events in one statement: what a burst or an outage leaves. */
-async function insertBacklog(url: string, n: number, repository: string, tag: string): Promise<void> {
+/** `tag` undefined: each event names a tag of its own (build-1, build-2, ...). */
+async function insertBacklog(url: string, n: number, repository: string, tag: string | undefined): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
@@ -64,11 +69,11 @@ async function insertBacklog(url: string, n: number, repository: string, tag: st
        select id, 'wharf.events.manifest.push', jsonb_build_object(
          'id', id, 'timestamp', to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'action', 'push',
          'target', jsonb_build_object('mediaType', 'application/vnd.oci.image.manifest.v1+json', 'size', 500, 'length', 500,
-           'digest', 'sha256:' || encode(sha256(id::text::bytea), 'hex'), 'repository', $2::text, 'tag', $3::text,
+           'digest', 'sha256:' || encode(sha256(id::text::bytea), 'hex'), 'repository', $2::text, 'tag', coalesce($3::text, 'build-' || n),
            'url', 'http://127.0.0.1/v2/' || $2::text || '/manifests/x'),
          'request', jsonb_build_object('id', 'bench', 'addr', '', 'host', '', 'method', 'PUT', 'useragent', 'bench'),
          'actor', '{}'::jsonb, 'source', jsonb_build_object('addr', '', 'instanceID', 'bench'))
-       from (select gen_random_uuid() as id from generate_series(1, $1::int)) g`,
+       from (select gen_random_uuid() as id, n from generate_series(1, $1::int) n) g`,
       [n, repository, tag],
     );
   } finally {
@@ -88,7 +93,7 @@ async function backlogOf(url: string): Promise<number> {
 
 /** Inserts the backlog, then loads manifest GET in 3 s rounds until it is drained; the drain time and each round's p99. */
 async function drainUnderLoad(dbUrl: string, getUrl: string): Promise<{ seconds: number; p99s: number[]; rps: number[] }> {
-  await insertBacklog(dbUrl, BACKLOG, 'bench/app', 'latest');
+  await insertBacklog(dbUrl, BACKLOG, 'bench/app', BACKLOG_TAGS === 'read' ? 'latest' : undefined);
   const t0 = Date.now();
   let drainedAt: number | undefined;
   const watcher = (async () => {
@@ -308,6 +313,8 @@ async function cluster(data: Dataset): Promise<void> {
 }
 
 const data = makeDataset();
-out(`# Event pipeline (${new Date().toISOString()}, backlog ${BACKLOG}, steady ${RATE}/s for ${SECONDS} s)`);
+out(
+  `# Event pipeline (${new Date().toISOString()}, backlog ${BACKLOG} naming ${BACKLOG_TAGS === 'read' ? 'the tag read' : 'other tags of the repository read'}, steady ${RATE}/s for ${SECONDS} s)`,
+);
 if (ONLY !== 'cluster') await embedded(data);
 if (ONLY !== 'embedded') await cluster(data);
