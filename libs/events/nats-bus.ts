@@ -242,6 +242,17 @@ export class NatsBus implements EventBus {
     this.durables.add(options.durable);
     const messages = await consumer.consume({ max_messages: options.batch ?? 10 });
     let stopping = false;
+    // Acks of one event-loop turn go out together: the client writes to its socket once per
+    // turn it has something to send, and a write per message was most of a worker's CPU while a
+    // backlog drained. A lost ack only means a redelivery, which consumers tolerate; not
+    // ackAck(), which made every message a request of its own.
+    const acks: JsMsg[] = [];
+    const sendAcks = () => {
+      for (const m of acks.splice(0)) m.ack();
+    };
+    const ack = (m: JsMsg) => {
+      if (acks.push(m) === 1) setImmediate(sendAcks);
+    };
 
     const handle = async (m: JsMsg): Promise<void> => {
       const deliveryCount = m.info.deliveryCount; // 1 on the first delivery
@@ -267,8 +278,7 @@ export class NatsBus implements EventBus {
         m.nak(backoffMs[Math.min(deliveryCount, backoffMs.length) - 1]);
         return;
       }
-      // A lost ack only means a redelivery, which consumers tolerate.
-      await m.ackAck().catch(() => m.ack());
+      ack(m);
     };
 
     const concurrency = Math.max(1, options.concurrency ?? 1);
@@ -296,8 +306,7 @@ export class NatsBus implements EventBus {
       if (fresh.length > 1) {
         try {
           await options.handleBatch!(fresh.map(({ subject, event }) => ({ subject, event })));
-          // A lost ack only means a redelivery, which consumers tolerate.
-          for (const { m } of fresh) m.ack();
+          for (const { m } of fresh) ack(m);
         } catch (err) {
           this.onError(err);
           alone.push(...fresh.map((f) => f.m));
@@ -354,6 +363,7 @@ export class NatsBus implements EventBus {
       this.durables.delete(options.durable);
       messages.stop(); // no new pulls; the buffered messages are still iterated, then the loop ends
       await loop;
+      sendAcks();
     };
     this.stoppers.add(stop);
     return stop;
