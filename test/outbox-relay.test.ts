@@ -135,14 +135,16 @@ describe('outbox relay batches', () => {
     assert.deepEqual(await unpublishedIds(), []);
   });
 
-  it('while requests are in progress, one batch at a time, and the whole backlog still drains', async () => {
+  it('while requests are in progress, one short batch at a time, and the whole backlog still drains', async () => {
     const events = await writeEvents(60, 'busy');
     const { bus, attempts } = recordingBus();
     const source = outbox.outboxSource(wharf.database.db);
     let claiming = 0;
     let most = 0;
+    let largest = 0;
     const counting: typeof source = {
       async withClaimed(limit, fn) {
+        largest = Math.max(largest, limit);
         most = Math.max(most, ++claiming);
         try {
           return await source.withClaimed(limit, fn);
@@ -153,8 +155,9 @@ describe('outbox relay batches', () => {
     };
     const activity = new Activity();
     activity.enter();
-    assert.equal(await new OutboxRelay(counting, bus, { batchSize: 10, passes: 3, activity }).drain(), 60);
+    assert.equal(await new OutboxRelay(counting, bus, { batchSize: 10, busyBatchSize: 4, passes: 3, activity }).drain(), 60);
     assert.equal(most, 1, 'one batch in flight while busy');
+    assert.equal(largest, 4, 'batches of busyBatchSize while busy');
     for (const e of events) assert.equal(attempts.get(e.id), 1);
     assert.deepEqual(await unpublishedIds(), []);
     activity.leave();

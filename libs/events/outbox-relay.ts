@@ -39,10 +39,16 @@ export interface OutboxRelayOptions {
   pollIntervalMs?: number;
   /**
    * The requests this process serves (an API node's). While any is in progress the relay runs
-   * one batch at a time and, after each, waits as long as the batch took: a backlog drains at
-   * about half speed instead of taking the CPU the requests need.
+   * one batch at a time, of at most `busyBatchSize` rows, and after each waits as long as the
+   * batch took: a backlog drains at about half speed instead of taking the CPU the requests need.
    */
   activity?: Activity;
+  /**
+   * Rows claimed per pass while requests are in progress (default 64): a pass holds this
+   * process's event loop while it parses the rows and issues their publishes, and every request
+   * waiting meanwhile waits that long.
+   */
+  busyBatchSize?: number;
   onError?: (err: unknown) => void;
   /** A row the bus refused for good, now set aside (count it, log it). */
   onDeadLetter?: (message: PendingMessage, err: unknown) => void;
@@ -62,6 +68,7 @@ export class PartialPublishError extends Error {
  */
 export class OutboxRelay {
   private readonly batchSize: number;
+  private readonly busyBatchSize: number;
   private readonly maxInFlight: number;
   private readonly passes: number;
   private readonly pollIntervalMs: number;
@@ -78,6 +85,7 @@ export class OutboxRelay {
     options: OutboxRelayOptions = {},
   ) {
     this.batchSize = options.batchSize ?? 1000;
+    this.busyBatchSize = Math.max(1, Math.min(this.batchSize, options.busyBatchSize ?? 64));
     this.maxInFlight = Math.max(1, options.maxInFlight ?? bus.maxPublishesInFlight ?? this.batchSize);
     this.passes = Math.max(1, options.passes ?? 2);
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
@@ -116,10 +124,12 @@ export class OutboxRelay {
   private async drainOne(loop: number): Promise<number> {
     let total = 0;
     for (;;) {
-      if (loop > 0 && this.activity?.busy) return total;
+      const busy = this.activity?.busy ?? false;
+      if (loop > 0 && busy) return total;
+      const limit = busy ? this.busyBatchSize : this.batchSize;
       const started = performance.now();
       let failure: unknown;
-      const pass = await this.source.withClaimed(this.batchSize, async (messages) => {
+      const pass = await this.source.withClaimed(limit, async (messages) => {
         const outcome = await this.publishBatch(messages);
         failure = outcome.failure;
         return outcome;
@@ -128,7 +138,7 @@ export class OutboxRelay {
       if (failure !== undefined) {
         throw new PartialPublishError(`${pass.claimed - pass.published - pass.deadLettered} of ${pass.claimed} outbox events not published; retrying`, { cause: failure });
       }
-      if (pass.claimed < this.batchSize) return total;
+      if (pass.claimed < limit) return total;
       await giveWay(this.activity, performance.now() - started);
     }
   }
@@ -153,7 +163,9 @@ export class OutboxRelay {
         )
         .finally(() => inFlight.delete(p));
       inFlight.add(p);
-      if (inFlight.size >= this.maxInFlight) await Promise.race(inFlight);
+      // Full: wait for half to be acknowledged, then issue the next ones together. Topping up one
+      // at a time made each publish a socket write of its own (the client flushes once per turn).
+      if (inFlight.size >= this.maxInFlight) while (inFlight.size > this.maxInFlight / 2) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
     return { published, deadLettered, failure };
