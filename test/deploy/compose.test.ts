@@ -353,6 +353,10 @@ describe('docker-compose.yml on podman', { skip: missing.length ? `missing: ${mi
     await compose('down');
     await compose('up', '-d');
     await waitServing();
+    // Once seen: a replica answered a tag list with 503 UNAVAILABLE right after the balancer first
+    // answered (a dependency not yet reachable from it). Wait until the registry serves reads
+    // through the balancer, then check every tag.
+    await eventually(() => tagsOf(pushed[0]!.repo), WAIT_MS, 1000);
     for (const p of pushed) {
       assert.ok((await tagsOf(p.repo)).includes(p.tag), `${p.repo}:${p.tag} after down/up`);
       const res = await fetch(`${BASE}/v2/${p.repo}/manifests/${p.tag}`, {
