@@ -21,6 +21,7 @@ import {
 } from 'nats';
 import { EventRejectedError, type ConsumerLag, type DurableConsumerOptions, type EventBus, type EventHandler, type StopConsumer } from './bus.js';
 import type { RegistryEvent } from './event.js';
+import { JetStreamPublisher } from './jetstream-publisher.js';
 
 /** The fixed prefix of the public subjects in event.ts; NatsBus maps it onto its configured prefix. */
 const PUBLIC_PREFIX = 'wharf.events';
@@ -66,7 +67,7 @@ export class NatsBus implements EventBus {
   private connected = true;
   private closing = false;
   private readonly js: JetStreamClient;
-  private readonly publishTimeoutMs: number;
+  private readonly publisher: JetStreamPublisher;
   private readonly onError: (err: unknown) => void;
   private readonly stoppers = new Set<() => Promise<void>>();
   private readonly durables = new Set<string>();
@@ -80,9 +81,9 @@ export class NatsBus implements EventBus {
   ) {
     this.stream = options.stream;
     this.subjectPrefix = options.subjectPrefix;
-    this.publishTimeoutMs = options.publishTimeoutMs;
     this.onError = options.onError ?? (() => {});
     this.js = nc.jetstream({ timeout: options.publishTimeoutMs });
+    this.publisher = new JetStreamPublisher(nc, options.publishTimeoutMs);
     this.statusLoop = this.watchStatus();
   }
 
@@ -120,7 +121,7 @@ export class NatsBus implements EventBus {
     if (!this.connected) throw new Error('NATS is not connected');
     const { natsSubject, data } = this.encodeForPublish(subject, event);
     try {
-      await this.js.publish(natsSubject, data, { msgID: event.id, timeout: this.publishTimeoutMs });
+      await this.publisher.publish(natsSubject, data, event.id);
     } catch (err) {
       if (err instanceof NatsError && err.code === ErrorCode.MaxPayloadExceeded) throw new EventRejectedError(err.message, { cause: err });
       throw err;
@@ -450,6 +451,7 @@ export class NatsBus implements EventBus {
         await this.nc.close().catch(() => {});
       }
     }
+    this.publisher.close();
     await this.statusLoop;
   }
 
