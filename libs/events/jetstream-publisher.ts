@@ -62,7 +62,7 @@ export class JetStreamPublisher {
     }
     let ack: { stream?: string; error?: { code?: number; description?: string } };
     try {
-      ack = JSON.parse(new TextDecoder().decode(msg.data));
+      ack = msg.json();
     } catch {
       w.reject(new Error('JetStream answered the publish with something that is not a PubAck'));
       return;
@@ -78,7 +78,7 @@ export class JetStreamPublisher {
     for (const [token, w] of this.waiting) {
       if (now - w.sentAt < this.timeoutMs) return;
       this.waiting.delete(token);
-      w.reject(Object.assign(new Error(`JetStream did not acknowledge within ${this.timeoutMs} ms`), { code: 'TIMEOUT' }));
+      w.reject(new Error(`JetStream did not acknowledge within ${this.timeoutMs} ms`));
     }
   }
 }

@@ -95,10 +95,8 @@ export class BlobCache {
       const linked = await this.linkStored(proxied.upstream, proxied.remoteName, repository, first.stored, false, context);
       if (linked) return { handle: linked };
     } else if (first.claimed) {
-      const stored = await proxyCache.storedSinceClaim(this.deps.db, digest, owner);
-      if (!stored) return { handle: await this.lead(proxied.upstream, proxied.remoteName, repository, digest, owner, key, context) };
-      const linked = await this.linkStored(proxied.upstream, proxied.remoteName, repository, stored, true, context);
-      if (linked) return { handle: linked };
+      const handle = await this.leadUnlessStored(proxied.upstream, proxied.remoteName, repository, digest, owner, key, context);
+      if (handle) return { handle };
     }
     return { handle: await this.find(proxied, repository, digest, false, context, true) };
   }
@@ -157,10 +155,8 @@ export class BlobCache {
         continue;
       }
       if (claim.claimed) {
-        const stored = await proxyCache.storedSinceClaim(this.deps.db, digest, owner);
-        if (!stored) return this.lead(upstream, remoteName, repository, digest, owner, key, context);
-        const linked = await this.linkStored(upstream, remoteName, repository, stored, true, context);
-        if (linked) return linked;
+        const handle = await this.leadUnlessStored(upstream, remoteName, repository, digest, owner, key, context);
+        if (handle) return handle;
         continue;
       }
       waited = true;
@@ -244,6 +240,25 @@ export class BlobCache {
         throw new Error('a HEAD handle has no body');
       },
     };
+  }
+
+  /**
+   * A claim just won: it leads the fill, unless the claim waited on a fill that committed
+   * meanwhile (storedSinceClaim), when the stored blob is linked instead. Undefined when that
+   * blob was collected before it could be linked (look again).
+   */
+  private async leadUnlessStored(
+    upstream: Upstream,
+    remoteName: string,
+    repository: string,
+    digest: string,
+    owner: string,
+    key: string,
+    context: RequestContext,
+  ): Promise<BlobHandle | undefined> {
+    const stored = await proxyCache.storedSinceClaim(this.deps.db, digest, owner);
+    if (!stored) return this.lead(upstream, remoteName, repository, digest, owner, key, context);
+    return this.linkStored(upstream, remoteName, repository, stored, true, context);
   }
 
   /** This request holds the fill: the upstream GET and the store's new object start together, then the bytes stream to the client and the store. */
