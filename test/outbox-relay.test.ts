@@ -4,7 +4,9 @@
  * bus refuses for good, and two relays at once do; and the in-process bus's batch hand-over.
  */
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import {
   EventRejectedError,
   MAX_EVENT_BYTES,
@@ -15,6 +17,7 @@ import {
   buildEvent,
   type EventBus,
   type RegistryEvent,
+  type RelayPace,
 } from '../libs/events/index.js';
 import { Activity } from '../libs/async/activity.js';
 import { outbox } from '../libs/metadata/index.js';
@@ -227,6 +230,130 @@ describe('outbox relay batches', () => {
     await bus.publish('wharf.events.manifest.push', e);
     assert.deepEqual(seen, [e.id]);
     await bus.close();
+  });
+});
+
+describe("the relays' pace while an API node serves requests (events.busyrate)", () => {
+  const setPace = (busyUntil: string, nextAt: string) =>
+    sql`update outbox_pace set busy_until = ${busyUntil}::timestamptz, next_at = ${nextAt}::timestamptz`.execute(wharf.database.db);
+  const paceRow = async () =>
+    (await sql<{ busy: boolean; booked: boolean }>`select busy_until > clock_timestamp() as busy, next_at > '-infinity' as booked from outbox_pace`.execute(wharf.database.db))
+      .rows[0]!;
+
+  it('no node busy: nothing is booked and nothing waits', async () => {
+    await setPace('-infinity', '-infinity');
+    assert.equal(await outbox.outboxPace(wharf.database.db, 1, 250).charge(100), undefined);
+    assert.equal((await paceRow()).booked, false);
+  });
+
+  it('a node busy: a burst goes at once, then every booking adds events / rate to the wait', async () => {
+    await setPace('-infinity', '-infinity');
+    await outbox.markRelaysBusy(wharf.database.db, 600_000);
+    try {
+      assert.equal((await paceRow()).busy, true);
+      // 1 event a second: each booking of 10 is 10 s of the pace; the first goes at once.
+      const pace = outbox.outboxPace(wharf.database.db, 1, 250);
+      assert.equal(await pace.charge(10), 0);
+      const second = (await pace.charge(10))!;
+      const third = (await pace.charge(10))!;
+      assert.ok(second > 0 && second <= 9_750, `second booking waits for the first's 10 s less the burst: ${second} ms`);
+      assert.ok(third > second + 5_000, `third waits for both: ${third} ms against ${second}`);
+    } finally {
+      await setPace('-infinity', '-infinity');
+    }
+  });
+
+  /** A pace that answers `wait` (undefined: no node busy) and records the bookings. */
+  const recordingPace = (wait: number | undefined) => {
+    const charged: number[] = [];
+    const pace: RelayPace = {
+      async charge(events) {
+        charged.push(events);
+        return wait;
+      },
+    };
+    return { pace, charged };
+  };
+
+  it('paced: one short batch at a time, every row published booked, and the backlog drains', async () => {
+    const events = await writeEvents(30, 'paced');
+    const { bus, attempts } = recordingBus();
+    const source = outbox.outboxSource(wharf.database.db);
+    const limits: number[] = [];
+    let claiming = 0;
+    let most = 0;
+    const counting: typeof source = {
+      async withClaimed(limit, fn) {
+        limits.push(limit);
+        most = Math.max(most, ++claiming);
+        try {
+          return await source.withClaimed(limit, fn);
+        } finally {
+          claiming--;
+        }
+      },
+    };
+    const { pace, charged } = recordingPace(0);
+    assert.equal(await new OutboxRelay(counting, bus, { batchSize: 10, busyBatchSize: 4, passes: 3, pace }).drain(), 30);
+    assert.equal(most, 1, 'one batch in flight while paced');
+    assert.ok(
+      limits.every((l) => l === 4),
+      `batches of busyBatchSize: ${limits}`,
+    );
+    assert.equal(
+      charged.reduce((a, b) => a + b, 0),
+      30,
+    );
+    for (const e of events) assert.equal(attempts.get(e.id), 1);
+  });
+
+  it('no node busy: a backlog starts with one short batch, then full ones', async () => {
+    await writeEvents(33, 'unpaced');
+    const source = outbox.outboxSource(wharf.database.db);
+    const limits: number[] = [];
+    const counting: typeof source = {
+      withClaimed(limit, fn) {
+        limits.push(limit);
+        return source.withClaimed(limit, fn);
+      },
+    };
+    const { pace } = recordingPace(undefined);
+    assert.equal(await new OutboxRelay(counting, recordingBus().bus, { batchSize: 10, busyBatchSize: 4, passes: 1, pace }).drain(), 33);
+    assert.deepEqual(limits, [4, 10, 10, 10]);
+  });
+
+  it('stop() ends a wait for the pace, and the flush at shutdown is not paced', async () => {
+    await writeEvents(40, 'stop');
+    const { pace, charged } = recordingPace(3_600_000);
+    const relay = new OutboxRelay(outbox.outboxSource(wharf.database.db), recordingBus().bus, { batchSize: 10, busyBatchSize: 4, pace });
+    relay.start();
+    await eventually(() => assert.ok(charged.length > 0));
+    // The pace asked for an hour (10 s at most): stop() ends the wait, and the pass under way
+    // publishes the rest unbooked, as the flush at shutdown does.
+    await relay.stop();
+    assert.deepEqual(charged, [4], 'one short pass booked, none while stopping');
+    assert.deepEqual(await unpublishedIds(), []);
+    assert.equal(await relay.drain(), 0);
+  });
+
+  it('a request in progress marks the cluster busy; health probes and scrapes do not', { timeout: 60_000 }, async () => {
+    await setPace('-infinity', '-infinity');
+    // Probes for more than two marking periods (1 s each): none may mark.
+    const until = Date.now() + 2_500;
+    while (Date.now() < until) for (const path of ['/healthz', '/readyz', '/metrics']) await (await fetch(new URL(path, wharf.url))).arrayBuffer();
+    assert.equal((await paceRow()).busy, false, 'probes marked the cluster busy');
+    const post = await fetch(`${wharf.base}/v2/pace/busy/blobs/uploads/`, { method: 'POST' });
+    assert.equal(post.status, 202);
+    // An upload body that stays open: a request in progress until destroyed.
+    const patch = request(new URL(post.headers.get('location')!, wharf.base), { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' } });
+    patch.on('error', () => {});
+    patch.write('x');
+    try {
+      await eventually(async () => assert.equal((await paceRow()).busy, true), 10_000);
+    } finally {
+      patch.destroy();
+      await setPace('-infinity', '-infinity');
+    }
   });
 });
 

@@ -6,9 +6,11 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
  */
 export class Activity {
   private inFlight = 0;
+  private enteredSinceLook = false;
 
   enter(): void {
     this.inFlight++;
+    this.enteredSinceLook = true;
   }
 
   leave(): void {
@@ -17,6 +19,13 @@ export class Activity {
 
   get busy(): boolean {
     return this.inFlight > 0;
+  }
+
+  /** Whether a request was in progress at any time since the last call (or ever, on the first). */
+  busySinceLastLook(): boolean {
+    const was = this.enteredSinceLook || this.inFlight > 0;
+    this.enteredSinceLook = false;
+    return was;
   }
 }
 

@@ -176,6 +176,13 @@ export const KEYS = {
     min: 0,
     doc: 'seconds a published outbox row is kept before it is pruned',
   },
+  'events.busyrate': {
+    type: 'integer',
+    default: 1000,
+    env: 'WHARF_EVENTS_BUSYRATE',
+    min: 0,
+    doc: 'outbox events a second the relays of the whole cluster publish at most while any API node serves requests: a backlog drains at this pace instead of taking the CPU reads need; 0: no limit',
+  },
   'events.instanceid': { type: 'string', default: '', env: 'WHARF_EVENTS_INSTANCEID', doc: 'source.instanceID in events; empty: a random id per process' },
   'worker.roles': {
     type: 'strings',

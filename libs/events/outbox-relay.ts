@@ -24,6 +24,18 @@ export interface OutboxSource {
   withClaimed(limit: number, fn: (messages: PendingMessage[]) => Promise<BatchOutcome>): Promise<{ claimed: number; published: number; deadLettered: number }>;
 }
 
+/** A pace shared by the relays of a cluster (PostgreSQL's outbox_pace in Wharf). */
+export interface RelayPace {
+  /** Books `events` just published; resolves with the wait before the next pass, or undefined when no pace applies now. */
+  charge(events: number): Promise<number | undefined>;
+}
+
+/** The longest a relay waits for the pace before a pass, whatever the pace says (a clock jump, many relays). */
+const MAX_PACE_WAIT_MS = 10_000;
+
+/** How long the pace's "no node busy" is believed (API nodes mark busy every second). */
+const IDLE_KNOWN_MS = 1_000;
+
 export interface OutboxRelayOptions {
   /** Rows claimed (and marked) per pass. */
   batchSize?: number;
@@ -49,6 +61,12 @@ export interface OutboxRelayOptions {
    * waiting meanwhile waits that long.
    */
   busyBatchSize?: number;
+  /**
+   * The cluster's pace while any API node serves requests (events.busyrate): after each pass the
+   * relay books what it published and waits as long as the pace says, and runs one short batch at a
+   * time as if its own node were busy. Not while stopping: the flush at shutdown goes at full speed.
+   */
+  pace?: RelayPace;
   onError?: (err: unknown) => void;
   /** A row the bus refused for good, now set aside (count it, log it). */
   onDeadLetter?: (message: PendingMessage, err: unknown) => void;
@@ -73,6 +91,13 @@ export class OutboxRelay {
   private readonly passes: number;
   private readonly pollIntervalMs: number;
   private readonly activity: Activity | undefined;
+  private readonly pace: RelayPace | undefined;
+  /** What the pace said last: some API node is busy. */
+  private paced = false;
+  /** Until when (performance.now()) the pace's last "no node busy" holds; past it the state is unknown, taken as busy for the batch size. */
+  private idleKnownUntil = 0;
+  private stopping = false;
+  private readonly paceSleep = new WakeableSleep();
   private readonly onError: (err: unknown) => void;
   private readonly onDeadLetter: (message: PendingMessage, err: unknown) => void;
   private running = false;
@@ -90,6 +115,7 @@ export class OutboxRelay {
     this.passes = Math.max(1, options.passes ?? 2);
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.activity = options.activity;
+    this.pace = options.pace;
     this.onError = options.onError ?? (() => {});
     this.onDeadLetter = options.onDeadLetter ?? (() => {});
   }
@@ -97,6 +123,7 @@ export class OutboxRelay {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.stopping = false;
     this.loop = this.run();
   }
 
@@ -111,35 +138,67 @@ export class OutboxRelay {
    * out is marked, the rest waits for the next call.
    */
   async drain(): Promise<number> {
+    // While the pace's state is unknown, one short pass learns it before the other loops start: a
+    // long batch first, or several, would hold the event loop of every node while reads are served.
+    let first = 0;
+    if (this.pace !== undefined && !this.stopping && !this.paced && performance.now() > this.idleKnownUntil) {
+      const pass = await this.pass(this.busyBatchSize);
+      first = pass.published;
+      if (!pass.full) return first;
+    }
     const counts = await Promise.allSettled(Array.from({ length: this.passes }, (_, loop) => this.drainOne(loop)));
     const failed = counts.find((c): c is PromiseRejectedResult => c.status === 'rejected');
     if (failed) throw failed.reason;
-    return counts.reduce((sum, c) => sum + (c.status === 'fulfilled' ? c.value : 0), 0);
+    return counts.reduce((sum, c) => sum + (c.status === 'fulfilled' ? c.value : 0), first);
   }
 
   /**
-   * One loop of claim, publish, mark; the loops of drain() take different rows (SKIP LOCKED).
-   * Loop 0 goes on until the outbox is empty; the others stop while requests are in progress.
+   * One loop of passes; the loops of drain() take different rows (SKIP LOCKED). Loop 0 goes on
+   * until the outbox is empty; the others stop while requests are in progress (here, or on any
+   * node when paced).
    */
   private async drainOne(loop: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const busy = this.activity?.busy ?? false;
+      const busy = (this.activity?.busy ?? false) || (this.paced && !this.stopping);
       if (loop > 0 && busy) return total;
-      const limit = busy ? this.busyBatchSize : this.batchSize;
-      const started = performance.now();
-      let failure: unknown;
-      const pass = await this.source.withClaimed(limit, async (messages) => {
-        const outcome = await this.publishBatch(messages);
-        failure = outcome.failure;
-        return outcome;
-      });
+      const pass = await this.pass(busy ? this.busyBatchSize : this.batchSize);
       total += pass.published;
-      if (failure !== undefined) {
-        throw new PartialPublishError(`${pass.claimed - pass.published - pass.deadLettered} of ${pass.claimed} outbox events not published; retrying`, { cause: failure });
-      }
-      if (pass.claimed < limit) return total;
-      await giveWay(this.activity, performance.now() - started);
+      if (!pass.full) return total;
+    }
+  }
+
+  /** Claim, publish, mark; then book the rows with the pace and wait as it and the requests here ask. `full`: the claim got `limit` rows, so more may wait. */
+  private async pass(limit: number): Promise<{ published: number; full: boolean }> {
+    const started = performance.now();
+    let failure: unknown;
+    const pass = await this.source.withClaimed(limit, async (messages) => {
+      const outcome = await this.publishBatch(messages);
+      failure = outcome.failure;
+      return outcome;
+    });
+    if (failure !== undefined) {
+      throw new PartialPublishError(`${pass.claimed - pass.published - pass.deadLettered} of ${pass.claimed} outbox events not published; retrying`, { cause: failure });
+    }
+    const worked = performance.now() - started;
+    const wait = await this.chargePace(pass.claimed);
+    if (pass.claimed < limit) return { published: pass.published, full: false };
+    if (wait > 0) await this.paceSleep.sleep(Math.min(wait, MAX_PACE_WAIT_MS));
+    await giveWay(this.activity, worked);
+    return { published: pass.published, full: true };
+  }
+
+  /** Books a pass's rows with the pace; the wait it asks for (0 without a pace, or when it fails: the pass itself reports a database down). */
+  private async chargePace(events: number): Promise<number> {
+    if (this.pace === undefined || events === 0 || this.stopping) return 0;
+    try {
+      const wait = await this.pace.charge(events);
+      this.paced = wait !== undefined;
+      if (!this.paced) this.idleKnownUntil = performance.now() + IDLE_KNOWN_MS;
+      return wait ?? 0;
+    } catch (err) {
+      this.onError(err);
+      return 0;
     }
   }
 
@@ -173,7 +232,9 @@ export class OutboxRelay {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping = true;
     this.sleeper.wake();
+    this.paceSleep.wake();
     await this.loop;
   }
 

@@ -82,6 +82,31 @@ export async function outboxStats(db: Executor): Promise<{ backlog: number; olde
   return { backlog: Number(row.count), oldestAgeSeconds: row.age === null ? 0 : Math.max(0, Number(row.age)) };
 }
 
+/** Keeps the relays of the cluster paced (events.busyrate) for `forMs` from now: an API node serving requests calls it every second. */
+export async function markRelaysBusy(db: Executor, forMs: number): Promise<void> {
+  await sql`update outbox_pace set busy_until = greatest(busy_until, clock_timestamp() + make_interval(secs => ${forMs / 1000}::float8))`.execute(db);
+}
+
+/**
+ * The pace the relays of a cluster share while an API node is busy: `rate` events a second, with
+ * `burstMs` of slack. charge() books what a relay just published and resolves with how long it
+ * should wait before its next pass (0: go on), or undefined when no node is busy (no pace: the
+ * booking is skipped too). One UPDATE of one row per relay pass.
+ */
+export function outboxPace(db: Executor, rate: number, burstMs: number) {
+  return {
+    async charge(events: number): Promise<number | undefined> {
+      const seconds = events / rate;
+      const { rows } = await sql<{ wait_ms: string }>`
+        update outbox_pace set next_at = greatest(next_at, clock_timestamp()) + make_interval(secs => ${seconds}::float8)
+        where busy_until > clock_timestamp()
+        returning extract(epoch from next_at - clock_timestamp()) * 1000 - ${seconds * 1000 + burstMs}::float8 as wait_ms`.execute(db);
+      const row = rows[0];
+      return row === undefined ? undefined : Math.max(0, Number(row.wait_ms));
+    },
+  };
+}
+
 /** What the relay did with a claimed batch: by event id, the rows the bus took and the rows it refused for good. */
 export interface BatchOutcome {
   published: string[];

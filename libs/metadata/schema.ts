@@ -110,6 +110,12 @@ export interface GcStorageDeletionsTable {
   created_at: Timestamp;
 }
 
+export interface OutboxPaceTable {
+  singleton: Generated<boolean>;
+  busy_until: Generated<Timestamp>;
+  next_at: Generated<Timestamp>;
+}
+
 export interface Schema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -120,6 +126,7 @@ export interface Schema {
   tag_history: TagHistoryTable;
   uploads: UploadsTable;
   outbox: OutboxTable;
+  outbox_pace: OutboxPaceTable;
   gc_blob_reviews: GcBlobReviewsTable;
   gc_manifest_reviews: GcManifestReviewsTable;
   gc_storage_deletions: GcStorageDeletionsTable;

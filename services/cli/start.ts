@@ -31,21 +31,42 @@ export interface RunningRelay {
   close(): Promise<void>;
 }
 
+/** Slack of the relays' pace (a short burst goes at once) and how often a busy API node says so. */
+const PACE_BURST_MS = 250;
+const BUSY_MARK_MS = 1_000;
+
+/** Health probes and scrapes do not make a node busy: a Kubernetes probe would pace the relays for good. */
+const NOT_REQUESTS = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** Publishes committed outbox rows and prunes old published ones. Runs on every API node and worker. */
-/** `activity`: the requests of the API node the relay runs in, which it gives way to (none in `wharf worker`). */
+/**
+ * `activity`: the requests of the API node the relay runs in, which it gives way to (none in
+ * `wharf worker`); while there are any, the node also marks the cluster busy every second, which
+ * paces every relay to events.busyrate.
+ */
 export function startRelay(config: Config, parts: Parts, logger: Logger, activity?: Activity): RunningRelay {
   const deadLettered = counter({
     name: 'wharf_outbox_dead_lettered_total',
     help: 'Outbox events the bus refused for good (e.g. over NATS max_payload), set aside so the rest flow',
   });
-  const relay = new OutboxRelay(outbox.outboxSource(parts.database.db), parts.bus, {
+  const db = parts.database.db;
+  const rate = config['events.busyrate'];
+  const relay = new OutboxRelay(outbox.outboxSource(db), parts.bus, {
     ...(activity ? { activity } : {}),
+    ...(rate > 0 ? { pace: outbox.outboxPace(db, rate, PACE_BURST_MS) } : {}),
     onError: (err) => logger.warn({ err }, 'outbox relay pass failed; will retry'),
     onDeadLetter: (message, err) => {
       deadLettered.inc();
       logger.error({ err, eventId: message.eventId, subject: message.subject }, 'outbox event refused by the bus; set aside (outbox.dead_lettered_at), the events after it go on');
     },
   });
+  const busyMarks =
+    activity && rate > 0
+      ? setInterval(() => {
+          if (activity.busySinceLastLook()) outbox.markRelaysBusy(db, 2 * BUSY_MARK_MS).catch((err) => logger.debug({ err }, 'cluster not marked busy for the relays'));
+        }, BUSY_MARK_MS)
+      : undefined;
+  busyMarks?.unref();
   relay.start();
   const prune = setInterval(() => {
     outbox.prunePublished(parts.database.db, config['events.outboxretention']).catch((err) => logger.warn({ err }, 'outbox prune failed'));
@@ -55,6 +76,7 @@ export function startRelay(config: Config, parts: Parts, logger: Logger, activit
     relay,
     async close() {
       clearInterval(prune);
+      clearInterval(busyMarks);
       await relay.stop();
       await relay.drain().catch((err) => logger.warn({ err }, 'outbox not drained at shutdown; another node will publish it'));
     },
@@ -119,7 +141,8 @@ export async function startApi(config: Config, parts: Parts, relay: OutboxRelay,
   const app = buildApi(options);
   if (activity) {
     // At the socket level, so every request counts, whatever route or hook ends it.
-    app.server.on('request', (_req, res) => {
+    app.server.on('request', (req, res) => {
+      if (NOT_REQUESTS.has(req.url ?? '')) return;
       activity.enter();
       res.once('close', () => activity.leave());
     });
