@@ -60,10 +60,19 @@ export function startRelay(config: Config, parts: Parts, logger: Logger, activit
       logger.error({ err, eventId: message.eventId, subject: message.subject }, 'outbox event refused by the bus; set aside (outbox.dead_lettered_at), the events after it go on');
     },
   });
+  // One mark at a time: a stalled PostgreSQL must not collect one waiting statement a second.
+  let marking = false;
   const busyMarks =
     activity && rate > 0
       ? setInterval(() => {
-          if (activity.busySinceLastLook()) outbox.markRelaysBusy(db, 2 * BUSY_MARK_MS).catch((err) => logger.debug({ err }, 'cluster not marked busy for the relays'));
+          if (marking || !activity.busySinceLastLook()) return;
+          marking = true;
+          outbox
+            .markRelaysBusy(db, 2 * BUSY_MARK_MS)
+            .catch((err) => logger.debug({ err }, 'cluster not marked busy for the relays'))
+            .finally(() => {
+              marking = false;
+            });
         }, BUSY_MARK_MS)
       : undefined;
   busyMarks?.unref();
