@@ -21,13 +21,17 @@ export async function appendOutbox(db: Executor, messages: OutboxMessage[]): Pro
 
 /**
  * Locks up to `limit` unpublished rows, oldest first, skipping rows another relay holds. Call it
- * in a transaction: it makes the planner walk the partial index in id order for this transaction.
+ * in a transaction: it makes the planner walk the partial index in id order for this transaction,
+ * and its commit asynchronous.
  * Without that, right after a burst (statistics not yet analyzed) it chose a bitmap scan of every
  * unpublished row and a sort of them all, payloads included: 250-300 ms per claim at a backlog of
  * 100,000, against 2 ms.
  */
 export async function claimUnpublished(db: Executor, limit: number): Promise<ClaimedMessage[]> {
-  await sql`select set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`.execute(db);
+  // Losing the commit of the claim's transaction to a database crash only republishes its batch,
+  // which consumers tolerate (same ids, at least once); not waiting for the WAL flush saves a
+  // disk sync per batch. Set with the planner's settings: one round trip.
+  await sql`select set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true), set_config('synchronous_commit', 'off', true)`.execute(db);
   const rows = await db
     .selectFrom('outbox')
     .select(['id', 'event_id', 'subject', 'payload'])
@@ -122,9 +126,6 @@ export function outboxSource(db: import('kysely').Kysely<import('./schema.js').S
   return {
     async withClaimed(limit: number, fn: (messages: OutboxMessage[]) => Promise<BatchOutcome>): Promise<{ claimed: number; published: number; deadLettered: number }> {
       return db.transaction().execute(async (trx) => {
-        // Losing this commit to a database crash only republishes the batch, which consumers
-        // tolerate (same ids, at least once); not waiting for the WAL flush saves a disk sync per batch.
-        await sql`select set_config('synchronous_commit', 'off', true)`.execute(trx);
         const claimed = await claimUnpublished(trx, limit);
         if (claimed.length === 0) return { claimed: 0, published: 0, deadLettered: 0 };
         const outcome = await fn(claimed);

@@ -37,6 +37,13 @@ export type CatalogRefresh = 'present' | 'absent' | 'unchanged';
  * into one repository, the first event handled brings the entry up to date for the rest).
  */
 export async function refreshCatalogEntry(db: Kysely<Schema>, name: string): Promise<CatalogRefresh> {
+  // First without the lock and transaction (one round trip instead of five): a snapshot that
+  // shows the entry at the repository's change number holds every change committed before it,
+  // the one being handled included, and a refresh under way can only move it later.
+  const current = await sql`
+    select 1 from repositories r join catalog_entries c on c.repository_id = r.id
+     where r.name = ${name} and c.change_seq = r.change_seq`.execute(db);
+  if (current.rows.length > 0) return 'unchanged';
   return underRepositoryLock(db, LOCK_CATALOG, name, async (trx) => {
     const current = await sql<{ id: number; change_seq: number; entry_seq: number | null }>`
       select r.id, r.change_seq, c.change_seq as entry_seq
