@@ -336,6 +336,33 @@ describe("the relays' pace while an API node serves requests (events.busyrate)",
     assert.equal(await relay.drain(), 0);
   });
 
+  it('Activity wakes its listeners on the first request after a look that found it idle, not on the ones after', () => {
+    const activity = new Activity();
+    let wakes = 0;
+    activity.onWake(() => wakes++);
+    activity.enter();
+    assert.equal(wakes, 1, 'the first request ever wakes');
+    activity.enter();
+    activity.leave();
+    activity.leave();
+    activity.enter();
+    activity.leave();
+    assert.equal(wakes, 1, 'requests before the next look do not');
+    assert.equal(activity.busySinceLastLook(), true);
+    activity.enter();
+    activity.leave();
+    assert.equal(wakes, 1, 'nor after a look that found requests');
+    assert.equal(activity.busySinceLastLook(), true);
+    assert.equal(activity.busySinceLastLook(), false);
+    activity.enter();
+    assert.equal(wakes, 2, 'the first after an idle look does');
+    assert.equal(activity.busySinceLastLook(), true, 'still in progress');
+    activity.leave();
+    assert.equal(activity.busySinceLastLook(), false);
+    activity.enter();
+    assert.equal(wakes, 3);
+  });
+
   it('a request in progress marks the cluster busy; health probes and scrapes do not', { timeout: 60_000 }, async () => {
     await setPace('-infinity', '-infinity');
     // Probes for more than two marking periods (1 s each): none may mark.

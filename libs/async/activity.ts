@@ -7,10 +7,22 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 export class Activity {
   private inFlight = 0;
   private enteredSinceLook = false;
+  private idleAtLastLook = true;
+  private readonly wakeListeners: Array<() => void> = [];
 
   enter(): void {
+    const waking = this.idleAtLastLook && !this.enteredSinceLook && this.inFlight === 0;
     this.inFlight++;
     this.enteredSinceLook = true;
+    if (waking) for (const listener of this.wakeListeners) listener();
+  }
+
+  /**
+   * Called on the first request after a look that found the node idle (and on the first ever):
+   * what a periodic look would only see up to one period later.
+   */
+  onWake(listener: () => void): void {
+    this.wakeListeners.push(listener);
   }
 
   leave(): void {
@@ -25,6 +37,7 @@ export class Activity {
   busySinceLastLook(): boolean {
     const was = this.enteredSinceLook || this.inFlight > 0;
     this.enteredSinceLook = false;
+    this.idleAtLastLook = !was;
     return was;
   }
 }

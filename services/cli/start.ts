@@ -62,17 +62,23 @@ export function startRelay(config: Config, parts: Parts, logger: Logger, activit
   });
   // One mark at a time: a stalled PostgreSQL must not collect one waiting statement a second.
   let marking = false;
+  const markBusy = () => {
+    if (marking) return;
+    marking = true;
+    outbox
+      .markRelaysBusy(db, 2 * BUSY_MARK_MS)
+      .catch((err) => logger.debug({ err }, 'cluster not marked busy for the relays'))
+      .finally(() => {
+        marking = false;
+      });
+  };
+  // The first request after an idle period marks at once: a drain already running would
+  // otherwise go unpaced for up to a period while requests wait.
+  if (activity && rate > 0) activity.onWake(markBusy);
   const busyMarks =
     activity && rate > 0
       ? setInterval(() => {
-          if (marking || !activity.busySinceLastLook()) return;
-          marking = true;
-          outbox
-            .markRelaysBusy(db, 2 * BUSY_MARK_MS)
-            .catch((err) => logger.debug({ err }, 'cluster not marked busy for the relays'))
-            .finally(() => {
-              marking = false;
-            });
+          if (activity.busySinceLastLook()) markBusy();
         }, BUSY_MARK_MS)
       : undefined;
   busyMarks?.unref();
