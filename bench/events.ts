@@ -5,13 +5,13 @@
 // - commit -> NATS subscriber latency at a steady rate of manifest PUTs (cluster);
 // - read-model lag: a tag PUT at a steady 100/s until it is in the manifest listing (cluster);
 // - manifest GET by tag with pull events on against off (A/B interleaved).
-// Usage: npm run bench:events [-- --backlog N] [--backlog-tags read|others] [--rate N] [--seconds N] [--port-base P] [--only embedded|cluster]
+// Usage: npm run bench:events [-- --backlog N] [--backlog-tags read|others] [--rate N] [--seconds N] [--port-base P] [--only embedded|cluster] [--split-cpus]
 // --backlog-tags: the backlog's pushes name the tag the GETs read (default, the worst case for the
 // manifest cache: every event drops the entry being read) or other tags of the same repository.
 // Cluster needs PostgreSQL (WHARF_BENCH_DATABASE_URL) and NATS (WHARF_BENCH_NATS_URL).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
@@ -37,6 +37,7 @@ const RATE = Number(arg('rate', '500'));
 const SECONDS = Number(arg('seconds', '10'));
 const PORT_BASE = Number(arg('port-base', '22000'));
 const ONLY = arg('only', 'both');
+const SPLIT_CPUS = process.argv.includes('--split-cpus');
 const serverUrl = process.env.WHARF_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const natsUrl = process.env.WHARF_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const ACCEPT = { accept: 'application/vnd.oci.image.manifest.v1+json' };
@@ -52,6 +53,39 @@ const load = () =>
     .join(' ');
 const fmt = (n: number, d = 0) => n.toFixed(d);
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+/**
+ * --split-cpus (cluster, the idle round and the drain only): the GET node and this process (the
+ * load generator) on CPU 0; the worker, the other node, nats-server and PostgreSQL on CPU 1, as a
+ * deployment that gives the pipeline machines of its own has it. Needs taskset and the right to
+ * set the affinity of the services; `restore` gives every process all CPUs back (os.cpus(), not
+ * availableParallelism(): that counts this process's own affinity, CPU 0 by then).
+ */
+function splitCpus(getSide: number[], pipelineSide: number[]): { restore(): void } {
+  const services = ['nats-server', 'postgres'].flatMap((name) => {
+    try {
+      return execFileSync('pgrep', ['-x', name], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  });
+  const pin = (pids: number[], cpus: string) => {
+    for (const pid of pids) execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
+  };
+  pin(getSide, '0');
+  pin([...pipelineSide, ...services], '1');
+  return {
+    restore() {
+      for (const pid of [...getSide, ...pipelineSide, ...services]) {
+        try {
+          pin([pid], `0-${cpus().length - 1}`);
+        } catch {
+          // ended meanwhile
+        }
+      }
+    },
+  };
+}
 
 async function getLoad(url: string, seconds: number): Promise<{ rps: number; p99: number; p50: number }> {
   const r = await autocannon({ url, method: 'GET', headers: ACCEPT, connections: 16, duration: seconds });
@@ -289,11 +323,18 @@ async function cluster(data: Dataset): Promise<void> {
     );
     unsubscribe();
 
-    const idle = await getLoad(`${on.base}${path}`, 5);
-    const drain = await drainUnderLoad(dbUrl.toString(), `${on.base}${path}`);
+    const split = SPLIT_CPUS ? splitCpus([process.pid, on.pid], [worker.pid!, off.pid]) : undefined;
+    let idle: { rps: number; p99: number };
+    let drain: Awaited<ReturnType<typeof drainUnderLoad>>;
+    try {
+      idle = await getLoad(`${on.base}${path}`, 5);
+      drain = await drainUnderLoad(dbUrl.toString(), `${on.base}${path}`);
+    } finally {
+      split?.restore();
+    }
     out('| mode | backlog | drain s | events/s | idle GET p99 ms | GET p99 ms while draining (3 s rounds) | worst / idle | GET req/s idle / draining |');
     out('|---|---:|---:|---:|---:|---|---:|---|');
-    reportDrain('cluster (relays of 2 nodes + worker)', idle, drain);
+    reportDrain(`cluster (relays of 2 nodes + worker)${SPLIT_CPUS ? ', GETs on CPU 0, the rest on CPU 1' : ''}`, idle, drain);
     out(`\n(load average after: ${load()})`);
   } finally {
     await bus?.close();
