@@ -7,11 +7,13 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 export class Activity {
   private inFlight = 0;
   private enteredSinceLook = false;
-  private idleAtLastLook = true;
+  /** The last look found no request, and none came since (true before the first look). */
+  private idleSinceLook = true;
   private readonly wakeListeners: Array<() => void> = [];
 
   enter(): void {
-    const waking = this.idleAtLastLook && !this.enteredSinceLook && this.inFlight === 0;
+    const waking = this.idleSinceLook;
+    this.idleSinceLook = false;
     this.inFlight++;
     this.enteredSinceLook = true;
     if (waking) for (const listener of this.wakeListeners) listener();
@@ -37,7 +39,7 @@ export class Activity {
   busySinceLastLook(): boolean {
     const was = this.enteredSinceLook || this.inFlight > 0;
     this.enteredSinceLook = false;
-    this.idleAtLastLook = !was;
+    this.idleSinceLook = !was;
     return was;
   }
 }
